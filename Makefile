@@ -1,0 +1,43 @@
+# Two commands from a fresh clone on Debian 12 (as root):
+#   make demo   installs what it needs and runs the demo alliance on http://127.0.0.1:8000
+#   make test   installs what it needs and runs the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BUILD := .build
+NODE_PREFIX := $(BUILD)/node
+PROXY := $(NODE_PREFIX)/node_modules/.bin/configurable-http-proxy
+# Debian packages: the workspace sandbox, Node.js for the proxy, and what the tests drive for real.
+DEMO_DEBS := bubblewrap util-linux nodejs npm python3-venv
+TEST_DEBS := $(DEMO_DEBS) chromium prometheus
+
+.PHONY: demo test install install-test clean
+
+demo: install
+	$(VENV)/bin/gpu-commons demo --proxy-command $(abspath $(PROXY))
+
+test: install-test
+	$(VENV)/bin/python -m pytest -ra $(PYTEST_ARGS)
+
+install: $(BUILD)/debs-demo.stamp $(VENV)/.installed $(PROXY)
+install-test: $(BUILD)/debs-test.stamp $(VENV)/.installed-test $(PROXY)
+
+$(BUILD)/debs-%.stamp:
+	mkdir -p $(BUILD)
+	scripts/install-debs.sh $(if $(filter test,$*),$(TEST_DEBS),$(DEMO_DEBS))
+	touch $@
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+$(PROXY):
+	npm install --silent --prefix $(NODE_PREFIX) configurable-http-proxy@4
+
+clean:
+	rm -rf $(VENV) $(BUILD) data

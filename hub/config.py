@@ -1,0 +1,148 @@
+"""Everything the hub needs, built from the alliance file and a data directory.
+
+`hub/jupyterhub_config.py` calls :func:`configure_hub` with the settings that
+`gpu-commons hub` put in the environment, so the same code serves the demo, the
+tests and a production server.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub.groups import hub_groups, hub_roles
+from hub.passwords import password_file
+from quota.alliance import load_alliance
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    alliance: Path
+    data_dir: Path
+    ip: str = "127.0.0.1"
+    port: int = 8000
+    hub_api_port: int = 8081
+    proxy_api_port: int = 8001
+    quota_port: int = 8181
+    proxy_command: str = ""
+
+    @classmethod
+    def from_environment(cls, env=os.environ) -> "HubSettings":
+        def number(name: str, default: int) -> int:
+            value = env.get(name, str(default))
+            if not value.isdigit():
+                raise SystemExit(f"{name}={value!r} is not a port number; set it to e.g. {default}")
+            return int(value)
+
+        if "GPU_COMMONS_ALLIANCE" not in env:
+            raise SystemExit("GPU_COMMONS_ALLIANCE is not set; start the hub with `gpu-commons hub --alliance FILE`")
+        return cls(
+            alliance=Path(env["GPU_COMMONS_ALLIANCE"]).resolve(),
+            data_dir=Path(env.get("GPU_COMMONS_DATA_DIR", "data")).resolve(),
+            ip=env.get("GPU_COMMONS_HUB_IP", "127.0.0.1"),
+            port=number("GPU_COMMONS_HUB_PORT", 8000),
+            hub_api_port=number("GPU_COMMONS_HUB_API_PORT", 8081),
+            proxy_api_port=number("GPU_COMMONS_PROXY_API_PORT", 8001),
+            quota_port=number("GPU_COMMONS_QUOTA_PORT", 8181),
+            proxy_command=env.get("GPU_COMMONS_PROXY_COMMAND", ""),
+        )
+
+
+def read_or_create_secret(path: Path) -> str:
+    """A token kept in the data directory, readable by the hub's user only."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token)
+    return token
+
+
+def quota_token_path(data_dir: Path) -> Path:
+    return Path(data_dir) / "secrets" / "quota-service.token"
+
+
+def prometheus_token_path(data_dir: Path) -> Path:
+    return Path(data_dir) / "secrets" / "prometheus.token"
+
+
+def find_proxy_command(configured: str) -> str:
+    candidates = [configured, shutil.which("configurable-http-proxy") or ""]
+    candidates.append(str(Path.cwd() / ".build" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"))
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise SystemExit(
+        "configurable-http-proxy was not found; install it with "
+        "`npm install --prefix .build/node configurable-http-proxy` or set GPU_COMMONS_PROXY_COMMAND"
+    )
+
+
+def configure_hub(c, settings: HubSettings) -> None:
+    from hub.auth import AllianceAuthenticator
+    from spawner.backends import LocalQuotaSpawner
+
+    alliance = load_alliance(settings.alliance)
+    data = settings.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    quota_token = read_or_create_secret(quota_token_path(data))
+    prometheus_token = read_or_create_secret(prometheus_token_path(data))
+    quota_url = f"http://127.0.0.1:{settings.quota_port}"
+
+    c.JupyterHub.bind_url = f"http://{settings.ip}:{settings.port}"
+    c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{settings.hub_api_port}"
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
+    c.ConfigurableHTTPProxy.command = [find_proxy_command(settings.proxy_command)]
+    c.ConfigurableHTTPProxy.pid_file = str(data / "proxy.pid")
+    c.JupyterHub.db_url = f"sqlite:///{data / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(data / "secrets" / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(data / "jupyterhub.pid")
+    c.JupyterHub.allow_named_servers = False
+
+    c.JupyterHub.authenticator_class = AllianceAuthenticator
+    c.AllianceAuthenticator.password_file = str(password_file(data))
+    c.Authenticator.allowed_users = set(alliance.accounts())
+    c.JupyterHub.load_groups = hub_groups(alliance)
+    c.JupyterHub.load_roles = hub_roles(alliance) + [
+        {
+            "name": "quota-service",
+            "description": "The quota service reads users and servers to reconcile leases",
+            "scopes": ["list:users", "read:users", "read:servers", "read:groups"],
+            "services": ["quota"],
+        },
+        {"name": "prometheus", "description": "Scrapes /hub/metrics", "scopes": ["read:metrics"], "services": ["prometheus"]},
+    ]
+    c.JupyterHub.services = [
+        {
+            "name": "quota",
+            "display": False,
+            "url": quota_url,
+            "api_token": quota_token,
+            "command": [sys.executable, "-m", "quota", "serve"],
+            "environment": {
+                "GPU_COMMONS_ALLIANCE": str(settings.alliance),
+                "GPU_COMMONS_DATA_DIR": str(data / "quota"),
+                "PYTHONUNBUFFERED": "1",
+            },
+        },
+        {"name": "prometheus", "api_token": prometheus_token},
+    ]
+
+    c.JupyterHub.spawner_class = LocalQuotaSpawner
+    c.LocalQuotaSpawner.homes_dir = str(data / "homes")
+    c.LocalQuotaSpawner.alliance_file = str(settings.alliance)
+    c.LocalQuotaSpawner.quota_url = quota_url
+    c.LocalQuotaSpawner.quota_api_token = quota_token
+    c.Spawner.http_timeout = 90  # JupyterLab may take a while on a busy 2-core server
+
+    if any(pool.simulated for pool in alliance.pools):
+        c.JupyterHub.template_vars = {
+            "announcement": "Simulated GPUs: this server has no real GPU. Bookings work as in production; "
+            "code cannot use CUDA here."
+        }

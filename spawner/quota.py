@@ -1,0 +1,314 @@
+"""QuotaSpawnerMixin: no workspace without a lease from the quota service.
+
+Mixed in front of any JupyterHub spawner (the sandboxed local one here; DockerSpawner
+and KubeSpawner later)::
+
+    class LocalQuotaSpawner(QuotaSpawnerMixin, SandboxedLocalSpawner): ...
+
+The life of a spawn:
+1. the profile form (or ``user_options['profile']``) names a profile of the alliance;
+2. the student's school comes from their JupyterHub group's properties;
+3. a lease is requested; while it is queued the spawn page shows the queue position,
+   and the workspace starts by itself once the lease is granted;
+4. the assigned device goes into ``CUDA_VISIBLE_DEVICES`` / ``NVIDIA_VISIBLE_DEVICES``;
+5. the lease is released when the server stops, and the server is stopped when the
+   lease expires.
+Any failure before the workspace is up releases the lease, so none leaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime, timezone
+
+from traitlets import Any, Bool, Float, List, Unicode, default
+
+from quota.alliance import Alliance, AllianceError, load_alliance
+from spawner.form import render_profile_form
+from spawner.quota_client import Lease, QuotaClient, QuotaRejected, QuotaUnavailable
+
+
+class SpawnRefused(RuntimeError):
+    """A spawn that cannot go ahead; ``str()`` is the message the student sees."""
+
+
+class QuotaSpawnerMixin:
+    quota_url = Unicode(
+        "http://127.0.0.1:8181",
+        help="""Base URL of the quota service.
+
+        Example::
+
+            c.QuotaSpawnerMixin.quota_url = "http://127.0.0.1:8181"
+        """,
+    ).tag(config=True)
+
+    quota_api_token = Unicode(
+        help="API token the hub sends to the quota service (the service's own JupyterHub API token).",
+    ).tag(config=True)
+
+    alliance_file = Unicode(
+        help="""Path of the alliance YAML file; its profiles fill the spawn form.
+
+        Example::
+
+            c.QuotaSpawnerMixin.alliance_file = "/srv/gpu-commons/alliance.yaml"
+        """,
+    ).tag(config=True)
+
+    quota_request_timeout = Float(
+        10.0,
+        help="Seconds to wait for one answer of the quota service before telling the student it is not answering.",
+    ).tag(config=True)
+
+    queue_poll_interval = Float(
+        2.0,
+        help="Seconds between two checks of a queued lease (each check is also the lease's heartbeat).",
+    ).tag(config=True)
+
+    # Kept across hub restarts through get_state() / load_state().
+    lease_id = Unicode("")
+    lease_expires_at = Unicode("")
+    # Only for the lifetime of one start.
+    _events = List()
+    _start_done = Bool(False)
+    _lease = Any(None)
+    _withdrawal = Any(None)  # keeps the background withdrawal task referenced
+
+    @default("start_timeout")
+    def _queue_aware_start_timeout(self):
+        # Waiting in the queue happens inside start(): give it the student's patience.
+        return 15 * 60
+
+    @default("poll_interval")
+    def _lease_aware_poll_interval(self):
+        # poll() also enforces the lease's end, so look more often than the hub's 30 s.
+        return 10
+
+    @default("options_form")
+    def _profile_options_form(self):
+        return self._render_options_form
+
+    # -- collaborators -------------------------------------------------------------
+
+    _alliance = Any(None)
+
+    @property
+    def alliance(self) -> Alliance:
+        if self._alliance is None:
+            self._alliance = load_alliance(self.alliance_file)
+        return self._alliance
+
+    @property
+    def quota(self) -> QuotaClient:
+        return QuotaClient(self.quota_url, self.quota_api_token, self.quota_request_timeout, self.log)
+
+    # -- the form ------------------------------------------------------------------
+
+    async def _render_options_form(self, spawner) -> str:
+        try:
+            inventory = await self.quota.inventory()
+        except (QuotaUnavailable, QuotaRejected):
+            inventory = None  # the form still works; start() reports the outage
+        return render_profile_form(self.alliance.profiles, inventory)
+
+    def options_from_form(self, formdata):
+        profile = (formdata.get("profile") or [""])[0]
+        self._check_profile(profile)
+        self._school()  # a student in no school learns it on the form, before anything starts
+        return {"profile": profile}
+
+    def _check_profile(self, profile_id: str):
+        try:
+            return self.alliance.profile(profile_id)
+        except KeyError:
+            choices = ", ".join(p.id for p in self.alliance.profiles)
+            raise SpawnRefused(f"Unknown profile '{profile_id}'. Choose one of: {choices}.") from None
+
+    def _school(self) -> tuple[str, str]:
+        for group in self.user.groups:
+            properties = group.properties or {}
+            if properties.get("school_id"):
+                return properties["school_id"], properties.get("tier", "")
+        raise SpawnRefused(
+            f"Your account '{self.user.name}' is not registered with any school, so no GPU time can be booked "
+            "for it. Please ask your teacher to add you to your school's class list."
+        )
+
+    # -- progress shown on the spawn page -------------------------------------------
+
+    def _report(self, progress: int, message: str) -> None:
+        self.log.info("%s: %s", self._log_name, message)
+        self._events.append({"progress": progress, "message": message})
+
+    async def progress(self):
+        sent = 0
+        while True:
+            while sent < len(self._events):
+                yield self._events[sent]
+                sent += 1
+            if self._start_done:
+                break
+            await asyncio.sleep(0.5)
+
+    # -- start / stop / poll ----------------------------------------------------------
+
+    async def start(self):
+        self._events = []
+        self._start_done = False
+        self._lease = None
+        try:
+            lease = await self._obtain_lease()
+            self._report(60, self._granted_message(lease))
+            try:
+                return await super().start()
+            except Exception:
+                self.log.exception("%s: the workspace did not start; releasing lease %s", self._log_name, lease.id)
+                await super().stop(now=True)
+                await self._release_lease()
+                raise
+        finally:
+            self._start_done = True
+
+    async def _obtain_lease(self) -> Lease:
+        profile = self._check_profile(self.user_options.get("profile", ""))
+        school, _tier = self._school()
+        key = f"{self.user.name}-{self.name or 'default'}-{uuid.uuid4().hex}"
+        self._report(5, f"Asking for {profile.display_name}…")
+        try:
+            lease = await self.quota.request_lease(self.user.name, school, profile.id, key)
+        except QuotaUnavailable:
+            await self._forget_request(key)
+            raise
+        except QuotaRejected as exc:
+            raise SpawnRefused(f"The request was not accepted: {exc}") from None
+        self.lease_id = lease.id
+        try:
+            while lease.state == "queued":
+                self._report(10, self._queued_message(lease))
+                await asyncio.sleep(self.queue_poll_interval)
+                lease = await self.quota.get_lease(lease.id) or lease
+            if lease.state != "granted":
+                raise SpawnRefused(lease.reason or f"Your request for {profile.display_name} was not granted.")
+        except BaseException:
+            # Refused, timed out, cancelled or the service went away while queued: give the place back.
+            await self._release_lease()
+            raise
+        self.lease_expires_at = lease.expires_at.isoformat() if lease.expires_at else ""
+        self._lease = lease
+        return lease
+
+    cleanup_retry_seconds = Float(
+        600.0,
+        help="How long to keep trying to withdraw a lease request whose answer never came back.",
+    ).tag(config=True)
+
+    async def _forget_request(self, key: str) -> None:
+        """The request may have reached the service before the error: withdraw it by key,
+        in the background and until the service answers, so a late grant cannot leak."""
+
+        async def withdraw():
+            deadline = asyncio.get_running_loop().time() + self.cleanup_retry_seconds
+            while True:
+                try:
+                    await self.quota.release_by_key(key)
+                    self.log.info("%s: withdrew lease request %s", self._log_name, key)
+                    return
+                except QuotaRejected:
+                    return
+                except QuotaUnavailable:
+                    if asyncio.get_running_loop().time() > deadline:
+                        self.log.error("%s: gave up withdrawing lease request %s", self._log_name, key)
+                        return
+                    await asyncio.sleep(5)
+
+        self._withdrawal = asyncio.ensure_future(withdraw())
+
+    async def _release_lease(self) -> None:
+        lease_id, self.lease_id, self.lease_expires_at = self.lease_id, "", ""
+        if not lease_id:
+            return
+        try:
+            await self.quota.release_lease(lease_id)
+            self.log.info("%s: released lease %s", self._log_name, lease_id)
+        except (QuotaUnavailable, QuotaRejected):
+            self.log.error("%s: could not release lease %s; it ends at its expiry", self._log_name, lease_id)
+
+    async def stop(self, now=False):
+        try:
+            await super().stop(now=now)
+        finally:
+            await self._release_lease()
+
+    async def poll(self):
+        status = await super().poll()
+        if status is None and self._lease_expired():
+            self.log.info("%s: lease %s has ended; stopping the workspace", self._log_name, self.lease_id)
+            await super().stop()
+            return 0
+        return status
+
+    def _lease_expired(self) -> bool:
+        if not self.lease_expires_at:
+            return False
+        return datetime.now(timezone.utc) >= datetime.fromisoformat(self.lease_expires_at)
+
+    # -- what the workspace gets --------------------------------------------------------
+
+    def get_env(self):
+        env = super().get_env()
+        lease = self._lease
+        if lease is None:
+            return env
+        if lease.device:
+            env["CUDA_VISIBLE_DEVICES"] = lease.device
+            env["NVIDIA_VISIBLE_DEVICES"] = lease.device
+        else:  # a CPU lease: hide every GPU rather than expose all of them
+            env["CUDA_VISIBLE_DEVICES"] = ""
+            env["NVIDIA_VISIBLE_DEVICES"] = "void"
+        env["GPU_COMMONS_LEASE_ID"] = lease.id
+        env["GPU_COMMONS_PROFILE"] = lease.profile
+        env["GPU_COMMONS_LEASE_EXPIRES_AT"] = self.lease_expires_at
+        env["GPU_COMMONS_GPU_SIMULATED"] = "1" if lease.simulated else "0"
+        return env
+
+    def get_state(self):
+        state = super().get_state()
+        if self.lease_id:
+            state["lease_id"] = self.lease_id
+            state["lease_expires_at"] = self.lease_expires_at
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.lease_id = state.get("lease_id", "")
+        self.lease_expires_at = state.get("lease_expires_at", "")
+
+    def clear_state(self):
+        super().clear_state()
+        # lease_id is kept on purpose: stop() still has to release it after the process is gone.
+
+    # -- messages -------------------------------------------------------------------------
+
+    @property
+    def _log_name(self) -> str:
+        return f"{self.user.name}/{self.name or 'default'}"
+
+    @staticmethod
+    def _queued_message(lease: Lease) -> str:
+        position = lease.queue_position or "?"
+        return (
+            f"All GPUs of this kind are in use. You are number {position} in the queue; "
+            "keep this page open and your workspace will start by itself."
+        )
+
+    @staticmethod
+    def _granted_message(lease: Lease) -> str:
+        if not lease.device:
+            return "Starting a CPU workspace…"
+        simulated = " (simulated GPU: this server has no real GPU)" if lease.simulated else ""
+        return f"GPU granted: {lease.device} on {lease.pool}{simulated}. Starting your workspace…"
+
+
+__all__ = ["QuotaSpawnerMixin", "SpawnRefused", "AllianceError"]

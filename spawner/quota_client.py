@@ -1,0 +1,108 @@
+"""Talk to the quota service: request, poll and release leases.
+
+Every failure is turned into :class:`QuotaUnavailable` with a sentence a student can
+read; the technical cause goes to the hub log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import httpx
+
+STUDENT_RETRY_MESSAGE = (
+    "The GPU booking service is not answering right now, so no workspace was started. "
+    "Please try again in a minute; if it keeps happening, tell your teacher."
+)
+
+
+class QuotaUnavailable(RuntimeError):
+    """The quota service could not be reached or answered with an error."""
+
+
+class QuotaRejected(ValueError):
+    """The quota service rejected the request as invalid (4xx); ``str()`` is its message."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    id: str
+    state: str
+    profile: str
+    pool: str | None
+    device: str | None
+    unit_kind: str | None
+    simulated: bool
+    expires_at: datetime | None
+    queue_position: int | None
+    reason: str | None
+
+    @classmethod
+    def from_api(cls, body: dict) -> "Lease":
+        expires = body.get("expires_at")
+        return cls(
+            id=body["id"],
+            state=body["state"],
+            profile=body.get("profile", ""),
+            pool=body.get("pool"),
+            device=body.get("device"),
+            unit_kind=body.get("unit_kind"),
+            simulated=bool(body.get("simulated")),
+            expires_at=datetime.fromisoformat(expires) if expires else None,
+            queue_position=body.get("queue_position"),
+            reason=body.get("reason"),
+        )
+
+
+class QuotaClient:
+    def __init__(self, base_url: str, token: str, timeout: float, log):
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"token {token}"}
+        self._timeout = timeout
+        self._log = log
+
+    async def _call(self, method: str, path: str, **kwargs) -> dict | list | None:
+        try:
+            async with httpx.AsyncClient(timeout=self._timeout, headers=self._headers) as client:
+                response = await client.request(method, f"{self._base_url}{path}", **kwargs)
+        except httpx.HTTPError as exc:
+            self._log.error("quota service %s %s failed: %r", method, path, exc)
+            raise QuotaUnavailable(STUDENT_RETRY_MESSAGE) from exc
+        if response.status_code == 404:
+            return None
+        if 400 <= response.status_code < 500:
+            detail = _detail(response)
+            self._log.warning("quota service rejected %s %s: %s", method, path, detail)
+            raise QuotaRejected(detail)
+        if response.status_code >= 500:
+            self._log.error("quota service %s %s answered %s: %s", method, path, response.status_code, response.text[:500])
+            raise QuotaUnavailable(STUDENT_RETRY_MESSAGE)
+        return response.json()
+
+    async def request_lease(self, user: str, school: str, profile: str, idempotency_key: str) -> Lease:
+        body = {"user": user, "school": school, "profile": profile, "idempotency_key": idempotency_key}
+        return Lease.from_api(await self._call("POST", "/api/leases", json=body))
+
+    async def get_lease(self, lease_id: str) -> Lease | None:
+        body = await self._call("GET", f"/api/leases/{lease_id}")
+        return Lease.from_api(body) if body else None
+
+    async def release_lease(self, lease_id: str) -> None:
+        await self._call("DELETE", f"/api/leases/{lease_id}")
+
+    async def release_by_key(self, idempotency_key: str) -> None:
+        await self._call("DELETE", f"/api/leases/by-key/{idempotency_key}")
+
+    async def inventory(self) -> dict:
+        return await self._call("GET", "/api/inventory") or {}
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        return response.text[:300]
+    if isinstance(detail, list):  # FastAPI's validation errors
+        return "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail)
+    return str(detail)
