@@ -33,7 +33,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Tier(_Strict):
+class _Limits(_Strict):
+    """Fair-share limits a tier sets for its schools and a school may override (all optional)."""
+
+    borrowing_limit_gpus: float | None = Field(
+        None, ge=0, description="GPUs a school may hold beyond its guaranteed share when they idle; empty = no cap."
+    )
+    budget_gpu_hours: float | None = Field(
+        None, ge=0, description="GPU-hours a school may use per budget period (rolling); empty = unlimited."
+    )
+    student_budget_gpu_hours: float | None = Field(
+        None, ge=0, description="GPU-hours one student may use per budget period (rolling); empty = unlimited."
+    )
+    max_sessions_per_student: int | None = Field(
+        None, ge=1, description="Workspaces one student may have running or waiting at once; empty = no cap."
+    )
+
+
+class Tier(_Limits):
     weight: float = Field(1.0, gt=0, description="Fair-share weight of every school in this tier (> 0).")
     description: str = ""
 
@@ -76,13 +93,42 @@ class Profile(_Strict):
     mem_limit: str | None = None
 
 
-class School(_Strict):
+class School(_Limits):
     id: str = Field(pattern=ID_PATTERN)
     name: str = ""
     tier: str
     weight: float | None = Field(None, gt=0, description="Overrides the tier's weight for this school.")
+    guaranteed_share: float | None = Field(
+        None, gt=0, le=1,
+        description="Fraction of the alliance's GPUs guaranteed to this school; empty = derived from the weights.",
+    )
     students: list[str] = []
     teachers: list[str] = []
+
+
+class ClassReservation(_Strict):
+    """A teacher's booking: GPU units of one pool held for a school (or one class of it)."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    pool: str
+    school: str
+    group: str | None = Field(None, description="The class (JupyterHub group); empty = the whole school.")
+    slices: int = Field(ge=1, description="Units held: whole GPUs, or MIG slices on a fully sliced pool.")
+    start: float = Field(description="Start, in seconds (Unix time; the trace's clock in the simulator).")
+    end: float = Field(description="End, in seconds; must be after start.")
+
+
+class FairShareSettings(_Strict):
+    """Knobs of the fair-share allocator (quota.fairshare); every one has a default."""
+
+    half_life_minutes: float = Field(60, gt=0, description="Past usage counts half after this long.")
+    entry_penalty_minutes: float = Field(
+        10, ge=0, description="Usage charged when a session starts, so a burst cannot take the whole pool."
+    )
+    min_runtime_minutes: float = Field(10, ge=0, description="A borrowed session runs at least this long.")
+    warning_minutes: float = Field(2, ge=0, description="Warning before a borrowed session is stopped.")
+    max_lease_minutes: float = Field(240, gt=0, description="A lease is renewed after this only if nobody better waits.")
+    budget_period_days: float = Field(7, gt=0, description="Rolling window of the GPU-hour budgets.")
 
 
 class Alliance(_Strict):
@@ -92,6 +138,8 @@ class Alliance(_Strict):
     profiles: list[Profile] = []
     schools: list[School]
     staff: list[str] = Field([], description="Alliance staff accounts: set quotas, read all usage.")
+    reservations: list[ClassReservation] = []
+    fairshare: FairShareSettings = FairShareSettings()
 
     @field_validator("tiers")
     @classmethod
@@ -124,6 +172,25 @@ class Alliance(_Strict):
                 seen[account] = school.id
         for account in self.staff:
             _check_account(account)
+        _unique("reservations", [r.id for r in self.reservations])
+        pools = {p.id: p for p in self.pools}
+        schools = {s.id for s in self.schools}
+        for index, res in enumerate(self.reservations):
+            where = f"reservations[{index}] ({res.id})"
+            if res.pool not in pools:
+                raise ValueError(f"{where} names pool {res.pool!r}, which is not under 'pools'; use one of {sorted(pools)}")
+            if res.school not in schools:
+                raise ValueError(f"{where} names school {res.school!r}, which is not under 'schools'; add it or fix the id")
+            units = reservable_units(pools[res.pool])
+            if res.slices > units:
+                raise ValueError(
+                    f"{where} asks for {res.slices} units but pool {res.pool} has {units}; reserve at most {units}"
+                )
+            if res.end <= res.start:
+                raise ValueError(f"{where} ends ({res.end:g}) before it starts ({res.start:g}); swap or fix the times")
+        shares = sum(s.guaranteed_share or 0 for s in self.schools)
+        if shares > 1 + 1e-9:
+            raise ValueError(f"the schools' guaranteed_share values add up to {shares:.3f}; they must total at most 1")
         return self
 
     # -- lookups used by the hub and the service -------------------------------------
@@ -149,6 +216,11 @@ class Alliance(_Strict):
     def weight_of(self, school: School) -> float:
         return school.weight if school.weight is not None else self.tiers[school.tier].weight
 
+    def limit_of(self, school: School, name: str):
+        """A fair-share limit of the school, falling back to its tier's (None = unlimited)."""
+        value = getattr(school, name)
+        return value if value is not None else getattr(self.tiers[school.tier], name)
+
     def accounts(self) -> dict[str, str]:
         """Every account with its role: student, teacher or staff."""
         roles: dict[str, str] = {}
@@ -157,6 +229,13 @@ class Alliance(_Strict):
             roles.update({name: "teacher" for name in school.teachers})
         roles.update({name: "staff" for name in self.staff})
         return roles
+
+
+def reservable_units(pool: Pool) -> int:
+    """Units a reservation on the pool counts in: its whole GPUs, or its MIG slices when
+    every GPU of the pool is sliced."""
+    whole = pool.gpus - pool.sliced_gpus
+    return whole if whole else pool.sliced_gpus * pool.slices_per_gpu
 
 
 def _unique(what: str, ids: list[str]) -> None:

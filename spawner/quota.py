@@ -22,18 +22,33 @@ import asyncio
 import uuid
 from datetime import datetime, timezone
 
+from tornado import web
 from traitlets import Any, Bool, Float, List, Unicode, default
+from traitlets.config import LoggingConfigurable
 
 from quota.alliance import Alliance, AllianceError, load_alliance
 from spawner.form import render_profile_form
 from spawner.quota_client import Lease, QuotaClient, QuotaRejected, QuotaUnavailable
 
 
-class SpawnRefused(RuntimeError):
-    """A spawn that cannot go ahead; ``str()`` is the message the student sees."""
+class SpawnRefused(web.HTTPError):
+    """A spawn that cannot go ahead; ``str()`` is the message the student sees.
+
+    An HTTPError carrying ``jupyterhub_message``, so JupyterHub shows the message itself on
+    the spawn page (instead of "Unhandled error") when the spawn fails within its first second.
+    """
+
+    def __init__(self, message: str, status_code: int = 400):
+        super().__init__(status_code, "%s", message)
+        self.jupyterhub_message = message
+
+    def __str__(self) -> str:
+        return self.jupyterhub_message
 
 
-class QuotaSpawnerMixin:
+class QuotaSpawnerMixin(LoggingConfigurable):
+    # A Configurable, so its traits get names and config (c.QuotaSpawnerMixin.…) reaches them.
+
     quota_url = Unicode(
         "http://127.0.0.1:8181",
         help="""Base URL of the quota service.
@@ -165,8 +180,10 @@ class QuotaSpawnerMixin:
                 return await super().start()
             except Exception:
                 self.log.exception("%s: the workspace did not start; releasing lease %s", self._log_name, lease.id)
-                await super().stop(now=True)
-                await self._release_lease()
+                try:
+                    await super().stop(now=True)
+                finally:  # a clean-up that fails must not keep the GPU booked
+                    await self._release_lease()
                 raise
         finally:
             self._start_done = True
@@ -178,9 +195,9 @@ class QuotaSpawnerMixin:
         self._report(5, f"Asking for {profile.display_name}…")
         try:
             lease = await self.quota.request_lease(self.user.name, school, profile.id, key)
-        except QuotaUnavailable:
+        except QuotaUnavailable as exc:
             await self._forget_request(key)
-            raise
+            raise SpawnRefused(str(exc), 503) from exc
         except QuotaRejected as exc:
             raise SpawnRefused(f"The request was not accepted: {exc}") from None
         self.lease_id = lease.id

@@ -19,6 +19,8 @@ import pytest
 
 from tests.stack import PROXY, make_stack
 
+pytest_plugins = ["tests.quota_fixtures"]
+
 E2E_ALLIANCE = """
 name: End-to-end test alliance
 tiers: {county: {weight: 2}, urban: {weight: 1}}

@@ -39,8 +39,11 @@ def run_cell(page, code: str) -> str:
     page.locator(".jp-LauncherCard[data-category='Notebook']").first.click()
     editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
     editor.wait_for(timeout=60_000)
+    # Keys typed before the kernel is up can be lost: wait for the status bar to say Idle.
+    page.get_by_text(re.compile(r"\| Idle")).first.wait_for(timeout=90_000)
     editor.click()
     page.keyboard.type(code)
+    page.locator(".jp-Notebook .jp-Cell .cm-content", has_text=code[:20]).first.wait_for(timeout=10_000)
     page.keyboard.press("Shift+Enter")
     output = page.locator(".jp-OutputArea-output").first
     output.wait_for(timeout=90_000)

@@ -60,8 +60,7 @@ def test_profile_without_hardware_is_refused_with_a_reason(stack, browser):
     try:
         page = log_in(context, stack, "u01-s1")
         submit_profile(page, stack, "gpu-whole")
-        page.wait_for_selector("text=Spawn failed", timeout=60_000)
-        assert "choose another profile" in page.content()
+        page.wait_for_selector("text=No GPU of this kind exists in the alliance; choose another profile", timeout=60_000)
         wait_for(lambda: server_of(stack, "u01-s1") == {}, 30, "the failed server to be cleaned up")
         assert not [lease for lease in leases_of(stack, "u01-s1") if lease["state"] in ACTIVE]
     finally:

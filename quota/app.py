@@ -1,0 +1,73 @@
+"""The quota service as a FastAPI app: ``create_app(settings)``.
+
+Builds the database (migrated by Alembic), the inventory, the LeaseBook and the metrics,
+and a background sweep that ends expired leases and abandoned queue places.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import FastAPI
+
+from quota.alliance import load_alliance
+from quota.db import make_engine, session_factory, upgrade
+from quota.inventory import Unit, alliance_units
+from quota.leases import Clock, LeaseBook, utc_now
+from quota.metrics import QuotaMetrics
+from quota.routes import health, inventory, leases, queue, usage
+from quota.settings import QuotaSettings
+
+log = logging.getLogger("quota")
+
+
+def create_app(settings: QuotaSettings, clock: Clock = utc_now, units: list[Unit] | None = None) -> FastAPI:
+    alliance = load_alliance(settings.alliance)
+    if units is None:
+        units = alliance_units(alliance, use_nvml=settings.use_nvml)
+    if any(unit.simulated for unit in units):
+        log.warning("SIMULATED GPU inventory: these GPU units are declared in %s, not read from hardware", settings.alliance)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    metrics = QuotaMetrics(alliance)
+    book = LeaseBook(
+        alliance, units, session_factory(engine), clock=clock,
+        heartbeat_timeout_s=settings.queue_heartbeat_timeout_s, listener=metrics.listener(),
+    )
+    metrics.watch(book)
+    book.promote()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        sweeper = asyncio.create_task(_sweep_forever(book, settings.expiry_check_seconds))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            engine.dispose()
+
+    app = FastAPI(
+        title="GPU Commons quota service",
+        description="Leases of GPU units for school students' workspaces, the queue, the inventory and the usage ledger.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.book = book
+    app.state.metrics = metrics
+    for module in (leases, queue, inventory, usage, health):
+        app.include_router(module.router)
+    return app
+
+
+async def _sweep_forever(book: LeaseBook, every_seconds: float) -> None:
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            ended = await asyncio.to_thread(book.sweep)
+            if ended:
+                log.info("ended %d expired or abandoned lease(s)", ended)
+        except Exception:  # keep sweeping: one bad pass must not stop expiry for good
+            log.exception("the lease sweep failed")

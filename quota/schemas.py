@@ -1,0 +1,110 @@
+"""Request and response bodies of the quota API; their descriptions become the OpenAPI docs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from quota.tables import LeaseRow, UsageRecord
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._@-]*$"
+
+
+class LeaseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str = Field(min_length=1, max_length=100, pattern=NAME, description="JupyterHub user name of the student.")
+    school: str = Field(min_length=1, max_length=100, description="School id from the alliance file.")
+    profile: str = Field(min_length=1, max_length=100, description="Profile id from the alliance file (cpu, gpu-slice, …).")
+    idempotency_key: str | None = Field(
+        None, min_length=1, max_length=200,
+        description="Retries with the same key return the same lease instead of asking twice.",
+    )
+
+
+LeaseState = Literal["granted", "queued", "refused", "released", "expired", "abandoned"]
+
+
+class Lease(BaseModel):
+    id: str = Field(description="Lease id.")
+    user: str
+    school: str
+    tier: str
+    profile: str
+    state: LeaseState = Field(description="Where the lease is in its life.")
+    pool: str | None = Field(description="Pool of the assigned unit; null for CPU or not granted.")
+    device: str | None = Field(description="Value for CUDA_VISIBLE_DEVICES / NVIDIA_VISIBLE_DEVICES.")
+    unit_kind: Literal["whole", "slice"] | None = Field(description="Kind of the assigned unit.")
+    simulated: bool = Field(description="True when the inventory is simulated (no real GPU).")
+    requested_at: datetime
+    granted_at: datetime | None
+    expires_at: datetime | None = Field(description="When the lease ends unless released before.")
+    released_at: datetime | None
+    queue_position: int | None = Field(description="1 = next to be granted; only while queued.")
+    reason: str | None = Field(description="Why it was refused, in words a student can read.")
+    idempotency_key: str | None
+
+    @classmethod
+    def of(cls, row: LeaseRow, position: int | None = None) -> "Lease":
+        return cls(
+            id=row.id, user=row.user, school=row.school, tier=row.tier, profile=row.profile, state=row.state,
+            pool=row.pool, device=row.device, unit_kind=row.unit_kind, simulated=row.simulated,
+            requested_at=row.requested_at, granted_at=row.granted_at, expires_at=row.expires_at,
+            released_at=row.released_at, queue_position=position if row.state == "queued" else None,
+            reason=row.reason, idempotency_key=row.idempotency_key,
+        )
+
+
+class Usage(BaseModel):
+    lease_id: str
+    user: str
+    school: str
+    tier: str
+    profile: str
+    pool: str | None
+    device: str | None
+    unit_kind: str | None
+    started_at: datetime
+    ended_at: datetime
+    held_seconds: float = Field(description="Seconds the lease was held.")
+    gpu_seconds: float = Field(description="held_seconds times the fraction of a GPU held (1/n for a slice).")
+    end_reason: Literal["released", "expired"] = Field(description="Why the lease ended.")
+
+    @classmethod
+    def of(cls, row: UsageRecord) -> "Usage":
+        return cls.model_validate(row, from_attributes=True)
+
+
+class InventoryUnit(BaseModel):
+    device: str
+    kind: Literal["whole", "slice"]
+    gpu_index: int
+    model: str
+    simulated: bool
+    lease_id: str | None = Field(description="Lease holding the unit; null when free.")
+
+
+class InventoryPool(BaseModel):
+    id: str
+    name: str
+    units: list[InventoryUnit]
+    free: dict[str, int] = Field(description="Free units per kind.")
+
+
+class InventoryProfile(BaseModel):
+    id: str
+    display_name: str
+    gpu: str
+    free_units: int | None = Field(description="Units free for this profile now; null for CPU (always available).")
+
+
+class Inventory(BaseModel):
+    simulated: bool = Field(description="True when any pool is simulated: no real GPU behind it.")
+    pools: list[InventoryPool]
+    profiles: list[InventoryProfile]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]

@@ -1,0 +1,62 @@
+"""QuotaSettings: every setting of the quota service, in one place.
+
+Read from the environment (prefix ``GPU_COMMONS_``) and, as JupyterHub-managed service,
+from the variables the hub sets (``JUPYTERHUB_SERVICE_URL``, ``JUPYTERHUB_API_TOKEN``).
+Built by a factory (``QuotaSettings.from_environment()``), never at import time, so tests
+can construct their own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class QuotaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GPU_COMMONS_", extra="ignore")
+
+    alliance: Path = Field(description="Path of the alliance YAML file (schools, tiers, pools, profiles).")
+    data_dir: Path = Field(Path("data/quota"), description="Directory of the service's SQLite database.")
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL of the database; empty = sqlite:///<data_dir>/quota.sqlite. "
+        "PostgreSQL example: postgresql+psycopg://quota@db/quota",
+    )
+    bind_url: str = Field(
+        "",
+        description="Where to listen; empty = JUPYTERHUB_SERVICE_URL, else http://127.0.0.1:8181.",
+    )
+    api_token: str = Field(
+        "",
+        description="Token clients send as 'Authorization: token …'; empty = JUPYTERHUB_API_TOKEN.",
+    )
+    expiry_check_seconds: float = Field(
+        5.0, gt=0, description="Seconds between two sweeps that end expired leases and abandoned queue places."
+    )
+    queue_heartbeat_timeout_s: float = Field(
+        120.0, gt=0,
+        description="A queued lease nobody asked about for this long is abandoned (the student left the page).",
+    )
+    use_nvml: bool = Field(True, description="Read GPUs through NVML for pools marked simulated: false.")
+
+    @model_validator(mode="after")
+    def _fill_from_hub(self) -> "QuotaSettings":
+        if not self.bind_url:
+            self.bind_url = os.environ.get("JUPYTERHUB_SERVICE_URL") or "http://127.0.0.1:8181"
+        if not self.api_token:
+            self.api_token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        if not self.api_token:
+            raise ValueError(
+                "api_token: no token is set. Run the service under JupyterHub (which sets JUPYTERHUB_API_TOKEN) "
+                "or set GPU_COMMONS_API_TOKEN."
+            )
+        if not self.database_url:
+            self.database_url = f"sqlite:///{Path(self.data_dir).resolve() / 'quota.sqlite'}"
+        return self
+
+    @classmethod
+    def from_environment(cls, **overrides) -> "QuotaSettings":
+        return cls(**overrides)

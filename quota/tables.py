@@ -1,0 +1,92 @@
+"""The quota service's tables (SQLAlchemy 2). Changed only through Alembic migrations
+(quota/migrations); a test checks the models and the migrations agree."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import Boolean, DateTime, Float, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every database (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use UTC-aware datetimes")
+        return value.astimezone(timezone.utc) if value is not None else None
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class LeaseRow(Base):
+    """One request for a workspace, from asking to its end. States: queued → granted →
+    released | expired; queued → abandoned | released; refused at once."""
+
+    __tablename__ = "leases"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    user: Mapped[str] = mapped_column(String(100), index=True)
+    school: Mapped[str] = mapped_column(String(100), index=True)
+    tier: Mapped[str] = mapped_column(String(50))
+    profile: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    kind: Mapped[str | None] = mapped_column(String(20), nullable=True)  # kind asked for: whole, slice or None
+    pool: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    device: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    unit_id: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    unit_kind: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    gpu_fraction: Mapped[float] = mapped_column(Float, default=0.0)  # of one GPU held: 1, 1/slices or 0
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    granted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
+    seq: Mapped[int] = mapped_column(Integer, index=True)  # arrival order, for first come first served
+
+    __table_args__ = (Index("ix_leases_unit_granted", "unit_id", "state"),)
+
+
+class UsageRecord(Base):
+    """Append-only: one row per lease that held resources, written when it ends."""
+
+    __tablename__ = "usage"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lease_id: Mapped[str] = mapped_column(String(40), unique=True)
+    user: Mapped[str] = mapped_column(String(100), index=True)
+    school: Mapped[str] = mapped_column(String(100), index=True)
+    tier: Mapped[str] = mapped_column(String(50))
+    profile: Mapped[str] = mapped_column(String(100))
+    pool: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    device: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    unit_kind: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    held_seconds: Mapped[float] = mapped_column(Float)
+    gpu_seconds: Mapped[float] = mapped_column(Float)
+    end_reason: Mapped[str] = mapped_column(String(20))
+
+
+class WithdrawnKey(Base):
+    """An idempotency key the hub withdrew before its request was seen (the request was
+    still on its way): a request arriving later with it is refused, so it cannot leak."""
+
+    __tablename__ = "withdrawn_keys"
+
+    idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    withdrawn_at: Mapped[datetime] = mapped_column(UTCDateTime())

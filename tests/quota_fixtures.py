@@ -1,0 +1,72 @@
+"""Fixtures for the quota service, used in-process (FastAPI's TestClient).
+
+- ``clock``: a settable UTC clock the service reads instead of the wall clock;
+- ``quota_alliance``: a small alliance file (one pool: one whole GPU, one GPU in two slices);
+- ``quota_client``: a TestClient on a fresh app and SQLite database, with the token set;
+- ``make_quota_app``: build more apps (e.g. a restart on the same database).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from quota.app import create_app
+from quota.settings import QuotaSettings
+
+TOKEN = "test-token"
+
+QUOTA_ALLIANCE = """
+tiers: {county: {weight: 2}, urban: {weight: 1}}
+pools:
+  - {id: uni-a, gpus: 2, sliced_gpus: 1, slices_per_gpu: 2, simulated: true}
+profiles:
+  - {id: cpu, display_name: CPU only, gpu: none, max_minutes: 120}
+  - {id: gpu-slice, display_name: One GPU slice, gpu: slice, max_minutes: 60}
+  - {id: gpu-whole, display_name: One whole GPU, gpu: whole, max_minutes: 30}
+schools:
+  - {id: c01, tier: county, students: [c01-s1, c01-s2, c01-s3]}
+  - {id: u01, tier: urban, students: [u01-s1, u01-s2]}
+"""
+
+
+class Clock:
+    def __init__(self):
+        self.now = datetime(2026, 9, 1, 8, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def quota_alliance(tmp_path) -> Path:
+    path = tmp_path / "alliance.yaml"
+    path.write_text(QUOTA_ALLIANCE)
+    return path
+
+
+@pytest.fixture
+def make_quota_app(tmp_path, quota_alliance, clock):
+    def make(**overrides):
+        fields = dict(alliance=quota_alliance, data_dir=tmp_path / "quota", api_token=TOKEN, use_nvml=False)
+        fields.update(overrides)
+        return create_app(QuotaSettings(**fields), clock=clock)
+
+    return make
+
+
+@pytest.fixture
+def quota_client(make_quota_app):
+    with TestClient(make_quota_app(), headers={"Authorization": f"token {TOKEN}"}) as client:
+        yield client
