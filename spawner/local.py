@@ -93,6 +93,8 @@ class SandboxedLocalSpawner(LocalProcessSpawner):
         uid = str(self.student_uid)
         command = [self.bwrap_path, "--unshare-pid", "--unshare-ipc"]
         command += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+        # /tmp first: a Python environment that lives under /tmp is bound on top of it, not hidden by it.
+        command += ["--perms", "1777", "--tmpfs", "/tmp"]
         for name in ("bin", "sbin", "lib", "lib64"):
             if os.path.islink(f"/{name}"):
                 command += ["--symlink", os.readlink(f"/{name}"), f"/{name}"]
@@ -102,7 +104,7 @@ class SandboxedLocalSpawner(LocalProcessSpawner):
                 command += ["--perms", "0755", "--dir", str(parent)]
             command += ["--ro-bind", path, path]
         command += ["--perms", "0755", "--dir", "/home", "--bind", str(self.home_on_host), SANDBOX_HOME]
-        command += ["--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev", "--chdir", SANDBOX_HOME]
+        command += ["--proc", "/proc", "--dev", "/dev", "--chdir", SANDBOX_HOME]
         command += ["--", self.setpriv_path, f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
         command += ["--inh-caps=-all", "--bounding-set=-all", "--"]
         return command

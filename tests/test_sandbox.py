@@ -11,7 +11,12 @@ import pytest
 
 from spawner.local import SANDBOX_HOME, SandboxedLocalSpawner
 
-pytestmark = pytest.mark.skipif(not shutil.which("bwrap"), reason="bubblewrap is installed by `make install-test`")
+
+
+@pytest.fixture(autouse=True)
+def _needs_bubblewrap():
+    if not shutil.which("bwrap"):
+        pytest.fail("bubblewrap is missing; run `make install-test` (Debian package bubblewrap)")
 
 
 def spawner_for(name: str, user_id: int, homes_dir) -> SandboxedLocalSpawner:
@@ -69,3 +74,12 @@ def test_platform_data_is_not_mounted(tmp_path):
     alice = spawner_for("alice", 1, data / "homes")
     result = run_inside(alice, f"cat {data}/secrets/token; ls {data}")
     assert "t0p" not in result.stdout and result.returncode != 0
+
+
+def test_the_workspace_python_runs_and_tmp_is_private_and_writable(tmp_path):
+    (tmp_path / "host-file").write_text("host")
+    alice = spawner_for("alice", 1, tmp_path / "homes")
+    python = alice.cmd[0].rsplit("/", 1)[0] + "/python"
+    result = run_inside(alice, f"touch /tmp/mine && ls /tmp && {python} -c 'import jupyterlab; print(\"lab-ok\")'")
+    assert result.returncode == 0, result.stderr
+    assert "lab-ok" in result.stdout and "mine" in result.stdout and "pytest-of-root" not in result.stdout
