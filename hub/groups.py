@@ -19,7 +19,7 @@ def school_group_name(school_id: str) -> str:
 def hub_groups(alliance: Alliance) -> dict[str, dict]:
     return {
         school_group_name(school.id): {
-            "users": [*school.students, *school.teachers],
+            "users": [*school.students, *school.teachers, *school.admins],
             "properties": {
                 "school_id": school.id,
                 "school_name": school.name or school.id,

@@ -93,6 +93,15 @@ class Profile(_Strict):
     mem_limit: str | None = None
 
 
+class SchoolClass(_Strict):
+    """A class of a school: its teachers book GPUs for it and read its students' usage."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = ""
+    teachers: list[str] = Field([], description="Accounts (teachers of the school) who teach this class.")
+    students: list[str] = Field([], description="Accounts (students of the school) in this class.")
+
+
 class School(_Limits):
     id: str = Field(pattern=ID_PATTERN)
     name: str = ""
@@ -104,6 +113,8 @@ class School(_Limits):
     )
     students: list[str] = []
     teachers: list[str] = []
+    admins: list[str] = Field([], description="School administrators: the school's leases, usage and reservations.")
+    classes: list[SchoolClass] = []
 
 
 class ClassReservation(_Strict):
@@ -138,6 +149,7 @@ class Alliance(_Strict):
     profiles: list[Profile] = []
     schools: list[School]
     staff: list[str] = Field([], description="Alliance staff accounts: set quotas, read all usage.")
+    operators: list[str] = Field([], description="University IT accounts: manage pools, read everything.")
     reservations: list[ClassReservation] = []
     fairshare: FairShareSettings = FairShareSettings()
 
@@ -162,7 +174,7 @@ class Alliance(_Strict):
                 )
         seen: dict[str, str] = {}
         for school in self.schools:
-            for account in [*school.students, *school.teachers]:
+            for account in [*school.students, *school.teachers, *school.admins]:
                 _check_account(account)
                 if account in seen:
                     raise ValueError(
@@ -170,8 +182,20 @@ class Alliance(_Strict):
                         "an account belongs to one school"
                     )
                 seen[account] = school.id
-        for account in self.staff:
+        for account in [*self.staff, *self.operators]:
             _check_account(account)
+        for school in self.schools:
+            _unique(f"classes of school {school.id}", [c.id for c in school.classes])
+            for group in school.classes:
+                for kind, members, allowed in (
+                    ("teachers", group.teachers, school.teachers), ("students", group.students, school.students)
+                ):
+                    for account in members:
+                        if account not in allowed:
+                            raise ValueError(
+                                f"class {group.id} of school {school.id} lists {account!r} under {kind}, "
+                                f"but the school does not; add it to the school's {kind} first"
+                            )
         _unique("reservations", [r.id for r in self.reservations])
         pools = {p.id: p for p in self.pools}
         schools = {s.id for s in self.schools}
@@ -222,12 +246,14 @@ class Alliance(_Strict):
         return value if value is not None else getattr(self.tiers[school.tier], name)
 
     def accounts(self) -> dict[str, str]:
-        """Every account with its role: student, teacher or staff."""
+        """Every account with its role: student, teacher, school_admin, staff or operator."""
         roles: dict[str, str] = {}
         for school in self.schools:
             roles.update({name: "student" for name in school.students})
             roles.update({name: "teacher" for name in school.teachers})
+            roles.update({name: "school_admin" for name in school.admins})
         roles.update({name: "staff" for name in self.staff})
+        roles.update({name: "operator" for name in self.operators})
         return roles
 
 

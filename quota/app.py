@@ -13,6 +13,7 @@ import logging
 from fastapi import FastAPI
 
 from quota.alliance import load_alliance
+from quota.auth import TokenResolver, hub_token_resolver
 from quota.db import make_engine, session_factory, upgrade
 from quota.inventory import Unit, alliance_units
 from quota.leases import Clock, LeaseBook, utc_now
@@ -23,7 +24,13 @@ from quota.settings import QuotaSettings
 log = logging.getLogger("quota")
 
 
-def create_app(settings: QuotaSettings, clock: Clock = utc_now, units: list[Unit] | None = None) -> FastAPI:
+def create_app(
+    settings: QuotaSettings,
+    clock: Clock = utc_now,
+    units: list[Unit] | None = None,
+    token_resolver: TokenResolver | None = None,
+) -> FastAPI:
+    """``token_resolver`` maps a JupyterHub token to a user name; by default the hub is asked."""
     alliance = load_alliance(settings.alliance)
     if units is None:
         units = alliance_units(alliance, use_nvml=settings.use_nvml)
@@ -57,6 +64,7 @@ def create_app(settings: QuotaSettings, clock: Clock = utc_now, units: list[Unit
     app.state.settings = settings
     app.state.book = book
     app.state.metrics = metrics
+    app.state.resolve_token = token_resolver or hub_token_resolver(settings.api_token)
     for module in (leases, queue, inventory, usage, health):
         app.include_router(module.router)
     return app

@@ -138,6 +138,24 @@ class LeaseBook:
                 self._promote(session)
             return lease
 
+    def renew(self, lease_id: str) -> LeaseRow:
+        """Extend a granted lease by its profile's length from now, unless someone waits
+        for the same kind of unit (then InvalidField says so and when the lease ends)."""
+        with self._lock, self._transaction(write=True) as session:
+            lease = session.get(LeaseRow, lease_id)
+            if lease is None or lease.state != "granted":
+                raise InvalidField("lease", f"lease '{lease_id}' is not granted (it is {lease.state if lease else 'unknown'}); ask for a new one.")
+            waiting = [request for request in self._waiting(session) if request.kind == lease.kind]
+            if lease.kind is not None and waiting:
+                raise InvalidField(
+                    "lease",
+                    f"{len(waiting)} student(s) are waiting for this kind of GPU, so it cannot be renewed; "
+                    f"save your work: it ends at {lease.expires_at:%H:%M} UTC.",
+                )
+            profile = self.alliance.profile(lease.profile)
+            lease.expires_at = self._clock() + timedelta(minutes=profile.max_minutes)
+            return lease
+
     def release_by_key(self, idempotency_key: str) -> LeaseRow | None:
         """Release the lease made with this key. If no request with it has arrived yet,
         the key is remembered as withdrawn so the late request is refused (returns None)."""

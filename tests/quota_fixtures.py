@@ -3,7 +3,11 @@
 - ``clock``: a settable UTC clock the service reads instead of the wall clock;
 - ``quota_alliance``: a small alliance file (one pool: one whole GPU, one GPU in two slices);
 - ``quota_client``: a TestClient on a fresh app and SQLite database, with the token set;
-- ``make_quota_app``: build more apps (e.g. a restart on the same database).
+- ``make_quota_app``: build more apps (e.g. a restart on the same database);
+- ``client_as``: a TestClient on the same app that sends the token of one account.
+
+The hub's token is ``TOKEN``; every other account's JupyterHub token is ``tok-<name>``
+(resolved by a stand-in for the hub, so role checks can be tested in-process).
 """
 
 from __future__ import annotations
@@ -28,9 +32,21 @@ profiles:
   - {id: gpu-slice, display_name: One GPU slice, gpu: slice, max_minutes: 60}
   - {id: gpu-whole, display_name: One whole GPU, gpu: whole, max_minutes: 30}
 schools:
-  - {id: c01, tier: county, students: [c01-s1, c01-s2, c01-s3]}
-  - {id: u01, tier: urban, students: [u01-s1, u01-s2]}
+  - id: c01
+    tier: county
+    students: [c01-s1, c01-s2, c01-s3]
+    teachers: [c01-teacher]
+    admins: [c01-admin]
+    classes: [{id: ai-club, teachers: [c01-teacher], students: [c01-s1, c01-s2]}]
+  - {id: u01, tier: urban, students: [u01-s1, u01-s2], teachers: [u01-teacher]}
+staff: [staff-admin]
+operators: [it-ops]
 """
+
+
+def account_of_token(token: str) -> str | None:
+    """Stand-in for asking the hub: ``tok-<name>`` belongs to <name>."""
+    return token.removeprefix("tok-") if token.startswith("tok-") else None
 
 
 class Clock:
@@ -61,7 +77,7 @@ def make_quota_app(tmp_path, quota_alliance, clock):
     def make(**overrides):
         fields = dict(alliance=quota_alliance, data_dir=tmp_path / "quota", api_token=TOKEN, use_nvml=False)
         fields.update(overrides)
-        return create_app(QuotaSettings(**fields), clock=clock)
+        return create_app(QuotaSettings(**fields), clock=clock, token_resolver=account_of_token)
 
     return make
 
@@ -70,3 +86,18 @@ def make_quota_app(tmp_path, quota_alliance, clock):
 def quota_client(make_quota_app):
     with TestClient(make_quota_app(), headers={"Authorization": f"token {TOKEN}"}) as client:
         yield client
+
+
+@pytest.fixture
+def client_as(quota_client):
+    """``client_as("c01-s1")``: requests to the same app with that account's token."""
+    opened = []
+
+    def make(account: str) -> TestClient:
+        client = TestClient(quota_client.app, headers={"Authorization": f"token tok-{account}"})
+        opened.append(client)
+        return client
+
+    yield make
+    for client in opened:
+        client.close()

@@ -1,21 +1,40 @@
-"""Leases: request, read (and keep a queue place), release."""
+"""Leases: request, read (and keep a queue place), renew, release."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response, status
 
-from quota.deps import Authorized, Book
+from quota.auth import Principal, Role
+from quota.deps import Authorized, Book, Caller, forbid
 from quota.errors import InvalidField
 from quota.schemas import Lease, LeaseRequest, LeaseState
+from quota.tables import LeaseRow
 
 router = APIRouter(prefix="/api/leases", tags=["leases"], dependencies=Authorized)
 
 
+def _may_manage(caller: Principal, lease: LeaseRow) -> bool:
+    """Release or renew: the hub, staff and operators; the student; their school's admin; their teacher."""
+    return caller.may_see_user(lease.user, lease.school)
+
+
+def _visible(book, lease_id: str, caller: Principal) -> LeaseRow:
+    row = book.get(lease_id, heartbeat=False)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No lease with id '{lease_id}'.")
+    if not caller.may_see_user(row.user, row.school):
+        raise forbid(f"Lease '{lease_id}' belongs to another student; you may only see and end your own.")
+    return row
+
+
 @router.post("", response_model=Lease, status_code=status.HTTP_201_CREATED)
-def request_lease(body: LeaseRequest, book: Book, response: Response) -> Lease:
+def request_lease(body: LeaseRequest, book: Book, caller: Caller, response: Response) -> Lease:
     """Ask for a lease for (student, school, profile). The answer is granted (with the
     assigned device and expiry), queued (with the queue position) or refused (with a
-    reason a student can read). The same idempotency key again returns the same lease (200)."""
+    reason a student can read). The same idempotency key again returns the same lease (200).
+    The hub asks for anyone; a student only for themself, at their own school."""
+    if caller.role != Role.hub and not (caller.role == Role.student and body.user == caller.name and body.school == caller.school):
+        raise forbid("You may only ask for a lease for yourself, at your own school.")
     try:
         row, created = book.request(body.user, body.school, body.profile, body.idempotency_key)
     except InvalidField as exc:
@@ -26,37 +45,57 @@ def request_lease(body: LeaseRequest, book: Book, response: Response) -> Lease:
 
 
 @router.get("", response_model=list[Lease])
-def list_leases(book: Book, state: LeaseState | None = None, user: str | None = None, school: str | None = None) -> list[Lease]:
-    """Leases, oldest first, optionally filtered by state, user and school."""
+def list_leases(
+    book: Book, caller: Caller, state: LeaseState | None = None, user: str | None = None, school: str | None = None
+) -> list[Lease]:
+    """Leases, oldest first, optionally filtered by state, user and school. Students see
+    their own, teachers their classes', school admins their school's."""
+    if user and not caller.may_see_user(user, school or _school_of(book, user)):
+        raise forbid(f"You may not read the leases of '{user}'.")
     positions = book.queue_positions()
-    return [Lease.of(row, positions.get(row.id)) for row in book.leases(state, user, school)]
+    rows = [row for row in book.leases(state, user, school) if caller.may_see_user(row.user, row.school)]
+    return [Lease.of(row, positions.get(row.id)) for row in rows]
 
 
 @router.get("/{lease_id}", response_model=Lease)
-def read_lease(lease_id: str, book: Book) -> Lease:
+def read_lease(lease_id: str, book: Book, caller: Caller) -> Lease:
     """One lease. Reading a queued lease is also its heartbeat: a queued lease nobody
     reads for the heartbeat timeout is abandoned."""
+    _visible(book, lease_id, caller)
     row = book.get(lease_id)
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No lease with id '{lease_id}'.")
     return Lease.of(row, book.queue_positions().get(row.id))
 
 
+@router.post("/{lease_id}/renew", response_model=Lease)
+def renew_lease(lease_id: str, book: Book, caller: Caller) -> Lease:
+    """Extend a granted lease by its profile's length, counted from now. Refused (409, with
+    the reason) while someone waits for the same kind of unit."""
+    row = _visible(book, lease_id, caller)
+    if not _may_manage(caller, row):
+        raise forbid("You may only renew your own lease.")
+    try:
+        return Lease.of(book.renew(lease_id))
+    except InvalidField as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+
+
 @router.delete("/{lease_id}", response_model=Lease)
-def release_lease(lease_id: str, book: Book) -> Lease:
+def release_lease(lease_id: str, book: Book, caller: Caller) -> Lease:
     """Release a lease: its unit goes to the next in the queue and its usage is recorded.
     Releasing a lease that already ended returns it unchanged."""
-    row = book.release(lease_id)
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No lease with id '{lease_id}'.")
-    return Lease.of(row)
+    row = _visible(book, lease_id, caller)
+    if not _may_manage(caller, row):
+        raise forbid("You may only end your own lease.")
+    return Lease.of(book.release(lease_id))
 
 
 @router.delete("/by-key/{idempotency_key}", response_model=Lease)
-def release_lease_by_key(idempotency_key: str, book: Book) -> Lease:
+def release_lease_by_key(idempotency_key: str, book: Book, caller: Caller) -> Lease:
     """Release the lease made with this idempotency key (the hub's clean-up after a
-    request whose answer it never got). 404 when no request with the key has arrived
-    yet; the key is then remembered, and a request arriving later with it is refused."""
+    request whose answer it never got; hub only). 404 when no request with the key has
+    arrived yet; the key is then remembered, and a request arriving later with it is refused."""
+    if caller.role != Role.hub:
+        raise forbid("Only the hub withdraws requests by idempotency key.")
     row = book.release_by_key(idempotency_key)
     if row is None:
         raise HTTPException(
@@ -65,3 +104,8 @@ def release_lease_by_key(idempotency_key: str, book: Book) -> Lease:
             "the key is now withdrawn and a later request with it will be refused.",
         )
     return Lease.of(row)
+
+
+def _school_of(book, user: str) -> str | None:
+    school = book.alliance.school_of(user)
+    return school.id if school else None

@@ -1,0 +1,76 @@
+"""Every route checks who calls: students, teachers, school admins, staff, operators, the hub.
+
+Tokens are resolved by a stand-in for the hub (tests/quota_fixtures.py); the end-to-end
+OAuth login through the real hub is in tests/test_quota_oauth.py.
+"""
+
+from __future__ import annotations
+
+
+def ask(client, user, profile="gpu-slice", school=None):
+    return client.post("/api/leases", json={"user": user, "school": school or user.split("-")[0], "profile": profile})
+
+
+def test_unknown_tokens_are_401_and_accounts_without_a_role_403(client_as, quota_client):
+    response = quota_client.get("/api/leases", headers={"Authorization": "token not-a-hub-token"})
+    assert response.status_code == 401 and "log in again" in response.json()["detail"]
+    stranger = client_as("nobody").get("/api/leases")
+    assert stranger.status_code == 403 and "'nobody' has no role" in stranger.json()["detail"]
+
+
+def test_a_student_asks_only_for_themself(client_as):
+    student = client_as("c01-s1")
+    assert ask(student, "c01-s1").status_code == 201
+    assert ask(student, "c01-s2").status_code == 403
+    assert ask(student, "c01-s1", school="u01").status_code == 403
+
+
+def test_a_student_cannot_read_another_students_usage_or_leases(quota_client, client_as, clock):
+    theirs = ask(quota_client, "c01-s2").json()
+    clock.advance(minutes=5)
+    quota_client.delete(f"/api/leases/{theirs['id']}")
+    student = client_as("c01-s1")
+    response = student.get("/api/usage", params={"user": "c01-s2"})
+    assert response.status_code == 403 and "c01-s2" in response.json()["detail"]
+    assert student.get("/api/usage").json() == []  # the unfiltered list holds only their own
+    assert student.get("/api/leases", params={"user": "c01-s2"}).status_code == 403
+    assert student.get(f"/api/leases/{theirs['id']}").status_code == 403
+
+
+def test_a_student_cannot_cancel_another_students_lease(quota_client, client_as):
+    theirs = ask(quota_client, "c01-s2").json()
+    response = client_as("c01-s1").delete(f"/api/leases/{theirs['id']}")
+    assert response.status_code == 403 and "your own" in response.json()["detail"]
+    assert quota_client.get(f"/api/leases/{theirs['id']}").json()["state"] == "granted"
+    assert client_as("c01-s2").delete(f"/api/leases/{theirs['id']}").json()["state"] == "released"
+
+
+def test_teachers_see_their_class_and_admins_their_school(quota_client, client_as, clock):
+    for user in ("c01-s1", "c01-s3", "u01-s1"):
+        lease = ask(quota_client, user, profile="cpu").json()
+        clock.advance(minutes=1)
+        quota_client.delete(f"/api/leases/{lease['id']}")
+    teacher_sees = {record["user"] for record in client_as("c01-teacher").get("/api/usage").json()}
+    assert teacher_sees == {"c01-s1"}  # c01-s3 is not in the teacher's class
+    assert client_as("c01-teacher").get("/api/usage", params={"user": "c01-s3"}).status_code == 403
+    admin_sees = {record["user"] for record in client_as("c01-admin").get("/api/usage").json()}
+    assert admin_sees == {"c01-s1", "c01-s3"}
+    staff_sees = {record["user"] for record in client_as("staff-admin").get("/api/usage").json()}
+    assert staff_sees == {"c01-s1", "c01-s3", "u01-s1"}
+
+
+def test_only_the_hub_withdraws_by_key(quota_client, client_as):
+    ask(quota_client, "c01-s1")
+    assert client_as("c01-s1").delete("/api/leases/by-key/anything").status_code == 403
+    assert client_as("staff-admin").delete("/api/leases/by-key/anything").status_code == 403
+
+
+def test_renew_only_while_nobody_waits(quota_client, client_as, clock):
+    whole = ask(quota_client, "c01-s1", profile="gpu-whole").json()
+    clock.advance(minutes=20)
+    renewed = client_as("c01-s1").post(f"/api/leases/{whole['id']}/renew")
+    assert renewed.status_code == 200 and renewed.json()["expires_at"] > whole["expires_at"]
+    assert client_as("c01-s2").post(f"/api/leases/{whole['id']}/renew").status_code == 403
+    ask(quota_client, "u01-s1", profile="gpu-whole")  # now someone waits
+    refused = client_as("c01-s1").post(f"/api/leases/{whole['id']}/renew")
+    assert refused.status_code == 409 and "waiting" in refused.json()["detail"]
