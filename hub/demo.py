@@ -31,10 +31,10 @@ def run(args: argparse.Namespace) -> int:
     roles = alliance.accounts()
     print(f"\n  GPU Commons demo: {alliance.name}")
     print(f"  Open http://{args.ip}:{args.port} in a browser.\n")
-    print(f"  {'account':<14} {'role':<8} {'school':<8} password")
+    print(f"  {'account':<14} {'role':<13} {'school':<8} password")
     for account, role in roles.items():
         school = alliance.school_of(account)
-        print(f"  {account:<14} {role:<8} {(school.id if school else '-'):<8} {passwords[account]}")
+        print(f"  {account:<14} {role:<13} {(school.id if school else '-'):<8} {passwords[account]}")
     simulated = [pool.id for pool in alliance.pools if pool.simulated]
     if simulated:
         print(f"\n  Pools {', '.join(simulated)} are SIMULATED: this machine has no GPU; bookings work, CUDA does not.")

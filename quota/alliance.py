@@ -233,7 +233,7 @@ class Alliance(_Strict):
 
     def school_of(self, account: str) -> School | None:
         for school in self.schools:
-            if account in school.students or account in school.teachers:
+            if account in school.students or account in school.teachers or account in school.admins:
                 return school
         return None
 
