@@ -8,6 +8,9 @@ Rules:
 - a CPU request (``kind=None``) is always granted, with no unit;
 - a GPU request for a kind no pool has is refused: waiting would never end;
 - a student at the cap of GPU leases (granted or queued) is refused;
+- a school or student whose GPU-hour budget for the period is spent is refused, with
+  the time to retry;
+- units a reservation holds for another school in its window are not granted;
 - otherwise the first free unit of the kind is granted, unless someone asked for that
   kind earlier and still waits: then the request joins the queue behind them.
 """
@@ -38,6 +41,26 @@ class Request:
     lease_id: str
     user: str
     kind: str | None
+    school: str = ""
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Units of a kind in a pool that a reservation, inside its window, still keeps for a
+    school (reserved minus what the school already holds there)."""
+
+    pool: str
+    kind: str
+    school: str
+    units: int
+
+
+@dataclass(frozen=True)
+class BudgetSpent:
+    """The school's or the student's GPU-hour budget for the period is used up."""
+
+    whose: Literal["school", "student"]
+    retry_after_s: float
 
 
 @dataclass(frozen=True)
@@ -55,16 +78,22 @@ def decide(
     waiting: Sequence[Request],
     active_gpu_leases_of_user: int,
     max_gpu_leases_per_user: int,
+    holds: Sequence[Hold] = (),
+    budget_spent: BudgetSpent | None = None,
+    known_kinds: frozenset[str] | set[str] | None = None,
 ) -> Decision:
     """Decide one new request.
 
-    ``units``: every unit of the alliance; ``held``: ids of units granted to someone;
-    ``waiting``: queued requests, oldest first; ``active_gpu_leases_of_user``: the
-    student's granted or queued GPU leases, not counting this request.
+    ``units``: every unit of the alliance open for new leases; ``held``: ids of units
+    granted to someone; ``waiting``: queued requests, oldest first;
+    ``active_gpu_leases_of_user``: the student's granted or queued GPU leases, not
+    counting this request; ``holds``: reservations in their window; ``budget_spent``:
+    set when the school's or student's budget is used up; ``known_kinds``: kinds any
+    pool has, open or draining (default: those of ``units``).
     """
     if request.kind is None:
         return Decision("granted")
-    if not any(unit.kind == request.kind for unit in units):
+    if request.kind not in (known_kinds if known_kinds is not None else {unit.kind for unit in units}):
         return Decision("refused", reason=NO_SUCH_KIND)
     if active_gpu_leases_of_user >= max_gpu_leases_per_user:
         return Decision(
@@ -74,38 +103,77 @@ def decide(
                 f"the most one student may have. Stop one before starting another."
             ),
         )
-    ahead = sum(1 for other in waiting if other.kind == request.kind)
-    if ahead == 0:
-        unit = first_free(request.kind, units, held)
-        if unit is not None:
+    if budget_spent is not None:
+        hours = budget_spent.retry_after_s / 3600
+        return Decision(
+            "refused",
+            reason=(
+                f"{'Your school' if budget_spent.whose == 'school' else 'You'} used all GPU hours of this period. "
+                f"Try again in {hours:.1f} hours, or choose the CPU-only profile now."
+            ),
+        )
+    # Serve the queue first, then this request: it gets a unit only if one is left that
+    # nobody earlier could take (e.g. a unit a reservation keeps for its school).
+    for granted, unit in promote([*waiting, request], units, held, holds):
+        if granted.lease_id == request.lease_id:
             return Decision("granted", unit=unit)
+    ahead = sum(1 for other in waiting if other.kind == request.kind)
     return Decision("queued", queue_position=ahead + 1)
 
 
-def first_free(kind: str, units: Sequence[Unit], held: frozenset[str] | set[str]) -> Unit | None:
+def first_free(
+    kind: str, units: Sequence[Unit], held: frozenset[str] | set[str], withheld: dict[str, int] | None = None
+) -> Unit | None:
+    """The first free unit of ``kind``, leaving ``withheld[pool]`` free units in each pool."""
+    free_by_pool: dict[str, list[Unit]] = {}
     for unit in units:
         if unit.kind == kind and unit.id not in held:
-            return unit
+            free_by_pool.setdefault(unit.pool, []).append(unit)
+    for pool, free in free_by_pool.items():
+        if len(free) > (withheld or {}).get(pool, 0):
+            return free[0]
     return None
 
 
+def _withheld_from(request: Request, holds: Sequence[Hold]) -> dict[str, int]:
+    """Units per pool that reservations keep for schools other than the requester's."""
+    withheld: dict[str, int] = {}
+    for hold in holds:
+        if hold.kind == request.kind and hold.school != request.school and hold.units > 0:
+            withheld[hold.pool] = withheld.get(hold.pool, 0) + hold.units
+    return withheld
+
+
 def promote(
-    waiting: Sequence[Request], units: Sequence[Unit], held: frozenset[str] | set[str]
+    waiting: Sequence[Request],
+    units: Sequence[Unit],
+    held: frozenset[str] | set[str],
+    holds: Sequence[Hold] = (),
 ) -> list[tuple[Request, Unit]]:
     """Grants for queued requests, oldest first, while units of their kind are free.
 
-    A request whose kind has nothing free does not block requests of another kind.
+    A request whose kind has nothing free does not block requests of another kind; a
+    grant to a school with a reservation uses up its hold first.
     """
     taken = set(held)
+    remaining = list(holds)
     grants: list[tuple[Request, Unit]] = []
     for request in waiting:
         if request.kind is None:
             continue
-        unit = first_free(request.kind, units, taken)
+        unit = first_free(request.kind, units, taken, _withheld_from(request, remaining))
         if unit is not None:
             taken.add(unit.id)
             grants.append((request, unit))
+            remaining = _use_hold(remaining, request.school, unit)
     return grants
+
+
+def _use_hold(holds: list[Hold], school: str, unit: Unit) -> list[Hold]:
+    for index, hold in enumerate(holds):
+        if hold.school == school and hold.pool == unit.pool and hold.kind == unit.kind and hold.units > 0:
+            return [*holds[:index], Hold(hold.pool, hold.kind, hold.school, hold.units - 1), *holds[index + 1:]]
+    return holds
 
 
 def queue_positions(waiting: Sequence[Request]) -> dict[str, int]:

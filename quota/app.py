@@ -18,7 +18,7 @@ from quota.db import make_engine, session_factory, upgrade
 from quota.inventory import Unit, alliance_units
 from quota.leases import Clock, LeaseBook, utc_now
 from quota.metrics import QuotaMetrics
-from quota.routes import health, inventory, leases, queue, usage
+from quota.routes import health, inventory, leases, pools, queue, reservations, schools, tiers, usage
 from quota.settings import QuotaSettings
 
 log = logging.getLogger("quota")
@@ -65,7 +65,7 @@ def create_app(
     app.state.book = book
     app.state.metrics = metrics
     app.state.resolve_token = token_resolver or hub_token_resolver(settings.api_token)
-    for module in (leases, queue, inventory, usage, health):
+    for module in (leases, queue, reservations, usage, schools, tiers, pools, inventory, health):
         app.include_router(module.router)
     return app
 

@@ -21,6 +21,8 @@ from quota import allocator
 from quota.alliance import Alliance
 from quota.errors import InvalidField
 from quota.inventory import Unit
+from quota.policy_store import PolicyStore
+from quota.reservations import active as active_reservations
 from quota.tables import LeaseRow, UsageRecord, WithdrawnKey
 
 ACTIVE = ("granted", "queued")
@@ -59,6 +61,7 @@ class LeaseBook:
         self._heartbeat_timeout = timedelta(seconds=heartbeat_timeout_s)
         self._listener = listener or Listener()
         self._lock = threading.Lock()
+        self.policy = PolicyStore(alliance)
 
     @property
     def simulated(self) -> bool:
@@ -99,15 +102,17 @@ class LeaseBook:
                 self._listener.on_request("refused", school.tier)
                 return lease, True
             waiting = self._waiting(session)
-            cap = self.alliance.limit_of(school, "max_sessions_per_student") or 1
+            cap = self.policy.limit(session, school.id, "max_sessions_per_student") or 1
             mine = session.scalar(
                 select(func.count()).select_from(LeaseRow).where(
                     LeaseRow.user == user, LeaseRow.state.in_(ACTIVE), LeaseRow.kind.is_not(None)
                 )
             )
             decision = allocator.decide(
-                allocator.Request(lease.id, user, kind), self._alloc_units, self._held(session), waiting,
-                active_gpu_leases_of_user=mine, max_gpu_leases_per_user=cap,
+                allocator.Request(lease.id, user, kind, school.id), self._open_units(session), self._held(session),
+                waiting, active_gpu_leases_of_user=mine, max_gpu_leases_per_user=cap,
+                holds=self._holds(session, now), budget_spent=self._budget_spent(session, school.id, user, now) if kind else None,
+                known_kinds={unit.kind for unit in self._alloc_units},
             )
             if decision.outcome == "granted":
                 self._grant(lease, decision.unit, now)
@@ -251,9 +256,80 @@ class LeaseBook:
 
     def _waiting(self, session: Session) -> list[allocator.Request]:
         rows = session.execute(
-            select(LeaseRow.id, LeaseRow.user, LeaseRow.kind).where(LeaseRow.state == "queued").order_by(LeaseRow.seq)
+            select(LeaseRow.id, LeaseRow.user, LeaseRow.kind, LeaseRow.school)
+            .where(LeaseRow.state == "queued")
+            .order_by(LeaseRow.seq)
         )
-        return [allocator.Request(lease_id, user, kind) for lease_id, user, kind in rows]
+        return [allocator.Request(lease_id, user, kind, school) for lease_id, user, kind, school in rows]
+
+    def _open_units(self, session: Session) -> list[allocator.Unit]:
+        """Units of pools open for new leases (a draining pool keeps its running leases)."""
+        open_pools = self.policy.open_pools(session)
+        return [unit for unit in self._alloc_units if unit.pool in open_pools]
+
+    def _holds(self, session: Session, now: datetime) -> list[allocator.Hold]:
+        """What reservations in their window still keep free for their schools."""
+        reserved: dict[tuple[str, str], int] = {}
+        for booking in active_reservations(self.policy.reservations(session, include_past_of=now), now):
+            key = (booking.pool, booking.school)
+            reserved[key] = reserved.get(key, 0) + booking.units
+        holds = []
+        for (pool, school), units in reserved.items():
+            kind = self.policy.reservable_kind(pool)
+            in_use = session.scalar(
+                select(func.count()).select_from(LeaseRow).where(
+                    LeaseRow.state == "granted", LeaseRow.pool == pool, LeaseRow.school == school, LeaseRow.unit_kind == kind
+                )
+            )
+            holds.append(allocator.Hold(pool, kind, school, max(0, units - in_use)))
+        return holds
+
+    def _budget_spent(self, session: Session, school: str, user: str, now: datetime) -> allocator.BudgetSpent | None:
+        """Compare GPU-seconds used in the rolling period with the school's and student's budgets."""
+        period = timedelta(days=self.alliance.fairshare.budget_period_days)
+        for whose, limit_name, column, who in (
+            ("school", "budget_gpu_hours", LeaseRow.school, school),
+            ("student", "student_budget_gpu_hours", LeaseRow.user, user),
+        ):
+            budget_hours = self.policy.limit(session, school, limit_name)
+            if budget_hours is None:
+                continue
+            used, oldest = self._gpu_seconds_since(session, column, who, now - period, now)
+            if used >= budget_hours * 3600:
+                retry_after = max(60.0, ((oldest or now) + period - now).total_seconds())
+                return allocator.BudgetSpent(whose, retry_after)
+        return None
+
+    def _gpu_seconds_since(self, session: Session, column, who: str, since: datetime, now: datetime):
+        """GPU-seconds of ``who`` inside [since, now]: ended leases from the ledger plus running ones."""
+        usage_column = UsageRecord.school if column is LeaseRow.school else UsageRecord.user
+        used, oldest = 0.0, None
+        for record in session.scalars(select(UsageRecord).where(usage_column == who, UsageRecord.ended_at > since)):
+            start = max(record.started_at, since)
+            fraction = record.gpu_seconds / record.held_seconds if record.held_seconds else 0.0
+            used += max(0.0, (record.ended_at - start).total_seconds()) * fraction
+            oldest = start if oldest is None or start < oldest else oldest
+        for lease in session.scalars(select(LeaseRow).where(column == who, LeaseRow.state == "granted")):
+            start = max(lease.granted_at, since)
+            used += max(0.0, (now - start).total_seconds()) * lease.gpu_fraction
+            oldest = start if oldest is None or start < oldest else oldest
+        return used, oldest
+
+    # -- staff and operator settings, reservations (quota.policy_store) ----------------------
+
+    def read_policy(self, action):
+        """Run ``action(session, now)`` in a read transaction."""
+        with self._transaction() as session:
+            return action(session, self._clock())
+
+    def change_policy(self, action):
+        """Run ``action(session, now)`` in a write transaction, then grant what the change
+        made possible (a reopened pool, a cancelled reservation)."""
+        with self._lock, self._transaction(write=True) as session:
+            result = action(session, self._clock())
+            session.flush()
+            self._promote(session)
+            return result
 
     def _grant(self, lease: LeaseRow, unit: allocator.Unit | None, now: datetime) -> None:
         profile = self.alliance.profile(lease.profile)
@@ -267,7 +343,8 @@ class LeaseBook:
 
     def _promote(self, session: Session) -> None:
         now = self._clock()
-        for request, unit in allocator.promote(self._waiting(session), self._alloc_units, self._held(session)):
+        grants = allocator.promote(self._waiting(session), self._open_units(session), self._held(session), self._holds(session, now))
+        for request, unit in grants:
             lease = session.get(LeaseRow, request.lease_id)
             self._grant(lease, unit, now)
             self._listener.on_grant(lease.pool or "", lease.tier)

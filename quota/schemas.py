@@ -108,3 +108,102 @@ class Inventory(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"]
+
+
+# -- tiers, schools, quotas, pools, reservations -------------------------------------------
+
+Hours = Field(None, ge=0, le=100_000, description="GPU-hours per budget period (rolling); null = unlimited.")
+
+
+class TierView(BaseModel):
+    id: str
+    description: str
+    weight: float = Field(description="Fair-share weight of the tier's schools.")
+    budget_gpu_hours: float | None = Field(description="Default GPU-hour budget per school and period.")
+    student_budget_gpu_hours: float | None = Field(description="Default GPU-hour budget per student and period.")
+    max_sessions_per_student: int | None = Field(description="Default cap of GPU workspaces per student.")
+
+
+class TierChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    weight: float | None = Field(None, gt=0, le=1000, description="New weight (> 0, at most 1000).")
+    budget_gpu_hours: float | None = Hours
+    student_budget_gpu_hours: float | None = Hours
+    max_sessions_per_student: int | None = Field(None, ge=1, le=20, description="1 to 20 workspaces.")
+
+
+class SchoolView(BaseModel):
+    id: str
+    name: str
+    tier: str
+    classes: list[str]
+    weight: float | None = Field(description="Own weight; null = the tier's.")
+    guaranteed_share: float | None = Field(description="Fraction of the alliance's GPUs guaranteed; null = from weights.")
+    borrowing_limit_gpus: float | None = Field(description="GPUs it may borrow beyond its share; null = no cap.")
+    budget_gpu_hours: float | None
+    student_budget_gpu_hours: float | None
+    max_sessions_per_student: int | None
+
+
+class SchoolQuotaChange(BaseModel):
+    """Staff's change to a school's share and quotas; fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weight: float | None = Field(None, gt=0, le=1000, description="Own fair-share weight (> 0, at most 1000).")
+    guaranteed_share: float | None = Field(None, gt=0, le=1, description="Fraction of all GPUs, in (0, 1].")
+    borrowing_limit_gpus: float | None = Field(None, ge=0, le=10_000, description="GPUs, 0 to 10000.")
+    budget_gpu_hours: float | None = Hours
+    student_budget_gpu_hours: float | None = Hours
+    max_sessions_per_student: int | None = Field(None, ge=1, le=20, description="1 to 20 workspaces.")
+
+
+class PoolView(BaseModel):
+    id: str
+    name: str
+    gpus: int
+    simulated: bool
+    state: Literal["open", "draining"] = Field(description="draining: no new leases; running ones go on.")
+    note: str
+    units: dict[str, int] = Field(description="Units per kind.")
+
+
+class PoolChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: Literal["open", "draining"] = Field(description="open, or draining (no new leases; running ones go on).")
+    note: str = Field("", max_length=500, description="Why, for the other operators.")
+
+
+class ReservationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pool: str = Field(min_length=1, max_length=100, description="Pool id.")
+    school: str = Field(min_length=1, max_length=100, description="School id (a teacher books for their own).")
+    class_id: str | None = Field(None, max_length=100, description="One class of the school; null = the school.")
+    units: int = Field(ge=1, le=10_000, description="Whole GPUs, or slices on a fully sliced pool.")
+    starts_at: datetime = Field(description="Start (ISO-8601 with a time zone).")
+    ends_at: datetime = Field(description="End (ISO-8601 with a time zone), after the start, at most 12 hours later.")
+    note: str = Field("", max_length=500, description="What the lesson is.")
+
+
+class ReservationView(BaseModel):
+    id: str
+    pool: str
+    school: str
+    class_id: str | None
+    units: int
+    starts_at: datetime
+    ends_at: datetime
+    note: str
+    created_by: str
+    cancelled_at: datetime | None
+
+
+class UsageReportRow(BaseModel):
+    period_start: datetime = Field(description="Start of the period (UTC).")
+    group: str = Field(description="The user, class, school or tier.")
+    leases: int
+    held_seconds: float
+    gpu_seconds: float

@@ -90,3 +90,63 @@ class WithdrawnKey(Base):
 
     idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
     withdrawn_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TierSetting(Base):
+    """Staff's changes to a tier of the alliance file (null = as in the file)."""
+
+    __tablename__ = "tier_settings"
+
+    tier: Mapped[str] = mapped_column(String(50), primary_key=True)
+    weight: Mapped[float | None] = mapped_column(Float, nullable=True)
+    budget_gpu_hours: Mapped[float | None] = mapped_column(Float, nullable=True)
+    student_budget_gpu_hours: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_sessions_per_student: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SchoolSetting(Base):
+    """Staff's changes to a school's weight, share and quotas (null = as in the file / its tier)."""
+
+    __tablename__ = "school_settings"
+
+    school: Mapped[str] = mapped_column(String(100), primary_key=True)
+    weight: Mapped[float | None] = mapped_column(Float, nullable=True)
+    guaranteed_share: Mapped[float | None] = mapped_column(Float, nullable=True)
+    borrowing_limit_gpus: Mapped[float | None] = mapped_column(Float, nullable=True)
+    budget_gpu_hours: Mapped[float | None] = mapped_column(Float, nullable=True)
+    student_budget_gpu_hours: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_sessions_per_student: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PoolSetting(Base):
+    """An operator's state for a pool: open, or draining (no new grants; running leases go on)."""
+
+    __tablename__ = "pool_settings"
+
+    pool: Mapped[str] = mapped_column(String(100), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str] = mapped_column(Text, default="")
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Reservation(Base):
+    """A class-period booking: units of one pool held for a school (or a class) in a window."""
+
+    __tablename__ = "reservations"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    pool: Mapped[str] = mapped_column(String(100), index=True)
+    school: Mapped[str] = mapped_column(String(100), index=True)
+    class_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    units: Mapped[int] = mapped_column(Integer)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -1,21 +1,64 @@
-"""The usage ledger: one record per ended lease."""
+"""The usage ledger (one record per ended lease) and reports over it, as JSON or CSV."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import csv
+import io
+from datetime import datetime
+
+from fastapi import APIRouter, Response
 
 from quota.deps import Authorized, Book, Caller, forbid
-from quota.schemas import Usage
+from quota.schemas import Usage, UsageReportRow
+from quota.usage_report import GroupBy, Period, summarise
 
 router = APIRouter(prefix="/api/usage", tags=["usage"], dependencies=Authorized)
+
+
+def _visible_records(book, caller, user, school, since=None, until=None):
+    if user:
+        home = book.alliance.school_of(user)
+        if not caller.may_see_user(user, home.id if home else None):
+            raise forbid(f"You may not read the usage of '{user}'.")
+    records = [row for row in book.usage(user, school) if caller.may_see_user(row.user, row.school)]
+    return [r for r in records if (since is None or r.ended_at >= since) and (until is None or r.ended_at < until)]
 
 
 @router.get("", response_model=list[Usage])
 def read_usage(book: Book, caller: Caller, user: str | None = None, school: str | None = None) -> list[Usage]:
     """Usage records, oldest first, optionally for one user or school. Students see their
     own, teachers their classes', school admins their school's, staff all."""
-    if user:
-        home = book.alliance.school_of(user)
-        if not caller.may_see_user(user, home.id if home else None):
-            raise forbid(f"You may not read the usage of '{user}'.")
-    return [Usage.of(row) for row in book.usage(user, school) if caller.may_see_user(row.user, row.school)]
+    return [Usage.of(row) for row in _visible_records(book, caller, user, school)]
+
+
+@router.get("/report", response_model=list[UsageReportRow])
+def usage_report(
+    book: Book,
+    caller: Caller,
+    group_by: GroupBy = "school",
+    period: Period = "week",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    user: str | None = None,
+    school: str | None = None,
+    format: str = "json",
+):
+    """GPU-seconds and leases per period (day, week, month, all; by the time each lease
+    ended) and per user, class, school or tier, over the records the caller may see.
+    ``format=csv`` returns the same rows as CSV for a spreadsheet."""
+    if format not in ("json", "csv"):
+        from fastapi import HTTPException
+
+        raise HTTPException(422, "format: use json or csv.")
+    rows = summarise(_visible_records(book, caller, user, school, since, until), group_by, period, book.alliance)
+    if format == "json":
+        return [UsageReportRow(**row) for row in rows]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["period_start", group_by, "leases", "held_seconds", "gpu_seconds"])
+    for row in rows:
+        writer.writerow([row["period_start"].isoformat(), row["group"], row["leases"], f"{row['held_seconds']:.3f}", f"{row['gpu_seconds']:.3f}"])
+    return Response(
+        out.getvalue(), media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="gpu-usage-by-{group_by}-per-{period}.csv"'},
+    )

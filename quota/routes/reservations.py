@@ -1,0 +1,74 @@
+"""Class reservations: teachers book units of a pool for a lesson."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter
+
+from quota.auth import Role
+from quota.deps import Authorized, Book, Caller, forbid
+from quota.errors import InvalidField
+from quota.routes.errors import translated
+from quota.schemas import ReservationRequest, ReservationView
+
+router = APIRouter(prefix="/api/reservations", tags=["reservations"], dependencies=Authorized)
+
+LONGEST = timedelta(hours=12)
+
+
+def _view(row) -> ReservationView:
+    return ReservationView.model_validate(row, from_attributes=True)
+
+
+@router.get("", response_model=list[ReservationView])
+def list_reservations(book: Book, caller: Caller, school: str | None = None) -> list[ReservationView]:
+    """Reservations not yet over, soonest first. Staff, operators and the hub see all;
+    others their own school's."""
+    def read(session, now):
+        rows = book.policy.reservations(session, school=school, include_past_of=now)
+        return [_view(row) for row in rows if caller.role in (Role.hub, Role.staff, Role.operator) or row.school == caller.school]
+
+    return book.read_policy(read)
+
+
+@router.post("", response_model=ReservationView, status_code=201)
+def create_reservation(body: ReservationRequest, book: Book, caller: Caller) -> ReservationView:
+    """Book units of a pool for a school or one of its classes. Teachers and school admins
+    book for their own school, staff for any. Refused (422, naming the field) when the
+    time is wrong or overlapping bookings would need more units than the pool has."""
+    if not caller.may_act_for_school(body.school):
+        raise forbid(f"You may only book for your own school, not for '{body.school}'.")
+    for field in ("starts_at", "ends_at"):
+        if getattr(body, field).tzinfo is None:
+            with translated():
+                raise InvalidField(field, "give a time zone, e.g. 2026-09-01T08:00:00+08:00.")
+    if body.ends_at - body.starts_at > LONGEST:
+        with translated():
+            raise InvalidField("ends_at", "a reservation lasts at most 12 hours; book each lesson on its own.")
+    with translated():
+        row = book.change_policy(
+            lambda session, now: book.policy.reserve(
+                session, pool=body.pool, school=body.school, class_id=body.class_id, units=body.units,
+                starts_at=body.starts_at, ends_at=body.ends_at, note=body.note, by=caller.name, now=now,
+            )
+        )
+    return _view(row)
+
+
+@router.delete("/{reservation_id}", response_model=ReservationView)
+def cancel_reservation(reservation_id: str, book: Book, caller: Caller) -> ReservationView:
+    """Cancel a reservation (its school's teachers and admins, or staff); its units go
+    back to everyone at once."""
+
+    def cancel(session, now):
+        row = book.policy.cancel(session, reservation_id, now) if caller.role != Role.student else None
+        if row is None or not caller.may_act_for_school(row.school):
+            raise PermissionError
+        return _view(row)
+
+    try:
+        with translated():
+            return book.change_policy(cancel)
+    except PermissionError:
+        raise forbid("You may only cancel your own school's reservations.") from None
