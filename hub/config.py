@@ -124,6 +124,7 @@ def configure_hub(c, settings: HubSettings) -> None:
             "display": False,
             "url": quota_url,
             "api_token": quota_token,
+            "oauth_no_confirm": True,  # students log in to the quota pages without a consent page
             "command": [sys.executable, "-m", "quota", "serve"],
             "environment": {
                 "GPU_COMMONS_ALLIANCE": str(settings.alliance),

@@ -61,4 +61,12 @@ def hub_roles(alliance: Alliance) -> list[dict]:
                 "users": list(alliance.staff),
             }
         )
+    roles.append(
+        {
+            "name": "quota-pages",
+            "description": "Every alliance account may log in to the quota service (it checks their role itself)",
+            "scopes": ["self", "access:services!service=quota"],
+            "users": sorted(alliance.accounts()),
+        }
+    )
     return roles

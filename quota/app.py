@@ -9,16 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 
 from fastapi import FastAPI
 
 from quota.alliance import load_alliance
-from quota.auth import TokenResolver, hub_token_resolver
+from quota.auth import TokenResolver, hub_oauth_client, hub_token_resolver
 from quota.db import make_engine, session_factory, upgrade
 from quota.inventory import Unit, alliance_units
 from quota.leases import Clock, LeaseBook, utc_now
 from quota.metrics import QuotaMetrics
-from quota.routes import health, inventory, leases, pools, queue, reservations, schools, tiers, usage
+from quota.routes import health, inventory, leases, oauth, pools, queue, reservations, schools, tiers, usage
 from quota.settings import QuotaSettings
 
 log = logging.getLogger("quota")
@@ -64,10 +65,30 @@ def create_app(
     app.state.settings = settings
     app.state.book = book
     app.state.metrics = metrics
-    app.state.resolve_token = token_resolver or hub_token_resolver(settings.api_token)
-    for module in (leases, queue, reservations, usage, schools, tiers, pools, inventory, health):
+    app.state.hub_oauth = hub_oauth_client(settings.api_token)
+    app.state.resolve_token = token_resolver or hub_token_resolver(app.state.hub_oauth)
+    for module in (leases, queue, reservations, usage, schools, tiers, pools, inventory, oauth, health):
         app.include_router(module.router)
-    return app
+    return ServicePrefix(app, os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "")) if os.environ.get("JUPYTERHUB_SERVICE_PREFIX") else app
+
+
+class ServicePrefix:
+    """Serve the app both at / (the hub's spawner calls it directly) and under the hub's
+    service prefix (/services/quota/, where the proxy sends browsers)."""
+
+    def __init__(self, app: FastAPI, prefix: str):
+        self.app = app
+        self.prefix = prefix.rstrip("/")
+
+    def __getattr__(self, name):
+        return getattr(self.app, name)  # app.state, app.openapi(), … keep working
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            path = scope.get("path", "")
+            if path == self.prefix or path.startswith(self.prefix + "/"):
+                scope = dict(scope, root_path=self.prefix)  # Starlette routes on path minus root_path
+        await self.app(scope, receive, send)
 
 
 async def _sweep_forever(book: LeaseBook, every_seconds: float) -> None:

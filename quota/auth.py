@@ -86,12 +86,23 @@ def principal_for(name: str, alliance: Alliance) -> Principal | None:
     return None
 
 
-def hub_token_resolver(service_token: str) -> TokenResolver:
-    """Ask the hub who owns a token (JupyterHub's HubAuth, with its cache). Only tokens
-    allowed to access this service count."""
+def hub_oauth_client(service_token: str):
+    """JupyterHub's own OAuth client for services, configured from the variables the hub
+    sets for a managed service; None when the service does not run under a hub."""
+    import os
+
+    if not os.environ.get("JUPYTERHUB_API_URL"):
+        return None
     from jupyterhub.services.auth import HubOAuth
 
-    hub_auth = HubOAuth(api_token=service_token, cache_max_age=60)
+    return HubOAuth(api_token=service_token, cache_max_age=60)
+
+
+def hub_token_resolver(hub_auth) -> TokenResolver:
+    """Ask the hub who owns a token (HubAuth, with its cache). Only tokens allowed to
+    access this service count. Without a hub, only the service's own token works."""
+    if hub_auth is None:
+        return lambda token: None
 
     def resolve(token: str) -> str | None:
         try:

@@ -23,6 +23,11 @@ def _token_of(request: Request) -> str:
 def current_principal(request: Request) -> Principal:
     """The caller, from a JupyterHub API token (header) or the OAuth login cookie."""
     token = _token_of(request)
+    if not token and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+        from quota.routes.oauth import login_redirect  # a browser: log in through the hub
+
+        response = login_redirect(request)
+        raise HTTPException(response.status_code, "Log in through the hub.", headers=dict(response.headers))
     if not token:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

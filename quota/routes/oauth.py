@@ -1,0 +1,82 @@
+"""Browser login through JupyterHub OAuth, and who am I.
+
+A browser that opens the service (through the hub's proxy, at /services/quota/) without
+a token is sent to the hub's OAuth authorize page; the hub sends it back to
+``/oauth_callback`` with a code, which is exchanged for a token kept in an HttpOnly
+cookie. JupyterHub's HubOAuth does the exchange; this module only wires it to FastAPI.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import BaseModel, Field
+
+from quota.deps import TOKEN_COOKIE, Caller
+
+router = APIRouter(tags=["login"])
+STATE_COOKIE = "gpu-commons-quota-oauth-state"
+
+
+class Me(BaseModel):
+    name: str = Field(description="JupyterHub account.")
+    role: str = Field(description="hub, operator, staff, school_admin, teacher or student.")
+    school: str | None
+
+
+def _prefix(request: Request) -> str:
+    return request.scope.get("root_path", "").rstrip("/") or ""
+
+
+def login_redirect(request: Request) -> RedirectResponse:
+    """Send a browser to the hub's OAuth page, remembering where it wanted to go."""
+    hub_oauth = request.app.state.hub_oauth
+    if hub_oauth is None:
+        raise HTTPException(401, "Browser login needs the hub; send 'Authorization: token <JupyterHub API token>'.")
+    state = secrets.token_urlsafe(16)
+    wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    response = RedirectResponse(f"{hub_oauth.login_url}&{urlencode({'state': state})}", status_code=302)
+    response.set_cookie(STATE_COOKIE, f"{state}|{quote(wanted)}", httponly=True, samesite="lax", path=_prefix(request) or "/", max_age=600)
+    return response
+
+
+@router.get("/oauth_callback", include_in_schema=False)
+def oauth_callback(request: Request, code: str = "", state: str = ""):
+    hub_oauth = request.app.state.hub_oauth
+    if hub_oauth is None:
+        raise HTTPException(404, "Browser login is off: this service does not run under JupyterHub.")
+    remembered, _, wanted = request.cookies.get(STATE_COOKIE, "").partition("|")
+    if not code or not remembered or not hmac.compare_digest(state, remembered):
+        raise HTTPException(400, "The login link is stale or was opened in another browser; open the page again.")
+    try:
+        token = hub_oauth.token_for_code(code, sync=True)
+    except Exception as exc:
+        raise HTTPException(502, f"The hub did not accept the login ({exc.__class__.__name__}); open the page again.") from None
+    from urllib.parse import unquote
+
+    target = unquote(wanted) if unquote(wanted).startswith("/") else (_prefix(request) or "") + "/"
+    response = RedirectResponse(target, status_code=302)
+    response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="lax", path=_prefix(request) or "/")
+    response.delete_cookie(STATE_COOKIE, path=_prefix(request) or "/")
+    return response
+
+
+@router.get("/api/me", response_model=Me, tags=["login"])
+def who_am_i(caller: Caller) -> Me:
+    """The caller's account, role and school."""
+    return Me(name=caller.name, role=caller.role.value, school=caller.school)
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def home(request: Request, caller: Caller) -> str:
+    """A plain page with the caller's links (the API is the product; this is its door)."""
+    base = _prefix(request)
+    links = [("My account", "/api/me"), ("Usage", "/api/usage"), ("Usage report (CSV)", "/api/usage/report?format=csv"),
+             ("Reservations", "/api/reservations"), ("Schools and quotas", "/api/schools"), ("API reference", "/docs")]
+    items = "".join(f'<li><a href="{base}{path}">{label}</a></li>' for label, path in links)
+    return (f"<!doctype html><meta charset=utf-8><title>GPU Commons quota</title>"
+            f"<h1>GPU Commons quota service</h1><p>Signed in as <b>{caller.name}</b> ({caller.role.value})</p><ul>{items}</ul>")
