@@ -29,22 +29,22 @@ LeaseState = Literal["granted", "queued", "refused", "released", "expired", "aba
 
 class Lease(BaseModel):
     id: str = Field(description="Lease id.")
-    user: str
-    school: str
-    tier: str
-    profile: str
+    user: str = Field(description='JupyterHub account of the student.')
+    school: str = Field(description='School id from the alliance file.')
+    tier: str = Field(description='Tier of the school (county, urban, …).')
+    profile: str = Field(description='Profile id (cpu, gpu-slice, gpu-whole, …).')
     state: LeaseState = Field(description="Where the lease is in its life.")
     pool: str | None = Field(description="Pool of the assigned unit; null for CPU or not granted.")
     device: str | None = Field(description="Value for CUDA_VISIBLE_DEVICES / NVIDIA_VISIBLE_DEVICES.")
     unit_kind: Literal["whole", "slice"] | None = Field(description="Kind of the assigned unit.")
     simulated: bool = Field(description="True when the inventory is simulated (no real GPU).")
-    requested_at: datetime
-    granted_at: datetime | None
+    requested_at: datetime = Field(description='When the request arrived (UTC).')
+    granted_at: datetime | None = Field(description='When a unit was assigned (UTC); null while queued.')
     expires_at: datetime | None = Field(description="When the lease ends unless released before.")
-    released_at: datetime | None
+    released_at: datetime | None = Field(description='When the lease ended (UTC); null while active.')
     queue_position: int | None = Field(description="1 = next to be granted; only while queued.")
     reason: str | None = Field(description="Why it was refused, in words a student can read.")
-    idempotency_key: str | None
+    idempotency_key: str | None = Field(description='The key the request was made with, if any.')
 
     @classmethod
     def of(cls, row: LeaseRow, position: int | None = None) -> "Lease":
@@ -58,16 +58,16 @@ class Lease(BaseModel):
 
 
 class Usage(BaseModel):
-    lease_id: str
-    user: str
-    school: str
-    tier: str
-    profile: str
-    pool: str | None
-    device: str | None
-    unit_kind: str | None
-    started_at: datetime
-    ended_at: datetime
+    lease_id: str = Field(description='The lease this record accounts for.')
+    user: str = Field(description='JupyterHub account of the student.')
+    school: str = Field(description='School id from the alliance file.')
+    tier: str = Field(description='Tier of the school (county, urban, …).')
+    profile: str = Field(description='Profile id (cpu, gpu-slice, gpu-whole, …).')
+    pool: str | None = Field(description='Pool id.')
+    device: str | None = Field(description='Device string the workspace got.')
+    unit_kind: str | None = Field(description='whole or slice; null for CPU.')
+    started_at: datetime = Field(description='When the lease was granted (UTC).')
+    ended_at: datetime = Field(description='When the lease ended (UTC).')
     held_seconds: float = Field(description="Seconds the lease was held.")
     gpu_seconds: float = Field(description="held_seconds times the fraction of a GPU held (1/n for a slice).")
     end_reason: Literal["released", "expired"] = Field(description="Why the lease ended.")
@@ -78,36 +78,36 @@ class Usage(BaseModel):
 
 
 class InventoryUnit(BaseModel):
-    device: str
-    kind: Literal["whole", "slice"]
-    gpu_index: int
-    model: str
-    simulated: bool
+    device: str = Field(description='Device string the workspace got.')
+    kind: Literal["whole", "slice"] = Field(description='whole (a GPU) or slice (part of one).')
+    gpu_index: int = Field(description='Index of the physical GPU in its pool.')
+    model: str = Field(description='GPU model.')
+    simulated: bool = Field(description='True when declared, not read from hardware.')
     lease_id: str | None = Field(description="Lease holding the unit; null when free.")
 
 
 class InventoryPool(BaseModel):
-    id: str
-    name: str
-    units: list[InventoryUnit]
+    id: str = Field(description='Identifier.')
+    name: str = Field(description='Display name.')
+    units: list[InventoryUnit] = Field(description='Units (whole GPUs or slices).')
     free: dict[str, int] = Field(description="Free units per kind.")
 
 
 class InventoryProfile(BaseModel):
-    id: str
-    display_name: str
-    gpu: str
+    id: str = Field(description='Identifier.')
+    display_name: str = Field(description='Name shown on the spawn form.')
+    gpu: str = Field(description='none, slice or whole.')
     free_units: int | None = Field(description="Units free for this profile now; null for CPU (always available).")
 
 
 class Inventory(BaseModel):
     simulated: bool = Field(description="True when any pool is simulated: no real GPU behind it.")
-    pools: list[InventoryPool]
-    profiles: list[InventoryProfile]
+    pools: list[InventoryPool] = Field(description='Every pool with its units.')
+    profiles: list[InventoryProfile] = Field(description='Every profile with what is free for it.')
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok"] = Field(description='ok while the service runs.')
 
 
 # -- tiers, schools, quotas, pools, reservations -------------------------------------------
@@ -116,8 +116,8 @@ Hours = Field(None, ge=0, le=100_000, description="GPU-hours per budget period (
 
 
 class TierView(BaseModel):
-    id: str
-    description: str
+    id: str = Field(description='Identifier.')
+    description: str = Field(description='What it is, in a sentence.')
     weight: float = Field(description="Fair-share weight of the tier's schools.")
     budget_gpu_hours: float | None = Field(description="Default GPU-hour budget per school and period.")
     student_budget_gpu_hours: float | None = Field(description="Default GPU-hour budget per student and period.")
@@ -134,16 +134,16 @@ class TierChange(BaseModel):
 
 
 class SchoolView(BaseModel):
-    id: str
-    name: str
-    tier: str
-    classes: list[str]
+    id: str = Field(description='Identifier.')
+    name: str = Field(description='Display name.')
+    tier: str = Field(description='Tier of the school (county, urban, …).')
+    classes: list[str] = Field(description='Class ids of the school.')
     weight: float | None = Field(description="Own weight; null = the tier's.")
     guaranteed_share: float | None = Field(description="Fraction of the alliance's GPUs guaranteed; null = from weights.")
     borrowing_limit_gpus: float | None = Field(description="GPUs it may borrow beyond its share; null = no cap.")
-    budget_gpu_hours: float | None
-    student_budget_gpu_hours: float | None
-    max_sessions_per_student: int | None
+    budget_gpu_hours: float | None = Field(description='GPU-hours per school and budget period; null = unlimited.')
+    student_budget_gpu_hours: float | None = Field(description='GPU-hours per student and budget period; null = unlimited.')
+    max_sessions_per_student: int | None = Field(description='GPU workspaces one student may have running or waiting; null = 1.')
 
 
 class SchoolQuotaChange(BaseModel):
@@ -160,12 +160,12 @@ class SchoolQuotaChange(BaseModel):
 
 
 class PoolView(BaseModel):
-    id: str
-    name: str
-    gpus: int
-    simulated: bool
+    id: str = Field(description='Identifier.')
+    name: str = Field(description='Display name.')
+    gpus: int = Field(description='Physical GPUs in the pool.')
+    simulated: bool = Field(description='True when declared, not read from hardware.')
     state: Literal["open", "draining"] = Field(description="draining: no new leases; running ones go on.")
-    note: str
+    note: str = Field(description='Free text for people.')
     units: dict[str, int] = Field(description="Units per kind.")
 
 
@@ -189,21 +189,21 @@ class ReservationRequest(BaseModel):
 
 
 class ReservationView(BaseModel):
-    id: str
-    pool: str
-    school: str
-    class_id: str | None
-    units: int
-    starts_at: datetime
-    ends_at: datetime
-    note: str
-    created_by: str
-    cancelled_at: datetime | None
+    id: str = Field(description='Identifier.')
+    pool: str = Field(description='Pool id.')
+    school: str = Field(description='School id from the alliance file.')
+    class_id: str | None = Field(description='Class of the school; null = the whole school.')
+    units: int = Field(description='Units (whole GPUs or slices).')
+    starts_at: datetime = Field(description='Start (UTC).')
+    ends_at: datetime = Field(description='End (UTC).')
+    note: str = Field(description='Free text for people.')
+    created_by: str = Field(description='Account that booked it.')
+    cancelled_at: datetime | None = Field(description='When it was cancelled (UTC); null while valid.')
 
 
 class UsageReportRow(BaseModel):
     period_start: datetime = Field(description="Start of the period (UTC).")
     group: str = Field(description="The user, class, school or tier.")
-    leases: int
-    held_seconds: float
-    gpu_seconds: float
+    leases: int = Field(description='Leases counted.')
+    held_seconds: float = Field(description='Seconds the leases were held.')
+    gpu_seconds: float = Field(description='GPU-seconds used (held seconds times the GPU fraction).')

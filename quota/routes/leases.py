@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
 from quota.auth import Principal, Role
 from quota.deps import Authorized, Book, Caller, forbid
 from quota.errors import InvalidField
 from quota.schemas import Lease, LeaseRequest, LeaseState
 from quota.tables import LeaseRow
+
+LeaseId = Annotated[str, Path(description="Lease id (l-…).")]
 
 router = APIRouter(prefix="/api/leases", tags=["leases"], dependencies=Authorized)
 
@@ -18,7 +22,7 @@ def _may_manage(caller: Principal, lease: LeaseRow) -> bool:
     return caller.may_see_user(lease.user, lease.school)
 
 
-def _visible(book, lease_id: str, caller: Principal) -> LeaseRow:
+def _visible(book, lease_id: LeaseId, caller: Principal) -> LeaseRow:
     row = book.get(lease_id, heartbeat=False)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No lease with id '{lease_id}'.")
@@ -46,7 +50,11 @@ def request_lease(body: LeaseRequest, book: Book, caller: Caller, response: Resp
 
 @router.get("", response_model=list[Lease])
 def list_leases(
-    book: Book, caller: Caller, state: LeaseState | None = None, user: str | None = None, school: str | None = None
+    book: Book, caller: Caller,
+    state: Annotated[LeaseState | None, Query(description="Only leases in this state.")] = None,
+    user: Annotated[str | None, Query(description="Only this student's leases.")] = None,
+    school: Annotated[str | None, Query(description="Only this school's leases.")] = None,
+
 ) -> list[Lease]:
     """Leases, oldest first, optionally filtered by state, user and school. Students see
     their own, teachers their classes', school admins their school's."""
@@ -58,7 +66,7 @@ def list_leases(
 
 
 @router.get("/{lease_id}", response_model=Lease)
-def read_lease(lease_id: str, book: Book, caller: Caller) -> Lease:
+def read_lease(lease_id: LeaseId, book: Book, caller: Caller) -> Lease:
     """One lease. Reading a queued lease is also its heartbeat: a queued lease nobody
     reads for the heartbeat timeout is abandoned."""
     _visible(book, lease_id, caller)
@@ -67,7 +75,7 @@ def read_lease(lease_id: str, book: Book, caller: Caller) -> Lease:
 
 
 @router.post("/{lease_id}/renew", response_model=Lease)
-def renew_lease(lease_id: str, book: Book, caller: Caller) -> Lease:
+def renew_lease(lease_id: LeaseId, book: Book, caller: Caller) -> Lease:
     """Extend a granted lease by its profile's length, counted from now. Refused (409, with
     the reason) while someone waits for the same kind of unit."""
     row = _visible(book, lease_id, caller)
@@ -80,7 +88,7 @@ def renew_lease(lease_id: str, book: Book, caller: Caller) -> Lease:
 
 
 @router.delete("/{lease_id}", response_model=Lease)
-def release_lease(lease_id: str, book: Book, caller: Caller) -> Lease:
+def release_lease(lease_id: LeaseId, book: Book, caller: Caller) -> Lease:
     """Release a lease: its unit goes to the next in the queue and its usage is recorded.
     Releasing a lease that already ended returns it unchanged."""
     row = _visible(book, lease_id, caller)
@@ -90,7 +98,7 @@ def release_lease(lease_id: str, book: Book, caller: Caller) -> Lease:
 
 
 @router.delete("/by-key/{idempotency_key}", response_model=Lease)
-def release_lease_by_key(idempotency_key: str, book: Book, caller: Caller) -> Lease:
+def release_lease_by_key(idempotency_key: Annotated[str, Path(description="The key the request was made with.")], book: Book, caller: Caller) -> Lease:
     """Release the lease made with this idempotency key (the hub's clean-up after a
     request whose answer it never got; hub only). 404 when no request with the key has
     arrived yet; the key is then remembered, and a request arriving later with it is refused."""

@@ -25,7 +25,7 @@ STATE_COOKIE = "gpu-commons-quota-oauth-state"
 class Me(BaseModel):
     name: str = Field(description="JupyterHub account.")
     role: str = Field(description="hub, operator, staff, school_admin, teacher or student.")
-    school: str | None
+    school: str | None = Field(description="School of a student, teacher or school admin; null otherwise.")
 
 
 def _prefix(request: Request) -> str:

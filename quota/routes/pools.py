@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 
 from quota.auth import Role
 from quota.deps import Authorized, Book, Caller, require
@@ -28,7 +30,7 @@ def list_pools(book: Book) -> list[PoolView]:
 
 
 @router.patch("/{pool_id}", response_model=PoolView, dependencies=[require(Role.operator)])
-def change_pool(pool_id: str, change: PoolChange, book: Book, caller: Caller) -> PoolView:
+def change_pool(pool_id: Annotated[str, Path(description="Pool id from the alliance file.")], change: PoolChange, book: Book, caller: Caller) -> PoolView:
     """Open or drain a pool (operators only). Draining stops new leases there; running
     leases go on until they end."""
 

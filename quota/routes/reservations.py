@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
 
 from quota.auth import Role
 from quota.deps import Authorized, Book, Caller, forbid
@@ -22,7 +24,7 @@ def _view(row) -> ReservationView:
 
 
 @router.get("", response_model=list[ReservationView])
-def list_reservations(book: Book, caller: Caller, school: str | None = None) -> list[ReservationView]:
+def list_reservations(book: Book, caller: Caller, school: Annotated[str | None, Query(description="Only this school's reservations.")] = None) -> list[ReservationView]:
     """Reservations not yet over, soonest first. Staff, operators and the hub see all;
     others their own school's."""
     def read(session, now):
@@ -57,7 +59,7 @@ def create_reservation(body: ReservationRequest, book: Book, caller: Caller) -> 
 
 
 @router.delete("/{reservation_id}", response_model=ReservationView)
-def cancel_reservation(reservation_id: str, book: Book, caller: Caller) -> ReservationView:
+def cancel_reservation(reservation_id: Annotated[str, Path(description="Reservation id (r-…).")], book: Book, caller: Caller) -> ReservationView:
     """Cancel a reservation (its school's teachers and admins, or staff); its units go
     back to everyone at once."""
 

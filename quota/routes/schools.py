@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 
 from quota.auth import Role
 from quota.deps import Authorized, Book, Caller, require
@@ -19,14 +21,14 @@ def list_schools(book: Book) -> list[SchoolView]:
 
 
 @router.get("/{school_id}", response_model=SchoolView)
-def read_school(school_id: str, book: Book) -> SchoolView:
+def read_school(school_id: Annotated[str, Path(description="School id from the alliance file.")], book: Book) -> SchoolView:
     """One school."""
     with translated():
         return SchoolView(**book.read_policy(lambda session, now: book.policy.school(session, school_id)))
 
 
 @router.patch("/{school_id}/quota", response_model=SchoolView, dependencies=[require(Role.staff)])
-def change_quota(school_id: str, change: SchoolQuotaChange, book: Book, caller: Caller) -> SchoolView:
+def change_quota(school_id: Annotated[str, Path(description="School id from the alliance file.")], change: SchoolQuotaChange, book: Book, caller: Caller) -> SchoolView:
     """Set a school's weight, guaranteed share, borrowing limit, budgets or session cap
     (alliance staff only). Guaranteed shares of all schools must add up to at most 1."""
     changes = change.model_dump(exclude_unset=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 
 from quota.auth import Role
 from quota.deps import Authorized, Book, Caller, require
@@ -19,7 +21,7 @@ def list_tiers(book: Book) -> list[TierView]:
 
 
 @router.patch("/{tier_id}", response_model=TierView, dependencies=[require(Role.staff)])
-def change_tier(tier_id: str, change: TierChange, book: Book, caller: Caller) -> TierView:
+def change_tier(tier_id: Annotated[str, Path(description="Tier name (county, urban, …).")], change: TierChange, book: Book, caller: Caller) -> TierView:
     """Change a tier's weight or default quotas (alliance staff only)."""
     changes = change.model_dump(exclude_unset=True)
     with translated():

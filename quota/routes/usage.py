@@ -6,11 +6,16 @@ import csv
 import io
 from datetime import datetime
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 
 from quota.deps import Authorized, Book, Caller, forbid
 from quota.schemas import Usage, UsageReportRow
 from quota.usage_report import GroupBy, Period, summarise
+
+UserFilter = Annotated[str | None, Query(description="Only this student's records.")]
+SchoolFilter = Annotated[str | None, Query(description="Only this school's records.")]
 
 router = APIRouter(prefix="/api/usage", tags=["usage"], dependencies=Authorized)
 
@@ -25,7 +30,7 @@ def _visible_records(book, caller, user, school, since=None, until=None):
 
 
 @router.get("", response_model=list[Usage])
-def read_usage(book: Book, caller: Caller, user: str | None = None, school: str | None = None) -> list[Usage]:
+def read_usage(book: Book, caller: Caller, user: UserFilter = None, school: SchoolFilter = None) -> list[Usage]:
     """Usage records, oldest first, optionally for one user or school. Students see their
     own, teachers their classes', school admins their school's, staff all."""
     return [Usage.of(row) for row in _visible_records(book, caller, user, school)]
@@ -35,13 +40,13 @@ def read_usage(book: Book, caller: Caller, user: str | None = None, school: str 
 def usage_report(
     book: Book,
     caller: Caller,
-    group_by: GroupBy = "school",
-    period: Period = "week",
-    since: datetime | None = None,
-    until: datetime | None = None,
-    user: str | None = None,
-    school: str | None = None,
-    format: str = "json",
+    group_by: Annotated[GroupBy, Query(description="Sum per user, class, school or tier.")] = "school",
+    period: Annotated[Period, Query(description="Sum per day, week (from Monday), month or over all time.")] = "week",
+    since: Annotated[datetime | None, Query(description="Only leases that ended at or after this time.")] = None,
+    until: Annotated[datetime | None, Query(description="Only leases that ended before this time.")] = None,
+    user: UserFilter = None,
+    school: SchoolFilter = None,
+    format: Annotated[str, Query(description="json or csv.")] = "json",
 ):
     """GPU-seconds and leases per period (day, week, month, all; by the time each lease
     ended) and per user, class, school or tier, over the records the caller may see.
