@@ -190,3 +190,18 @@ def test_leases_and_usage_survive_a_restart(make_quota_app, clock):
         assert [record["lease_id"] for record in client.get("/api/usage").json()] == [ended["id"]]
         # the held slice is still held: the next request gets the other one
         assert ask(client, "u01-s1").json()["device"] != held["device"]
+
+
+def test_the_usage_ledger_is_append_only_in_the_database(quota_client, clock):
+    import sqlalchemy
+
+    lease = ask(quota_client, "c01-s1").json()
+    clock.advance(minutes=3)
+    quota_client.delete(f"/api/leases/{lease['id']}")
+    engine = sqlalchemy.create_engine(quota_client.app.state.settings.database_url)
+    for statement in ("UPDATE usage SET gpu_seconds = 0", "DELETE FROM usage"):
+        with pytest.raises(sqlalchemy.exc.DatabaseError, match="append-only"):
+            with engine.begin() as connection:
+                connection.execute(sqlalchemy.text(statement))
+    engine.dispose()
+    assert quota_client.get("/api/usage").json()[0]["gpu_seconds"] == pytest.approx(90)
