@@ -258,12 +258,19 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         finally:
             await self._release_lease()
 
+    _ending_lease = Bool(False)
+
     async def poll(self):
         status = await super().poll()
-        if status is None and self._lease_expired():
+        # Backends' stop() poll too: the flag keeps that inner poll from stopping again.
+        if status is None and self._lease_expired() and not self._ending_lease:
             self.log.info("%s: lease %s has ended; stopping the workspace", self._log_name, self.lease_id)
-            await super().stop()
-            return 0
+            self._ending_lease = True
+            try:
+                await super().stop()
+            finally:
+                self._ending_lease = False
+            return 0  # the hub sees the server gone and calls stop(), which releases the lease
         return status
 
     def _lease_expired(self) -> bool:

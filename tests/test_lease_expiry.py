@@ -1,0 +1,52 @@
+"""A lease that ends stops its workspace: real hub, proxy, quota service and JupyterLab,
+with a profile whose lease lasts 20 seconds."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_end_to_end import LAB_READY, choose_profile, leases_of, log_in, wait_for
+from tests.test_spawn_errors import server_of
+
+pytestmark = pytest.mark.browser
+
+SHORT_LEASES = """
+tiers: {county: {weight: 2}}
+pools:
+  - {id: test-pool, gpus: 1, sliced_gpus: 1, slices_per_gpu: 1, simulated: true}
+profiles:
+  - {id: gpu-slice, display_name: One GPU slice for 20 seconds, gpu: slice, max_minutes: 0.334}
+schools:
+  - {id: c01, tier: county, students: [c01-s1]}
+"""
+
+
+@pytest.fixture(scope="module")
+def e2e_alliance(tmp_path_factory):
+    """Overrides the shared alliance: this module's stack leases for 20 seconds."""
+    path = tmp_path_factory.mktemp("alliance") / "alliance.yaml"
+    path.write_text(SHORT_LEASES)
+    return path
+
+
+def test_the_workspace_stops_when_its_lease_ends(stack, browser):
+    context = browser.new_context()
+    try:
+        page = log_in(context, stack, "c01-s1")
+        choose_profile(page, stack, "gpu-slice")
+        page.wait_for_selector(LAB_READY, timeout=120_000)
+        [lease] = leases_of(stack, "c01-s1")
+        assert lease["state"] == "granted"
+        # The hub polls the spawner every 10 s and the service sweeps every 5 s.
+        wait_for(lambda: server_of(stack, "c01-s1") == {}, 60, "the workspace to stop at the end of its lease")
+        ended = wait_for(
+            lambda: [item for item in leases_of(stack, "c01-s1") if item["state"] in ("expired", "released")],
+            30, "the lease to end",
+        )
+        assert ended[0]["id"] == lease["id"]
+        with stack.quota() as quota:
+            [record] = quota.get("/api/usage", params={"user": "c01-s1"}).json()
+        assert record["lease_id"] == lease["id"]
+        assert 15 <= record["held_seconds"] <= 40
+    finally:
+        context.close()
