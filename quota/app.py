@@ -19,6 +19,7 @@ from quota.db import make_engine, session_factory, upgrade
 from quota.inventory import Unit, alliance_units
 from quota.leases import Clock, LeaseBook, utc_now
 from quota.metrics import QuotaMetrics
+from quota.reconcile import reconciler_for
 from quota.routes import health, inventory, leases, oauth, pools, queue, reservations, schools, tiers, usage
 from quota.settings import QuotaSettings
 
@@ -46,14 +47,18 @@ def create_app(
     )
     metrics.watch(book)
     book.promote()
+    reconciler = reconciler_for(book, settings, metrics.registry, clock)  # None unless run under a hub
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         sweeper = asyncio.create_task(_sweep_forever(book, settings.expiry_check_seconds))
+        reconciling = reconciler and asyncio.create_task(reconciler.run_forever(settings.reconcile_interval_s))
         try:
             yield
         finally:
             sweeper.cancel()
+            if reconciling:
+                reconciling.cancel()
             engine.dispose()
 
     app = FastAPI(

@@ -352,7 +352,7 @@ class LeaseBook:
 
     def _end(self, session: Session, lease: LeaseRow, end_reason: str, now: datetime) -> None:
         was_granted = lease.state == "granted"
-        lease.state = {"released": "released", "expired": "expired", "abandoned": "abandoned"}[end_reason]
+        lease.state = {"released": "released", "reconciled": "released", "expired": "expired", "abandoned": "abandoned"}[end_reason]
         lease.released_at = now
         if not was_granted:
             return  # a queued lease held nothing: no usage to record

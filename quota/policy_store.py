@@ -49,7 +49,7 @@ class PolicyStore:
         try:
             base = self.alliance.school(school_id)
         except KeyError:
-            raise NotFound(f"No school '{school_id}'.") from None
+            raise NotFound(f"No school '{school_id}'. Schools: {', '.join(s.id for s in self.alliance.schools)}.") from None
         tier = self.tier(session, base.tier)
         stored = session.get(SchoolSetting, school_id)
         view = {"id": base.id, "name": base.name or base.id, "tier": base.tier,
@@ -108,7 +108,7 @@ class PolicyStore:
 
     def set_pool_state(self, session: Session, pool_id: str, state: str, note: str, by: str, now: datetime) -> None:
         if pool_id not in {pool.id for pool in self.alliance.pools}:
-            raise NotFound(f"No pool '{pool_id}'.")
+            raise NotFound(f"No pool '{pool_id}'. Pools: {', '.join(pool.id for pool in self.alliance.pools)}.")
         row = session.get(PoolSetting, pool_id) or PoolSetting(pool=pool_id)
         row.state, row.note, row.updated_by, row.updated_at = state, note, by, now
         session.add(row)
@@ -164,7 +164,7 @@ class PolicyStore:
     def cancel(self, session: Session, reservation_id: str, now: datetime) -> Reservation:
         row = session.get(Reservation, reservation_id)
         if row is None:
-            raise NotFound(f"No reservation '{reservation_id}'.")
+            raise NotFound(f"No reservation '{reservation_id}'; GET /api/reservations lists the ones not yet over.")
         if row.cancelled_at is None:
             row.cancelled_at = now
         return row

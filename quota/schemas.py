@@ -70,7 +70,9 @@ class Usage(BaseModel):
     ended_at: datetime = Field(description='When the lease ended (UTC).')
     held_seconds: float = Field(description="Seconds the lease was held.")
     gpu_seconds: float = Field(description="held_seconds times the fraction of a GPU held (1/n for a slice).")
-    end_reason: Literal["released", "expired"] = Field(description="Why the lease ended.")
+    end_reason: Literal["released", "expired", "reconciled"] = Field(
+        description="Why the lease ended: released, expired, or reconciled (the hub ran no server for it)."
+    )
 
     @classmethod
     def of(cls, row: UsageRecord) -> "Usage":

@@ -41,6 +41,16 @@ class QuotaSettings(BaseSettings):
         description="A queued lease nobody asked about for this long is abandoned (the student left the page).",
     )
     use_nvml: bool = Field(True, description="Read GPUs through NVML for pools marked simulated: false.")
+    reconcile_interval_s: float = Field(
+        60.0, gt=0,
+        description="Seconds between two comparisons of the leases with the hub's servers (only under a hub: "
+        "JUPYTERHUB_API_URL set); a granted lease whose student has no running or pending server is released.",
+    )
+    reconcile_grace_s: float = Field(
+        120.0, ge=0,
+        description="A lease granted less than this many seconds before the hub was asked is never released by "
+        "the reconciliation (its server may be too new to be listed).",
+    )
 
     @model_validator(mode="after")
     def _fill_from_hub(self) -> "QuotaSettings":

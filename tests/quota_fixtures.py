@@ -2,7 +2,8 @@
 
 - ``clock``: a settable UTC clock the service reads instead of the wall clock;
 - ``quota_alliance``: a small alliance file (one pool: one whole GPU, one GPU in two slices);
-- ``quota_client``: a TestClient on a fresh app and SQLite database, with the token set;
+- ``database_url``: a fresh database, once on SQLite and once on PostgreSQL (marked ``postgres``);
+- ``quota_client``: a TestClient on a fresh app and database, with the token set;
 - ``make_quota_app``: build more apps (e.g. a restart on the same database);
 - ``client_as``: a TestClient on the same app that sends the token of one account.
 
@@ -20,6 +21,7 @@ from fastapi.testclient import TestClient
 
 from quota.app import create_app
 from quota.settings import QuotaSettings
+from tests.postgres import postgres_server  # noqa: F401  (fixture, started only for the postgres runs)
 
 TOKEN = "test-token"
 
@@ -72,10 +74,23 @@ def quota_alliance(tmp_path) -> Path:
     return path
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    """A fresh, empty database for one test: SQLite in tmp_path, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'quota' / 'quota.sqlite'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    yield url
+    server.drop_database(url)
+
+
 @pytest.fixture
-def make_quota_app(tmp_path, quota_alliance, clock):
+def make_quota_app(tmp_path, quota_alliance, clock, database_url):
     def make(**overrides):
-        fields = dict(alliance=quota_alliance, data_dir=tmp_path / "quota", api_token=TOKEN, use_nvml=False)
+        fields = dict(alliance=quota_alliance, data_dir=tmp_path / "quota", database_url=database_url, api_token=TOKEN,
+                      use_nvml=False)
         fields.update(overrides)
         return create_app(QuotaSettings(**fields), clock=clock, token_resolver=account_of_token)
 

@@ -51,10 +51,13 @@ def usage_report(
     """GPU-seconds and leases per period (day, week, month, all; by the time each lease
     ended) and per user, class, school or tier, over the records the caller may see.
     ``format=csv`` returns the same rows as CSV for a spreadsheet."""
-    if format not in ("json", "csv"):
-        from fastapi import HTTPException
+    from fastapi import HTTPException
 
+    if format not in ("json", "csv"):
         raise HTTPException(422, "format: use json or csv.")
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:  # naive times cannot be compared with the ledger's UTC
+            raise HTTPException(422, f"{name}: give a time zone, e.g. 2026-09-01T00:00:00Z or 2026-09-01T08:00:00+08:00.")
     rows = summarise(_visible_records(book, caller, user, school, since, until), group_by, period, book.alliance)
     if format == "json":
         return [UsageReportRow(**row) for row in rows]

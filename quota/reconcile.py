@@ -1,0 +1,193 @@
+"""Reconcile leases with the servers the hub really runs.
+
+The quota service is the system of record for leases, but the hub knows which workspaces
+run. They drift apart when the hub (or its host) dies between stopping a workspace and
+releasing its lease: the lease would hold its GPU until it expires. So, at start-up and
+every ``reconcile_interval_s``, the service lists the hub's users with an active server
+(running, or pending: still starting or waiting in the queue) through the hub's REST API,
+with its own token (role ``quota-service``: ``list:users``, ``read:users``, ``read:servers``),
+and then
+
+- releases every granted lease of a user the hub lists with no active server (usage end
+  reason ``reconciled``), unless the lease was granted less than ``reconcile_grace_s``
+  before the listing: a lease just granted for a server the listing did not see yet stays;
+- reports ready GPU servers whose user holds no granted GPU lease here (a warning in the
+  log and the gauge ``gpu_commons_gpu_servers_unleased``): a workspace using a GPU nobody
+  booked, for an operator to look at; nothing is stopped.
+
+When the hub cannot be asked (down, restarting, token refused), nothing is released.
+It runs only when the service runs under a hub (``JUPYTERHUB_API_URL`` is set).
+
+``plan()`` decides over plain data; ``Reconciler`` does the I/O around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from quota.leases import Clock, LeaseBook
+
+log = logging.getLogger(__name__)
+
+END_REASON = "reconciled"
+PAGE = 200
+
+
+@dataclass(frozen=True)
+class HubServer:
+    """An active server as the hub reports it."""
+
+    user: str
+    name: str
+    ready: bool
+    profile: str | None  # the profile the student chose (user_options), if any
+
+
+@dataclass(frozen=True)
+class HeldLease:
+    id: str
+    user: str
+    gpu: bool
+    granted_at: datetime
+
+
+@dataclass(frozen=True)
+class HubListing:
+    active_users: frozenset[str]  # users with at least one running or pending server
+    servers: tuple[HubServer, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    release: tuple[str, ...]  # lease ids
+    unleased_gpu_servers: tuple[HubServer, ...]
+
+
+def plan(leases: list[HeldLease], listing: HubListing, listed_at: datetime, grace: timedelta,
+         gpu_profiles: set[str]) -> Plan:
+    """Which granted leases to release, and which GPU servers hold no lease."""
+    cutoff = listed_at - grace
+    release = tuple(
+        lease.id for lease in leases if lease.user not in listing.active_users and lease.granted_at <= cutoff
+    )
+    gpu_holders = {lease.user for lease in leases if lease.gpu}
+    unleased = tuple(
+        server for server in listing.servers
+        if server.ready and server.profile in gpu_profiles and server.user not in gpu_holders
+    )
+    return Plan(release, unleased)
+
+
+async def list_active_servers(client: httpx.AsyncClient) -> HubListing:
+    """Users with an active server, page by page (``GET /users?state=active``)."""
+    users: set[str] = set()
+    servers: list[HubServer] = []
+    offset = 0
+    while True:
+        response = await client.get(
+            "/users", params={"state": "active", "offset": offset, "limit": PAGE},
+            headers={"Accept": "application/jupyterhub-pagination+json"},
+        )
+        if response.status_code in (401, 403):
+            raise PermissionError(
+                f"the hub refused the quota service's token ({response.status_code}); its role 'quota-service' "
+                "needs the scopes list:users, read:users and read:servers (hub/config.py)"
+            )
+        response.raise_for_status()
+        body = response.json()
+        items = body["items"] if isinstance(body, dict) else body
+        for user in items:
+            users.add(user["name"])  # listed with state=active: running or pending, whatever the detail says
+            for name, server in (user.get("servers") or {}).items():
+                options = server.get("user_options") or {}
+                servers.append(HubServer(user["name"], name, bool(server.get("ready")), options.get("profile")))
+        following = body.get("_pagination", {}).get("next") if isinstance(body, dict) else None
+        if not following:
+            return HubListing(frozenset(users), tuple(servers))
+        offset = following["offset"]
+
+
+class Reconciler:
+    def __init__(self, book: LeaseBook, api_url: str, token: str, grace_s: float, registry: CollectorRegistry,
+                 clock: Clock, timeout_s: float = 30.0):
+        self._book = book
+        self._api_url = api_url.rstrip("/")
+        self._token = token
+        self._grace = timedelta(seconds=grace_s)
+        self._clock = clock
+        self._timeout = timeout_s
+        self._gpu_profiles = {profile.id for profile in book.alliance.profiles if profile.gpu != "none"}
+        self.released = Counter(
+            "gpu_commons_leases_reconciled_total",
+            "Granted leases released because the hub runs no server for their student.",
+            registry=registry,
+        )
+        self.unleased = Gauge(
+            "gpu_commons_gpu_servers_unleased",
+            "Ready GPU servers whose student holds no granted GPU lease, at the last reconciliation.",
+            registry=registry,
+        )
+        self.passes = Counter(
+            "gpu_commons_reconciliations_total",
+            "Reconciliations with the hub's servers, by outcome (ok, or failed: the hub could not be asked).",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in ("ok", "failed"):
+            self.passes.labels(outcome)
+
+    async def run_once(self) -> Plan | None:
+        """One pass; None when the hub could not be asked (then nothing changes)."""
+        listed_at = self._clock()
+        try:
+            async with httpx.AsyncClient(base_url=self._api_url, timeout=self._timeout,
+                                         headers={"Authorization": f"token {self._token}"}) as client:
+                listing = await list_active_servers(client)
+        except (httpx.HTTPError, PermissionError, ValueError, KeyError) as exc:
+            self.passes.labels("failed").inc()
+            log.warning("reconciliation skipped: could not list the hub's servers at %s: %s", self._api_url, exc)
+            return None
+        leases = await asyncio.to_thread(self._granted)
+        decided = plan(leases, listing, listed_at, self._grace, self._gpu_profiles)
+        for lease_id in decided.release:
+            lease = await asyncio.to_thread(self._book.release, lease_id, END_REASON)
+            if lease is not None:
+                self.released.inc()
+                log.warning("released lease %s of %s: the hub runs no server for it (reconciled)", lease_id, lease.user)
+        for server in decided.unleased_gpu_servers:
+            log.warning("GPU server of %s (profile %s) holds no GPU lease; check how it was started",
+                        server.user, server.profile)
+        self.unleased.set(len(decided.unleased_gpu_servers))
+        self.passes.labels("ok").inc()
+        return decided
+
+    async def run_forever(self, every_s: float) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:  # keep reconciling: one bad pass must not stop it for good
+                log.exception("the reconciliation with the hub failed")
+            await asyncio.sleep(every_s)
+
+    def _granted(self) -> list[HeldLease]:
+        return [
+            HeldLease(row.id, row.user, row.kind is not None, row.granted_at)
+            for row in self._book.leases(state="granted")
+        ]
+
+
+def reconciler_for(book: LeaseBook, settings, registry: CollectorRegistry, clock: Clock) -> Reconciler | None:
+    """The reconciler when the service runs under a hub (JUPYTERHUB_API_URL is set); None otherwise.
+    Start it with ``asyncio.create_task(reconciler.run_forever(settings.reconcile_interval_s))``."""
+    api_url = os.environ.get("JUPYTERHUB_API_URL", "")
+    if not api_url:
+        return None
+    log.info("reconciling leases with the hub's servers at %s every %.0f s", api_url, settings.reconcile_interval_s)
+    return Reconciler(book, api_url, settings.api_token, settings.reconcile_grace_s, registry, clock)
