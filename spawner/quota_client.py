@@ -64,8 +64,9 @@ class QuotaClient:
 
     async def _call(self, method: str, path: str, **kwargs) -> dict | list | None:
         try:
-            async with httpx.AsyncClient(timeout=self._timeout, headers=self._headers) as client:
-                response = await client.request(method, f"{self._base_url}{path}", **kwargs)
+            response = await _shared_client().request(
+                method, f"{self._base_url}{path}", headers=self._headers, timeout=self._timeout, **kwargs
+            )
         except httpx.HTTPError as exc:
             self._log.error("quota service %s %s failed: %r", method, path, exc)
             raise QuotaUnavailable(STUDENT_RETRY_MESSAGE) from exc
@@ -96,6 +97,18 @@ class QuotaClient:
 
     async def inventory(self) -> dict:
         return await self._call("GET", "/api/inventory") or {}
+
+
+_client: httpx.AsyncClient | None = None
+
+
+def _shared_client() -> httpx.AsyncClient:
+    """One connection pool for the whole hub: building a client loads the CA bundle
+    (tens of milliseconds on the hub's event loop), so it is done once, not per call."""
+    global _client
+    if _client is None or _client.is_closed:
+        _client = httpx.AsyncClient()
+    return _client
 
 
 def _detail(response: httpx.Response) -> str:
