@@ -1,0 +1,90 @@
+"""Drive a student's server through the hub's REST API, as the spawn page does, without a browser.
+
+The student logs in with their password (the hub's login form), gets an API token, and then
+starts, watches and stops their server; the spawn page's progress events carry the message a
+student would read when a start fails.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import httpx
+
+
+@dataclass
+class Student:
+    name: str
+    hub: httpx.Client  # base_url = <hub>/hub/api, authorised with the student's token
+    token: str
+    url: str
+
+    def server(self) -> dict | None:
+        response = self.hub.get(f"/users/{self.name}")
+        response.raise_for_status()
+        return response.json()["servers"].get("")
+
+    def start(self, profile: str, timeout: float = 180) -> dict:
+        """Start the server; returns the last progress event (``ready`` or ``failed`` with its message)."""
+        response = self.hub.post(f"/users/{self.name}/server", json={"user_options": {"profile": profile}})
+        if response.status_code >= 400:
+            return {"failed": True, "message": _detail(response)}
+        last: dict = {}
+        deadline = time.monotonic() + timeout
+        with self.hub.stream("GET", f"/users/{self.name}/server/progress", timeout=timeout) as events:
+            for line in events.iter_lines():  # the hub sends a keep-alive line every few seconds
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{self.name}'s server neither started nor failed within {timeout} s: {last}")
+                if line.startswith("data:"):
+                    last = json.loads(line[5:])
+                    if last.get("ready") or last.get("failed"):
+                        break
+        if last.get("ready"):
+            return last
+        return {"failed": True, "message": last.get("message", "")}
+
+    def stop(self, timeout: float = 90) -> None:
+        response = self.hub.delete(f"/users/{self.name}/server")
+        if response.status_code not in (202, 204, 400):
+            response.raise_for_status()
+        wait_for(lambda: self.server() is None, timeout, f"{self.name}'s server to stop")
+
+    def contents(self) -> httpx.Client:
+        """The student's own Jupyter server (contents API), through the proxy."""
+        return httpx.Client(base_url=f"{self.url}/user/{self.name}/api/contents",
+                            headers={"Authorization": f"token {self.token}"}, timeout=30)
+
+
+def log_in(stack, name: str) -> Student:
+    with httpx.Client(base_url=stack.url, timeout=30) as web:
+        web.get("/hub/login")
+        xsrf = web.cookies.get("_xsrf", "")
+        response = web.post("/hub/login", data={"username": name, "password": stack.passwords[name], "_xsrf": xsrf})
+        if response.status_code not in (200, 302):
+            raise AssertionError(f"login of {name} failed: {response.status_code}")
+        xsrf = [cookie.value for cookie in web.cookies.jar if cookie.name == "_xsrf"][-1]  # renewed at login
+        response = web.post(f"/hub/api/users/{name}/tokens", json={"note": "test", "expires_in": 3600},
+                            headers={"X-XSRFToken": xsrf})
+        response.raise_for_status()
+        token = response.json()["token"]
+    hub = httpx.Client(base_url=f"{stack.url}/hub/api", headers={"Authorization": f"token {token}"}, timeout=60)
+    return Student(name=name, hub=hub, token=token, url=stack.url)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return response.json().get("message", response.text)
+    except ValueError:
+        return response.text
