@@ -19,6 +19,7 @@ Any failure before the workspace is up releases the lease, so none leaks.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import datetime, timezone
 
@@ -258,12 +259,30 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         finally:
             await self._release_lease()
 
+    lease_check_interval = Float(
+        30.0,
+        help="""Seconds between two checks, while a workspace runs, that the quota service still
+        holds its lease as granted. A lease the service ended (an operator, reconciliation after
+        a restart) stops the workspace: no GPU workspace runs without a lease.""",
+    ).tag(config=True)
+
     _ending_lease = Bool(False)
+    _lease_checked_at = Float(0.0)
+
+    async def _lease_revoked(self) -> bool:
+        if not self.lease_id or time.monotonic() - self._lease_checked_at < self.lease_check_interval:
+            return False
+        self._lease_checked_at = time.monotonic()
+        try:
+            lease = await self.quota.get_lease(self.lease_id)
+        except (QuotaUnavailable, QuotaRejected):
+            return False  # the service cannot tell now: keep the workspace, ask again later
+        return lease is None or lease.state != "granted"
 
     async def poll(self):
         status = await super().poll()
         # Backends' stop() poll too: the flag keeps that inner poll from stopping again.
-        if status is None and self._lease_expired() and not self._ending_lease:
+        if status is None and not self._ending_lease and (self._lease_expired() or await self._lease_revoked()):
             self.log.info("%s: lease %s has ended; stopping the workspace", self._log_name, self.lease_id)
             self._ending_lease = True
             try:

@@ -1,5 +1,5 @@
 """A lease that ends stops its workspace: real hub, proxy, quota service and JupyterLab,
-with a profile whose lease lasts 20 seconds."""
+with a profile whose lease lasts 20 seconds, and a lease the quota service ends early."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ pools:
   - {id: test-pool, gpus: 1, sliced_gpus: 1, slices_per_gpu: 1, simulated: true}
 profiles:
   - {id: gpu-slice, display_name: One GPU slice for 20 seconds, gpu: slice, max_minutes: 0.334}
+  - {id: cpu, display_name: CPU only, gpu: none, max_minutes: 30}
 schools:
   - {id: c01, tier: county, students: [c01-s1]}
 """
@@ -48,5 +49,20 @@ def test_the_workspace_stops_when_its_lease_ends(stack, browser):
             [record] = quota.get("/api/usage", params={"user": "c01-s1"}).json()
         assert record["lease_id"] == lease["id"]
         assert 15 <= record["held_seconds"] <= 40
+    finally:
+        context.close()
+
+
+def test_a_workspace_whose_lease_the_service_ended_is_stopped(stack, browser):
+    context = browser.new_context()
+    try:
+        page = log_in(context, stack, "c01-s1")
+        choose_profile(page, stack, "cpu")
+        page.wait_for_selector(LAB_READY, timeout=120_000)
+        [lease] = [item for item in leases_of(stack, "c01-s1") if item["state"] == "granted"]
+        with stack.quota() as quota:  # as an operator or the reconciler would
+            assert quota.delete(f"/api/leases/{lease['id']}").json()["state"] == "released"
+        # The spawner checks its lease every 30 s while the workspace runs.
+        wait_for(lambda: server_of(stack, "c01-s1") == {}, 75, "the workspace without a lease to stop")
     finally:
         context.close()
