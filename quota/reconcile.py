@@ -13,7 +13,8 @@ and then
   before the listing: a lease just granted for a server the listing did not see yet stays;
 - reports ready GPU servers whose user holds no granted GPU lease here (a warning in the
   log and the gauge ``gpu_commons_gpu_servers_unleased``): a workspace using a GPU nobody
-  booked, for an operator to look at; nothing is stopped.
+  booked, for an operator to look at. Nothing is stopped from here; the spawner itself
+  stops a running workspace whose lease is no longer granted (``lease_check_interval``).
 
 When the hub cannot be asked (down, restarting, token refused), nothing is released.
 It runs only when the service runs under a hub (``JUPYTERHUB_API_URL`` is set).
