@@ -64,6 +64,7 @@ def test_nothing_is_released_when_the_hub_cannot_be_asked(make_quota_app, monkey
 
     from quota.reconcile import reconciler_for
 
+    monkeypatch.delenv("JUPYTERHUB_API_URL", raising=False)  # the app must not build its own reconciler
     app = make_quota_app()
     monkeypatch.setenv("JUPYTERHUB_API_URL", "http://127.0.0.1:9/hub/api")  # nothing listens on port 9
     book = app.state.book
