@@ -6,9 +6,10 @@ VENV := .venv
 BUILD := .build
 NODE_PREFIX := $(BUILD)/node
 PROXY := $(NODE_PREFIX)/node_modules/.bin/configurable-http-proxy
-# Debian packages: the workspace sandbox, Node.js for the proxy, and what the tests drive for real.
+# Debian packages: the workspace sandbox, Node.js for the proxy, and what the tests drive for real
+# (the tests start their own Docker engine and build the images from a debootstrap root filesystem).
 DEMO_DEBS := bubblewrap util-linux nodejs npm python3-venv
-TEST_DEBS := $(DEMO_DEBS) chromium prometheus postgresql
+TEST_DEBS := $(DEMO_DEBS) chromium prometheus docker.io debootstrap postgresql
 
 .PHONY: demo test install install-test clean
 
@@ -26,10 +27,10 @@ $(BUILD)/debs-%.stamp:
 	scripts/install-debs.sh $(if $(filter test,$*),$(TEST_DEBS),$(DEMO_DEBS))
 	touch $@
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml workspace/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e .
+	$(VENV)/bin/pip install --quiet -e . ./workspace
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml

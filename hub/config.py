@@ -14,9 +14,21 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+from traitlets.config import Config
+
 from hub.groups import hub_groups, hub_roles
 from hub.passwords import password_file
 from quota.alliance import load_alliance
+
+
+# Where workspaces run: the spawner class of each backend (imported by JupyterHub, so the
+# Docker and Kubernetes clients are needed only where they are used).
+BACKENDS = {
+    "local": "spawner.backends.LocalQuotaSpawner",
+    "docker": "spawner.docker.DockerQuotaSpawner",
+    "kubernetes": "spawner.kubernetes.KubeQuotaSpawner",
+}
 
 
 @dataclass(frozen=True)
@@ -29,6 +41,10 @@ class HubSettings:
     proxy_api_port: int = 8001
     quota_port: int = 8181
     proxy_command: str = ""
+    backend: str = "local"  # a key of BACKENDS
+    quota_url: str = ""  # a quota service run elsewhere (the Helm chart); empty = the hub starts one
+    proxy_api_url: str = ""  # a proxy run elsewhere (the Helm chart); empty = the hub starts one
+    extra_config: Path | None = None  # traitlets config as YAML, merged last (pools, images, hub URLs)
 
     @classmethod
     def from_environment(cls, env=os.environ) -> "HubSettings":
@@ -40,6 +56,9 @@ class HubSettings:
 
         if "GPU_COMMONS_ALLIANCE" not in env:
             raise SystemExit("GPU_COMMONS_ALLIANCE is not set; start the hub with `gpu-commons hub --alliance FILE`")
+        backend = env.get("GPU_COMMONS_BACKEND", "local")
+        if backend not in BACKENDS:
+            raise SystemExit(f"GPU_COMMONS_BACKEND={backend!r} is not a backend; use one of {', '.join(BACKENDS)}")
         return cls(
             alliance=Path(env["GPU_COMMONS_ALLIANCE"]).resolve(),
             data_dir=Path(env.get("GPU_COMMONS_DATA_DIR", "data")).resolve(),
@@ -49,6 +68,10 @@ class HubSettings:
             proxy_api_port=number("GPU_COMMONS_PROXY_API_PORT", 8001),
             quota_port=number("GPU_COMMONS_QUOTA_PORT", 8181),
             proxy_command=env.get("GPU_COMMONS_PROXY_COMMAND", ""),
+            backend=backend,
+            quota_url=env.get("GPU_COMMONS_QUOTA_URL", ""),
+            proxy_api_url=env.get("GPU_COMMONS_PROXY_API_URL", ""),
+            extra_config=Path(env["GPU_COMMONS_HUB_CONFIG"]).resolve() if env.get("GPU_COMMONS_HUB_CONFIG") else None,
         )
 
 
@@ -86,20 +109,23 @@ def find_proxy_command(configured: str) -> str:
 
 def configure_hub(c, settings: HubSettings) -> None:
     from hub.auth import AllianceAuthenticator
-    from spawner.backends import LocalQuotaSpawner
 
     alliance = load_alliance(settings.alliance)
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True)
     quota_token = read_or_create_secret(quota_token_path(data))
     prometheus_token = read_or_create_secret(prometheus_token_path(data))
-    quota_url = f"http://127.0.0.1:{settings.quota_port}"
+    quota_url = settings.quota_url or f"http://127.0.0.1:{settings.quota_port}"
 
     c.JupyterHub.bind_url = f"http://{settings.ip}:{settings.port}"
     c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{settings.hub_api_port}"
-    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
-    c.ConfigurableHTTPProxy.command = [find_proxy_command(settings.proxy_command)]
-    c.ConfigurableHTTPProxy.pid_file = str(data / "proxy.pid")
+    if settings.proxy_api_url:  # its token comes in CONFIGPROXY_AUTH_TOKEN
+        c.ConfigurableHTTPProxy.api_url = settings.proxy_api_url
+        c.ConfigurableHTTPProxy.should_start = False
+    else:
+        c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
+        c.ConfigurableHTTPProxy.command = [find_proxy_command(settings.proxy_command)]
+        c.ConfigurableHTTPProxy.pid_file = str(data / "proxy.pid")
     c.JupyterHub.db_url = f"sqlite:///{data / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(data / "secrets" / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(data / "jupyterhub.pid")
@@ -125,21 +151,23 @@ def configure_hub(c, settings: HubSettings) -> None:
             "url": quota_url,
             "api_token": quota_token,
             "oauth_no_confirm": True,  # students log in to the quota pages without a consent page
-            "command": [sys.executable, "-m", "quota", "serve"],
-            "environment": {
-                "GPU_COMMONS_ALLIANCE": str(settings.alliance),
-                "GPU_COMMONS_DATA_DIR": str(data / "quota"),
-                "PYTHONUNBUFFERED": "1",
-            },
+            **({} if settings.quota_url else {
+                "command": [sys.executable, "-m", "quota", "serve"],
+                "environment": {
+                    "GPU_COMMONS_ALLIANCE": str(settings.alliance),
+                    "GPU_COMMONS_DATA_DIR": str(data / "quota"),
+                    "PYTHONUNBUFFERED": "1",
+                },
+            }),
         },
         {"name": "prometheus", "api_token": prometheus_token},
     ]
 
-    c.JupyterHub.spawner_class = LocalQuotaSpawner
+    c.JupyterHub.spawner_class = BACKENDS[settings.backend]
     c.LocalQuotaSpawner.homes_dir = str(data / "homes")
-    c.LocalQuotaSpawner.alliance_file = str(settings.alliance)
-    c.LocalQuotaSpawner.quota_url = quota_url
-    c.LocalQuotaSpawner.quota_api_token = quota_token
+    c.QuotaSpawnerMixin.alliance_file = str(settings.alliance)
+    c.QuotaSpawnerMixin.quota_url = quota_url
+    c.QuotaSpawnerMixin.quota_api_token = quota_token
     c.Spawner.http_timeout = 90  # JupyterLab may take a while on a busy 2-core server
 
     if any(pool.simulated for pool in alliance.pools):
@@ -147,3 +175,21 @@ def configure_hub(c, settings: HubSettings) -> None:
             "announcement": "Simulated GPUs: this server has no real GPU. Bookings work as in production; "
             "code cannot use CUDA here."
         }
+
+    if settings.extra_config:
+        c.merge(load_extra_config(settings.extra_config))
+
+
+def load_extra_config(path: Path) -> Config:
+    """Operator settings as YAML, by class and trait, as in a jupyterhub_config.py::
+
+        DockerQuotaSpawner:
+          pools: {uni-b: {docker_url: "tcp://gpu1.uni-b.edu.cn:2376"}}
+    """
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SystemExit(f"{path}: cannot read the hub configuration: {exc}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise SystemExit(f"{path}: write one mapping per class, e.g. 'DockerQuotaSpawner: {{pools: ...}}'")
+    return Config(data)

@@ -24,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--proxy-api-port", type=int, default=8001)
     parser.add_argument("--quota-port", type=int, default=8181)
     parser.add_argument("--proxy-command", default="", help="path of configurable-http-proxy")
+    parser.add_argument(
+        "--backend", default="local", choices=["local", "docker", "kubernetes"],
+        help="where workspaces run: sandboxed processes here, Docker hosts or a Kubernetes cluster",
+    )
+    parser.add_argument("--config", default="", help="hub settings as YAML by class and trait (pools, images)")
 
 
 def hub_environment(args: argparse.Namespace) -> dict[str, str]:
@@ -36,6 +41,8 @@ def hub_environment(args: argparse.Namespace) -> dict[str, str]:
         "GPU_COMMONS_PROXY_API_PORT": str(args.proxy_api_port),
         "GPU_COMMONS_QUOTA_PORT": str(args.quota_port),
         "GPU_COMMONS_PROXY_COMMAND": args.proxy_command,
+        "GPU_COMMONS_BACKEND": args.backend,
+        "GPU_COMMONS_HUB_CONFIG": str(Path(args.config).resolve()) if args.config else "",
     }
 
 
@@ -45,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     except AllianceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if os.geteuid() != 0:
+    if args.backend == "local" and os.geteuid() != 0:
         print("error: the hub must run as root to sandbox each student's workspace under its own uid", file=sys.stderr)
         return 2
     env = {**os.environ, **hub_environment(args)}

@@ -1,4 +1,11 @@
-"""The spawners an operator can choose: the quota step in front of each backend."""
+"""The spawners an operator can choose: the quota step in front of each backend.
+
+The container backends live beside it, so their clients are needed only where they are used
+(``pip install gpu-commons[docker]`` / ``[kubernetes]``); docs/backends.md compares them:
+
+- ``spawner.docker.DockerQuotaSpawner``: containers on the pools' Docker hosts;
+- ``spawner.kubernetes.KubeQuotaSpawner``: pods on the pools' nodes of a Kubernetes cluster.
+"""
 
 from spawner.local import SandboxedLocalSpawner
 from spawner.quota import QuotaSpawnerMixin

@@ -83,6 +83,19 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         help="Seconds between two checks of a queued lease (each check is also the lease's heartbeat).",
     ).tag(config=True)
 
+    lease_warning_minutes = List(
+        Float(),
+        [10, 2],
+        help="""Minutes before the lease ends at which JupyterLab warns the student (the
+        gpu-commons-workspace extension, installed in every workspace); open documents are saved
+        just before the end.
+
+        Example::
+
+            c.QuotaSpawnerMixin.lease_warning_minutes = [10, 2]
+        """,
+    ).tag(config=True)
+
     # Kept across hub restarts through get_state() / load_state().
     lease_id = Unicode("")
     lease_expires_at = Unicode("")
@@ -313,6 +326,7 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         env["GPU_COMMONS_LEASE_ID"] = lease.id
         env["GPU_COMMONS_PROFILE"] = lease.profile
         env["GPU_COMMONS_LEASE_EXPIRES_AT"] = self.lease_expires_at
+        env["GPU_COMMONS_LEASE_WARNINGS"] = ",".join(f"{m * 60:g}" for m in self.lease_warning_minutes)
         env["GPU_COMMONS_GPU_SIMULATED"] = "1" if lease.simulated else "0"
         return env
 

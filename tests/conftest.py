@@ -7,7 +7,8 @@
 - ``browser``: real headless Chromium (Debian's /usr/bin/chromium) driven by Playwright.
 
 Quota-service fixtures live in tests/quota_fixtures.py, fair-share fixtures in
-tests/fairshare_fixtures.py.
+tests/fairshare_fixtures.py; the Docker engine, the wheelhouse and the workspace image
+(``docker_engine``, ``wheelhouse``, ``workspace_cpu_image``) in tests/docker_engine.py.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 
 from tests.stack import PROXY, make_stack
 
-pytest_plugins = ["tests.quota_fixtures"]
+pytest_plugins = ["tests.quota_fixtures", "tests.docker_engine"]
 
 E2E_ALLIANCE = """
 name: End-to-end test alliance

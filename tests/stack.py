@@ -38,6 +38,7 @@ class Stack:
     alliance_file: Path
     ports: dict[str, int]
     passwords: dict[str, str]
+    hub_args: list[str] = field(default_factory=list)  # e.g. ["--backend", "docker", "--config", FILE]
     process: subprocess.Popen | None = None
     log_path: Path | None = None
     _log: object = field(default=None, repr=False)
@@ -70,6 +71,7 @@ class Stack:
         command += ["--data-dir", str(self.data_dir), "--proxy-command", str(PROXY)]
         for name, port in self.ports.items():
             command += [f"--{name.replace('_', '-')}", str(port)]
+        command += self.hub_args
         self.log_path = self.data_dir / "hub.log"
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO)
@@ -106,8 +108,9 @@ def _answers(url: str) -> bool:
         return False
 
 
-def make_stack(data_dir: Path, alliance_file: Path) -> Stack:
+def make_stack(data_dir: Path, alliance_file: Path, hub_args: list[str] | None = None) -> Stack:
     alliance = load_alliance(alliance_file)
     passwords = {account: f"pw-{account}-{os.urandom(4).hex()}" for account in alliance.accounts()}
     ports = {name: free_port() for name in ("port", "hub_api_port", "proxy_api_port", "quota_port")}
-    return Stack(data_dir=data_dir, alliance_file=alliance_file, ports=ports, passwords=passwords)
+    return Stack(data_dir=data_dir, alliance_file=alliance_file, ports=ports, passwords=passwords,
+                 hub_args=list(hub_args or []))

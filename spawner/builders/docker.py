@@ -1,0 +1,74 @@
+"""A workspace as a Docker Engine API container-create body, and Docker errors in words.
+
+The body is what ``POST /containers/create`` takes (docker-py:
+``APIClient.create_container_from_config(body, name)``). The GPU goes in as a device request
+for exactly the lease's device, so the engine's NVIDIA hook exposes that GPU or MIG slice
+and nothing else.
+"""
+
+from __future__ import annotations
+
+from spawner.specs import HOST_DEVICE_VARIABLES, WorkspaceSpec
+
+LABEL_PREFIX = "gpu-commons"
+
+
+def build_container(spec: WorkspaceSpec) -> dict:
+    port = f"{spec.port}/tcp"
+    home = spec.home
+    volume: dict = {"Labels": {**home.labels, f"{LABEL_PREFIX}.user": spec.user}}
+    if home.driver != "local" or home.driver_options:
+        volume["DriverConfig"] = {"Name": home.driver, "Options": dict(home.driver_options)}
+    host_config: dict = {
+        "NetworkMode": spec.placement.network,
+        "Mounts": [{"Type": "volume", "Source": home.name, "Target": home.mount_path, "VolumeOptions": volume}],
+        "CapDrop": ["ALL"],
+        "SecurityOpt": ["no-new-privileges"],
+    }
+    if spec.placement.network != "host":  # the host network refuses port bindings
+        host_config["PortBindings"] = {port: [{"HostIp": spec.placement.host_ip, "HostPort": ""}]}
+    r = spec.resources
+    if r.cpu_limit is not None:
+        host_config["NanoCpus"] = round(r.cpu_limit * 1e9)
+    if r.mem_limit is not None:
+        host_config["Memory"] = r.mem_limit
+    if r.mem_guarantee is not None:
+        host_config["MemoryReservation"] = r.mem_guarantee
+    if spec.gpu:
+        host_config["DeviceRequests"] = [
+            {"Driver": spec.gpu.driver, "DeviceIDs": [spec.gpu.device], "Capabilities": [["gpu"]]}
+        ]
+    return {
+        "Image": spec.image,
+        "Cmd": list(spec.command),
+        "Env": [f"{name}={value}" for name, value in sorted(_env(spec).items())],
+        "User": f"{spec.uid}:{spec.gid}",
+        "WorkingDir": home.mount_path,
+        "ExposedPorts": {port: {}},
+        "StopTimeout": spec.stop_grace_seconds,
+        "Labels": _labels(spec),
+        "HostConfig": host_config,
+    }
+
+
+def _env(spec: WorkspaceSpec) -> dict[str, str]:
+    env = dict(spec.env)
+    if spec.gpu:
+        # The engine sets NVIDIA_VISIBLE_DEVICES from the device request.
+        for name in HOST_DEVICE_VARIABLES:
+            env.pop(name, None)
+        env["GPU_COMMONS_DEVICE"] = spec.gpu.device
+    return env
+
+
+def _labels(spec: WorkspaceSpec) -> dict[str, str]:
+    labels = {
+        **spec.labels,
+        f"{LABEL_PREFIX}.pool": spec.placement.pool,
+        f"{LABEL_PREFIX}.lease": spec.lease_id,
+        f"{LABEL_PREFIX}.user": spec.user,
+        f"{LABEL_PREFIX}.gpu": spec.gpu.kind if spec.gpu else "none",
+    }
+    if spec.gpu:
+        labels[f"{LABEL_PREFIX}.device"] = spec.gpu.device
+    return dict(sorted(labels.items()))

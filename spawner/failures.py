@@ -1,0 +1,78 @@
+"""Why a workspace did not start, in words a student can act on, the same on every backend.
+
+Each backend reads its own errors (Docker API answers, pod status and events) into one of a
+few kinds; the student then reads what happened to their booking and files and what to do.
+The technical detail goes to the hub log, not to the student.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from spawner.quota import SpawnRefused
+
+FailureKind = Literal["pool", "image", "device", "volume", "unschedulable", "config"]
+
+_RELEASED = "Your GPU booking was released, so nothing is held for you."
+
+
+class WorkspaceFailed(SpawnRefused):
+    """The backend could not start the workspace; ``str()`` is the student's message."""
+
+    def __init__(self, kind: FailureKind, *, pool: str, image: str = "", device: str = "", detail: str = ""):
+        self.kind = kind
+        self.detail = detail
+        super().__init__(student_message(kind, pool=pool, image=image, device=device, detail=detail))
+
+
+def student_message(kind: FailureKind, *, pool: str, image: str = "", device: str = "", detail: str = "") -> str:
+    if kind == "pool":
+        return (
+            f"The computers of pool '{pool}' cannot be reached right now, so your workspace did not start. "
+            f"{_RELEASED} Please try again in a few minutes; if it keeps happening, tell your teacher."
+        )
+    if kind == "image":
+        return (
+            f"The workspace software ('{image}') is not available on pool '{pool}', so your workspace did not "
+            f"start. {_RELEASED} Please tell your teacher: the pool's operator has to install that image."
+        )
+    if kind == "device":
+        return (
+            f"The GPU assigned to you ({device} on pool '{pool}') is not available any more. {_RELEASED} "
+            "Please start again: you will get another GPU, or a place in the queue."
+        )
+    if kind == "volume":
+        return (
+            f"Your home folder could not be attached on pool '{pool}', so your workspace did not start. Your "
+            f"saved files are untouched. {_RELEASED} Please tell your teacher."
+        )
+    if kind == "unschedulable":
+        return (
+            f"No computer of pool '{pool}' can take your workspace right now. {_RELEASED} "
+            "Please try again in a few minutes; if it keeps happening, tell your teacher."
+        )
+    return (
+        f"Your workspace on pool '{pool}' could not be set up. {_RELEASED} "
+        "Please try again; if it keeps happening, tell your teacher."
+    )
+
+
+def docker_failure_kind(message: str) -> FailureKind | None:
+    """The kind of a Docker engine error, from its message; None if it is none of ours.
+    Volume and device errors come first: their messages may quote a refused connection."""
+    text = message.lower()
+    for kind, needles in _DOCKER_NEEDLES:
+        if any(needle in text for needle in needles):
+            return kind
+    return None
+
+
+_DOCKER_NEEDLES: list[tuple[FailureKind, tuple[str, ...]]] = [
+    ("volume", ("error while mounting volume", "failed to mount local volume", "error while creating mount",
+                "volumedriver.mount")),
+    ("device", ("could not select device driver", "unknown device", "device error", "nvidia-container-cli")),
+    ("image", ("pull access denied", "no such image", "manifest unknown", "repository does not exist",
+               "invalid reference format")),
+    ("pool", ("error while fetching server api version", "connection refused", "connection aborted",
+              "read timed out", "name or service not known", "max retries exceeded")),
+]

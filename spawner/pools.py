@@ -1,0 +1,127 @@
+"""Where each pool of the alliance lives, as the operator configures it for a backend.
+
+The alliance file says what a pool *has* (GPUs, slices); the hub's configuration says how to
+*reach* it: a namespace and nodes of the Kubernetes cluster, or a Docker host. A lease names
+its pool, and the spawner looks the pool up here::
+
+    c.KubeQuotaSpawner.pools = {"uni-a": {"node_selector": {"gpu-commons/pool": "uni-a"},
+                                         "slice_resource": "nvidia.com/mig-1g.10gb"}}
+    c.DockerQuotaSpawner.pools = {"uni-b": {"docker_url": "tcp://gpu1.uni-b.edu.cn:2376"}}
+
+Mistakes are reported with the setting's full name, the pool and what to write instead.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from quota.alliance import Profile
+from spawner.quota_client import Lease
+from spawner.specs import GpuShare, NodeRequirement, Resources, Toleration, parse_bytes
+
+
+class PoolConfigError(ValueError):
+    """A mistake in the hub's pool settings, phrased for the operator."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _TolerationModel(_Strict):
+    key: str
+    operator: Literal["Exists", "Equal"] = "Exists"
+    value: str = ""
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = ""
+
+
+class _RequirementModel(_Strict):
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
+    values: list[str] = []
+
+
+class KubePool(_Strict):
+    """A pool as nodes of the Kubernetes cluster the hub talks to."""
+
+    namespace: str = Field("", description="Namespace of this pool's workspaces; empty = the spawner's namespace.")
+    node_selector: dict[str, str] = Field({}, description="Node labels that pick this pool's nodes.")
+    node_affinity: list[_RequirementModel] = Field([], description="Further required node-affinity expressions.")
+    tolerations: list[_TolerationModel] = Field([], description="Taints of this pool's GPU nodes to tolerate.")
+    gpu_resource: str = Field("nvidia.com/gpu", description="Extended resource of one whole GPU.")
+    slice_resource: str = Field(
+        "", description="Extended resource of one GPU slice, e.g. nvidia.com/mig-1g.10gb (MIG 'mixed' strategy)."
+    )
+    gpu_product: str = Field("", description="Value of the node label nvidia.com/gpu.product; empty = any model.")
+    storage_class: str = Field("", description="StorageClass of the students' home claims; empty = cluster default.")
+    home_size: str = Field("10Gi", description="Size of each student's home claim.")
+
+
+class DockerPool(_Strict):
+    """A pool as a Docker host."""
+
+    docker_url: str = Field(
+        "unix:///var/run/docker.sock", description="Docker API of the host: unix:///path or tcp://host:2376."
+    )
+    tls: dict[str, str | bool] = Field({}, description="docker.tls.TLSConfig arguments (client_cert, ca_cert, verify).")
+    host_ip: str = Field("127.0.0.1", description="Address at which the hub reaches workspaces on this host.")
+    network: str = Field(
+        "bridge", description="Docker network of the workspaces; 'host' gives each its own port on the host."
+    )
+    gpu_driver: str = Field("nvidia", description="Device-request driver of the host's GPUs.")
+    volume_driver: str = Field("local", description="Driver of the students' home volumes.")
+    volume_options: dict[str, str] = Field(
+        {}, description="Driver options of the home volumes, e.g. NFS: {type: nfs, o: 'addr=…,rw', device: ':/homes'}."
+    )
+    timeout: float = Field(30, gt=0, description="Seconds to wait for one answer of the Docker API.")
+
+
+def parse_pools(raw: dict, model: type[_Strict], setting: str) -> dict[str, _Strict]:
+    pools = {}
+    for name, value in (raw or {}).items():
+        try:
+            pools[name] = model.model_validate(value or {})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, error['loc'])) or 'value'}: {error['msg']}" for error in exc.errors()
+            )
+            raise PoolConfigError(f"{setting}[{name!r}] is not valid: {problems}") from None
+    return pools
+
+
+def gpu_share(lease: Lease, pool: KubePool | DockerPool, setting: str) -> GpuShare | None:
+    """The GPU unit of a granted lease, in the pool's terms; None for a CPU lease."""
+    if not lease.device:
+        return None
+    kind = "slice" if lease.unit_kind == "slice" else "whole"
+    if isinstance(pool, DockerPool):
+        return GpuShare(device=lease.device, kind=kind, driver=pool.gpu_driver)
+    resource = pool.gpu_resource
+    if kind == "slice":
+        if not pool.slice_resource:
+            raise PoolConfigError(
+                f"{setting}[{lease.pool!r}].slice_resource is not set, but the quota service granted a GPU slice "
+                "there; set it to the cluster's MIG resource, e.g. nvidia.com/mig-1g.10gb"
+            )
+        resource = pool.slice_resource
+    return GpuShare(device=lease.device, kind=kind, resource=resource, product=pool.gpu_product)
+
+
+def profile_resources(profile: Profile, defaults: Resources) -> Resources:
+    """The profile's CPU and memory limits, falling back to the spawner's own."""
+    return Resources(
+        cpu_limit=profile.cpu_limit if profile.cpu_limit is not None else defaults.cpu_limit,
+        mem_limit=parse_bytes(profile.mem_limit) if profile.mem_limit else defaults.mem_limit,
+        cpu_guarantee=defaults.cpu_guarantee,
+        mem_guarantee=defaults.mem_guarantee,
+    )
+
+
+def tolerations(pool: KubePool) -> tuple[Toleration, ...]:
+    return tuple(Toleration(**t.model_dump()) for t in pool.tolerations)
+
+
+def node_requirements(pool: KubePool) -> tuple[NodeRequirement, ...]:
+    return tuple(NodeRequirement(r.key, r.operator, tuple(r.values)) for r in pool.node_affinity)

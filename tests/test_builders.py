@@ -1,0 +1,395 @@
+"""The pure builders: a WorkspaceSpec in, the whole Kubernetes or Docker object out; and the
+spec's GPU share from a lease and a pool's settings."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import kubernetes_validate
+import pytest
+
+from spawner.builders.docker import build_container
+from spawner.builders.kubernetes import PodProblem, build_home_claim, build_pod, diagnose_pod
+from spawner.failures import docker_failure_kind
+from spawner.pools import DockerPool, KubePool, PoolConfigError, gpu_share, parse_pools
+from spawner.quota_client import Lease
+from spawner.specs import (
+    GpuShare,
+    HomeVolume,
+    NodeRequirement,
+    Placement,
+    Resources,
+    Toleration,
+    WorkspaceSpec,
+    cpu_quantity,
+    parse_bytes,
+    quantity,
+)
+
+SLICE = GpuShare(device="MIG-4f7c-1-0", kind="slice", resource="nvidia.com/mig-1g.10gb", product="NVIDIA-A100-80GB")
+
+BASE = WorkspaceSpec(
+    name="jupyter-c01-s1",
+    user="c01-s1",
+    lease_id="l-42",
+    image="gpu-commons/workspace-gpu:1.0",
+    command=("jupyterhub-singleuser",),
+    env={"JUPYTERHUB_API_TOKEN": "t0k", "CUDA_VISIBLE_DEVICES": "MIG-4f7c-1-0", "NVIDIA_VISIBLE_DEVICES": "MIG-4f7c-1-0"},
+    placement=Placement(
+        pool="uni-a",
+        namespace="gpu-uni-a",
+        node_selector={"gpu-commons/pool": "uni-a"},
+        node_requirements=(NodeRequirement("topology.kubernetes.io/zone", "In", ("zone-1", "zone-2")),),
+        tolerations=(Toleration("nvidia.com/gpu", effect="NoSchedule"),),
+    ),
+    home=HomeVolume(name="claim-c01-s1", size="5Gi", storage_class="nfs", labels={"app": "jupyterhub"}),
+    resources=Resources(cpu_limit=2, mem_limit=4 * 1024**3, cpu_guarantee=0.5, mem_guarantee=1024**3),
+    gpu=SLICE,
+    labels={"app": "jupyterhub", "component": "singleuser-server"},
+    annotations={"hub.jupyter.org/username": "c01-s1"},
+)
+
+
+def test_pod_for_a_gpu_slice_lease():
+    assert build_pod(BASE) == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "jupyter-c01-s1",
+            "namespace": "gpu-uni-a",
+            "labels": {
+                "app": "jupyterhub",
+                "component": "singleuser-server",
+                "gpu-commons/gpu": "slice",
+                "gpu-commons/pool": "uni-a",
+            },
+            "annotations": {
+                "gpu-commons/device": "MIG-4f7c-1-0",
+                "gpu-commons/lease": "l-42",
+                "hub.jupyter.org/username": "c01-s1",
+            },
+        },
+        "spec": {
+            "containers": [
+                {
+                    "name": "notebook",
+                    "image": "gpu-commons/workspace-gpu:1.0",
+                    "args": ["jupyterhub-singleuser"],
+                    # The device plugin sets NVIDIA_VISIBLE_DEVICES; the host's ids must not hide its unit.
+                    "env": [
+                        {"name": "GPU_COMMONS_DEVICE", "value": "MIG-4f7c-1-0"},
+                        {"name": "JUPYTERHUB_API_TOKEN", "value": "t0k"},
+                    ],
+                    "ports": [{"name": "notebook-port", "containerPort": 8888}],
+                    "resources": {
+                        "limits": {"cpu": "2", "memory": "4Gi", "nvidia.com/mig-1g.10gb": "1"},
+                        "requests": {"cpu": "500m", "memory": "1Gi"},
+                    },
+                    "securityContext": {
+                        "runAsUser": 1000,
+                        "runAsGroup": 100,
+                        "runAsNonRoot": True,
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "volumeMounts": [{"name": "home", "mountPath": "/home/jovyan"}],
+                    "workingDir": "/home/jovyan",
+                }
+            ],
+            "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-c01-s1"}}],
+            "securityContext": {"fsGroup": 100, "fsGroupChangePolicy": "OnRootMismatch"},
+            "restartPolicy": "OnFailure",
+            "terminationGracePeriodSeconds": 30,
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "nodeSelector": {"gpu-commons/pool": "uni-a", "nvidia.com/gpu.product": "NVIDIA-A100-80GB"},
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [
+                                {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["zone-1", "zone-2"]}
+                            ]}
+                        ]
+                    }
+                }
+            },
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        },
+    }
+
+
+def test_pod_for_a_cpu_lease_has_no_gpu_and_hides_every_gpu():
+    spec = replace(
+        BASE,
+        gpu=None,
+        env={"CUDA_VISIBLE_DEVICES": "", "NVIDIA_VISIBLE_DEVICES": "void"},
+        placement=Placement(pool="uni-a"),
+        resources=Resources(),
+        image_pull_policy="IfNotPresent",
+        annotations={},
+        labels={},
+    )
+    assert build_pod(spec) == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "jupyter-c01-s1",
+            "namespace": "",
+            "labels": {"gpu-commons/gpu": "none", "gpu-commons/pool": "uni-a"},
+            "annotations": {"gpu-commons/lease": "l-42"},
+        },
+        "spec": {
+            "containers": [
+                {
+                    "name": "notebook",
+                    "image": "gpu-commons/workspace-gpu:1.0",
+                    "args": ["jupyterhub-singleuser"],
+                    "env": [
+                        {"name": "CUDA_VISIBLE_DEVICES", "value": ""},
+                        {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"},
+                    ],
+                    "ports": [{"name": "notebook-port", "containerPort": 8888}],
+                    "resources": {},
+                    "securityContext": {
+                        "runAsUser": 1000,
+                        "runAsGroup": 100,
+                        "runAsNonRoot": True,
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "volumeMounts": [{"name": "home", "mountPath": "/home/jovyan"}],
+                    "workingDir": "/home/jovyan",
+                    "imagePullPolicy": "IfNotPresent",
+                }
+            ],
+            "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-c01-s1"}}],
+            "securityContext": {"fsGroup": 100, "fsGroupChangePolicy": "OnRootMismatch"},
+            "restartPolicy": "OnFailure",
+            "terminationGracePeriodSeconds": 30,
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+        },
+    }
+
+
+def test_whole_gpu_uses_the_gpu_resource():
+    spec = replace(BASE, gpu=GpuShare(device="0", kind="whole"), placement=Placement(pool="uni-a"))
+    pod = build_pod(spec)
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "1"}
+    assert "nodeSelector" not in pod["spec"]  # no product asked for: any GPU node of the cluster
+
+
+def test_home_claim():
+    assert build_home_claim(BASE.home, "gpu-uni-a", "c01-s1") == {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": "claim-c01-s1",
+            "namespace": "gpu-uni-a",
+            "labels": {"app": "jupyterhub", "gpu-commons/component": "home"},
+            "annotations": {"gpu-commons/user": "c01-s1"},
+        },
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "5Gi"}},
+            "storageClassName": "nfs",
+        },
+    }
+
+
+def test_container_for_a_gpu_slice_lease_requests_exactly_that_device():
+    spec = replace(
+        BASE,
+        placement=Placement(pool="uni-b", network="bridge", host_ip="10.1.2.3"),
+        home=HomeVolume(name="gpu-commons-home-c01-s1", driver="local",
+                        driver_options={"type": "nfs", "o": "addr=10.1.2.9,rw", "device": ":/homes/c01-s1"}),
+        labels={"jupyterhub": "yes"},
+    )
+    assert build_container(spec) == {
+        "Image": "gpu-commons/workspace-gpu:1.0",
+        "Cmd": ["jupyterhub-singleuser"],
+        "Env": ["GPU_COMMONS_DEVICE=MIG-4f7c-1-0", "JUPYTERHUB_API_TOKEN=t0k"],
+        "User": "1000:100",
+        "WorkingDir": "/home/jovyan",
+        "ExposedPorts": {"8888/tcp": {}},
+        "StopTimeout": 30,
+        "Labels": {
+            "gpu-commons.device": "MIG-4f7c-1-0",
+            "gpu-commons.gpu": "slice",
+            "gpu-commons.lease": "l-42",
+            "gpu-commons.pool": "uni-b",
+            "gpu-commons.user": "c01-s1",
+            "jupyterhub": "yes",
+        },
+        "HostConfig": {
+            "NetworkMode": "bridge",
+            "Mounts": [
+                {
+                    "Type": "volume",
+                    "Source": "gpu-commons-home-c01-s1",
+                    "Target": "/home/jovyan",
+                    "VolumeOptions": {
+                        "Labels": {"gpu-commons.user": "c01-s1"},
+                        "DriverConfig": {
+                            "Name": "local",
+                            "Options": {"type": "nfs", "o": "addr=10.1.2.9,rw", "device": ":/homes/c01-s1"},
+                        },
+                    },
+                }
+            ],
+            "CapDrop": ["ALL"],
+            "SecurityOpt": ["no-new-privileges"],
+            "PortBindings": {"8888/tcp": [{"HostIp": "10.1.2.3", "HostPort": ""}]},
+            "NanoCpus": 2_000_000_000,
+            "Memory": 4 * 1024**3,
+            "MemoryReservation": 1024**3,
+            "DeviceRequests": [{"Driver": "nvidia", "DeviceIDs": ["MIG-4f7c-1-0"], "Capabilities": [["gpu"]]}],
+        },
+    }
+
+
+def test_cpu_container_on_the_host_network():
+    spec = replace(
+        BASE,
+        gpu=None,
+        env={"NVIDIA_VISIBLE_DEVICES": "void"},
+        port=20001,
+        placement=Placement(pool="uni-b"),
+        home=HomeVolume(name="gpu-commons-home-c01-s1"),
+        resources=Resources(),
+        labels={},
+    )
+    assert build_container(spec) == {
+        "Image": "gpu-commons/workspace-gpu:1.0",
+        "Cmd": ["jupyterhub-singleuser"],
+        "Env": ["NVIDIA_VISIBLE_DEVICES=void"],
+        "User": "1000:100",
+        "WorkingDir": "/home/jovyan",
+        "ExposedPorts": {"20001/tcp": {}},
+        "StopTimeout": 30,
+        "Labels": {"gpu-commons.gpu": "none", "gpu-commons.lease": "l-42", "gpu-commons.pool": "uni-b",
+                   "gpu-commons.user": "c01-s1"},
+        "HostConfig": {
+            "NetworkMode": "host",
+            "Mounts": [{"Type": "volume", "Source": "gpu-commons-home-c01-s1", "Target": "/home/jovyan",
+                        "VolumeOptions": {"Labels": {"gpu-commons.user": "c01-s1"}}}],
+            "CapDrop": ["ALL"],
+            "SecurityOpt": ["no-new-privileges"],
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("4G", 4 * 1024**3), ("4Gi", 4 * 1024**3), ("512M", 512 * 1024**2), ("1.5G", int(1.5 * 1024**3)),
+        ("1024", 1024), (2048, 2048), (None, None),
+    ],
+)
+def test_parse_bytes(text, expected):
+    assert parse_bytes(text) == expected
+
+
+def test_parse_bytes_says_what_to_write():
+    with pytest.raises(ValueError, match="write e.g. 512M, 4G or 4Gi"):
+        parse_bytes("four gigs")
+
+
+def test_quantities():
+    assert [quantity(4 * 1024**3), quantity(1536 * 1024**2), quantity(1000)] == ["4Gi", "1536Mi", "1000"]
+    assert [cpu_quantity(2), cpu_quantity(0.5), cpu_quantity(1.25)] == ["2", "500m", "1250m"]
+
+
+POD = {"metadata": {"name": "jupyter-c01-s1"}, "status": {"phase": "Pending"}}
+
+
+@pytest.mark.parametrize(
+    "status, events, expected",
+    [
+        ({"phase": "Pending"}, [], None),
+        (
+            {"containerStatuses": [{"state": {"waiting": {"reason": "ErrImagePull", "message": "not found"}}}]},
+            [],
+            PodProblem("image", "not found"),
+        ),
+        (
+            {"containerStatuses": [{"state": {"waiting": {"reason": "CreateContainerConfigError"}}}]},
+            [],
+            PodProblem("config", "CreateContainerConfigError"),
+        ),
+        (
+            {"phase": "Pending"},
+            [{"involvedObject": {"name": "jupyter-c01-s1"}, "reason": "FailedMount", "message": "nfs: timed out"},
+             {"involvedObject": {"name": "someone-else"}, "reason": "FailedMount", "message": "not ours"}],
+            PodProblem("volume", "nfs: timed out"),
+        ),
+        (
+            {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                             "message": "0/3 nodes are available: 3 Insufficient nvidia.com/mig-1g.10gb."}]},
+            [],
+            PodProblem("unschedulable", "0/3 nodes are available: 3 Insufficient nvidia.com/mig-1g.10gb."),
+        ),
+        (
+            {"phase": "Failed", "reason": "UnexpectedAdmissionError",
+             "message": "Allocate failed due to requested number of devices unavailable for nvidia.com/mig-1g.10gb"},
+            [],
+            PodProblem("device", "Allocate failed due to requested number of devices unavailable for nvidia.com/mig-1g.10gb"),
+        ),
+        (
+            {"conditions": [{"type": "PodScheduled", "status": "False",
+                             "message": "pod has unbound immediate PersistentVolumeClaims"}]},
+            [],
+            PodProblem("volume", "pod has unbound immediate PersistentVolumeClaims"),
+        ),
+    ],
+)
+def test_diagnose_pod(status, events, expected):
+    assert diagnose_pod({**POD, "status": status}, events) == expected
+
+
+@pytest.mark.parametrize(
+    "message, kind",
+    [
+        ("Error while fetching server API version: ('Connection aborted.', FileNotFoundError(2, 'No such file'))", "pool"),
+        ("404 Client Error: Not Found (\"pull access denied for nosuch/image, repository does not exist\")", "image"),
+        ("500 Server Error: (\"could not select device driver \"nvidia\" with capabilities: [[gpu]]\")", "device"),
+        ("500 Server Error: (\"failed to create shim: OCI runtime create failed: ... nvidia-container-cli: device "
+         "error: MIG-gone: unknown device: unknown\")", "device"),
+        ("500 Server Error: (\"error while mounting volume '/var/lib/docker/volumes/h/_data': failed to mount "
+         "local volume: mount :/homes:/var/lib/docker/volumes/h/_data: connection refused\")", "volume"),
+        ("409 Client Error: Conflict (\"name already in use\")", None),
+    ],
+)
+def test_docker_failure_kind(message, kind):
+    assert docker_failure_kind(message) == kind
+
+
+def test_built_objects_are_valid_kubernetes():
+    for obj in (build_pod(BASE), build_home_claim(BASE.home, "gpu-uni-a", "c01-s1")):
+        kubernetes_validate.validate(obj, "1.30.0", strict=True)
+
+
+# -- from a lease and a pool's settings to the spec --------------------------------------
+
+
+def lease(device: str | None, kind: str | None) -> Lease:
+    return Lease(id="l-1", state="granted", profile="p", pool="uni-a", device=device, unit_kind=kind,
+                 simulated=True, expires_at=None, queue_position=None, reason=None)
+
+
+def test_gpu_share_in_each_backends_terms():
+    kube = KubePool(slice_resource="nvidia.com/mig-2g.20gb", gpu_product="NVIDIA-A100-SXM4-80GB")
+    assert gpu_share(lease("MIG-1", "slice"), kube, "c.K.pools") == GpuShare(
+        device="MIG-1", kind="slice", resource="nvidia.com/mig-2g.20gb", product="NVIDIA-A100-SXM4-80GB")
+    assert gpu_share(lease("0", "whole"), kube, "c.K.pools").resource == "nvidia.com/gpu"
+    assert gpu_share(lease("GPU-9", "whole"), DockerPool(gpu_driver="nvidia"), "c.D.pools") == GpuShare(
+        device="GPU-9", kind="whole")
+    assert gpu_share(lease(None, None), kube, "c.K.pools") is None
+
+
+def test_pool_settings_mistakes_name_the_setting():
+    with pytest.raises(PoolConfigError, match=r"c.KubeQuotaSpawner.pools\['uni-a'\].slice_resource is not set"):
+        gpu_share(lease("MIG-1", "slice"), KubePool(), "c.KubeQuotaSpawner.pools")
+    with pytest.raises(PoolConfigError, match=r"c.DockerQuotaSpawner.pools\['uni-b'\] is not valid: dockr_url"):
+        parse_pools({"uni-b": {"dockr_url": "tcp://x"}}, DockerPool, "c.DockerQuotaSpawner.pools")

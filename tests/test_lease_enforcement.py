@@ -1,0 +1,109 @@
+"""The end of a lease, as a student lives it: warned inside JupyterLab, edits saved, the
+server stopped, and the files there again at the next start.
+
+Real hub, quota service, sandboxed JupyterLab (the embedded backend) and Chromium, with a
+one-minute lease and warnings at 45 and 24 seconds instead of 10 and 2 minutes; the
+defaults themselves are checked on the extension's settings.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import yaml
+
+from gpu_commons_workspace import DEFAULT_WARNINGS, LeaseEnd
+from spawner.backends import LocalQuotaSpawner
+from tests.hub_client import log_in as api_log_in
+from tests.hub_client import wait_for
+from tests.stack import PROXY, make_stack
+from tests.test_end_to_end import LAB_READY, choose_profile, log_in
+
+ALLIANCE = """
+name: Lease enforcement test alliance
+tiers: {county: {weight: 1}}
+pools:
+  - {id: test-pool, gpus: 1, sliced_gpus: 1, slices_per_gpu: 1, simulated: true}
+profiles:
+  - {id: gpu-slice, display_name: One GPU slice, gpu: slice, max_minutes: 1}
+  - {id: cpu, display_name: CPU only, gpu: none, max_minutes: 30}
+schools:
+  - {id: c01, tier: county, students: [c01-s1]}
+"""
+
+WARNING = "Your GPU time ends in"
+
+
+def test_warnings_default_to_ten_and_two_minutes():
+    assert DEFAULT_WARNINGS == (600, 120)
+    assert LocalQuotaSpawner().lease_warning_minutes == [10, 2]
+    end = datetime(2026, 5, 1, 9, 0, tzinfo=timezone.utc)
+    lease = LeaseEnd.from_environment({"GPU_COMMONS_LEASE_EXPIRES_AT": end.isoformat(), "GPU_COMMONS_LEASE_ID": "l-1"})
+    assert lease.warning_times() == [(end - timedelta(minutes=10), 600), (end - timedelta(minutes=2), 120)]
+    assert LeaseEnd.from_environment({"GPU_COMMONS_LEASE_WARNINGS": "24,45"}).warnings_seconds == (45, 24)
+    assert LeaseEnd.from_environment({}).warning_times() == []  # no end, no warnings
+
+
+@pytest.fixture(scope="module")
+def short_lease_stack(tmp_path_factory):
+    if not PROXY.exists():
+        pytest.fail(f"configurable-http-proxy is not installed at {PROXY}; run `make install-test`")
+    here = tmp_path_factory.mktemp("lease-end")
+    alliance = here / "alliance.yaml"
+    alliance.write_text(ALLIANCE)
+    config = here / "hub-config.yaml"
+    config.write_text(yaml.safe_dump({"QuotaSpawnerMixin": {"lease_warning_minutes": [0.75, 0.4]}}))
+    stack = make_stack(here / "data", alliance, hub_args=["--config", str(config)])
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        print(stack.log_tail(100))
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_student_is_warned_in_jupyterlab_and_keeps_their_work_when_the_lease_ends(short_lease_stack, browser):
+    stack = short_lease_stack
+    context = browser.new_context()
+    try:
+        page = log_in(context, stack, "c01-s1")
+        choose_profile(page, stack, "gpu-slice")
+        page.wait_for_selector(LAB_READY, timeout=120_000)
+
+        # A file saved earlier, then edited in JupyterLab and not saved by the student.
+        student = api_log_in(stack, "c01-s1")
+        with student.contents() as contents:
+            contents.put("/draft.txt", json={"type": "file", "format": "text", "content": "first line\n"})
+        page.goto(f"{stack.url}/user/c01-s1/lab/tree/draft.txt")
+        editor = page.locator(".jp-FileEditor .cm-content").first
+        editor.wait_for(timeout=60_000)
+        editor.click()
+        page.keyboard.press("Control+End")
+        page.keyboard.type("typed but not saved")
+
+        # Both warnings show inside JupyterLab, in Chinese and English.
+        toasts = page.locator(".Toastify__toast", has_text=WARNING)
+        toasts.first.wait_for(timeout=60_000)
+        assert "GPU 时间还剩" in toasts.first.inner_text()
+        wait_for(lambda: toasts.count() >= 2, 60, "the second warning")
+
+        # The hub stops the server when the lease ends; the lease is over.
+        wait_for(lambda: student.server() is None, 90, "the server to stop at the lease's end")
+        def lease_over():
+            with stack.quota() as quota:
+                [lease] = quota.get("/api/leases", params={"user": "c01-s1"}).json()
+            return lease["state"] in ("expired", "released")
+
+        wait_for(lease_over, 30, "the lease to end")
+    finally:
+        context.close()
+
+    # The next start finds the file, with the edit saved for the student before the end.
+    again = student.start("cpu")
+    assert again.get("ready"), again
+    with student.contents() as contents:
+        assert contents.get("/draft.txt").json()["content"] == "first line\ntyped but not saved"
+    student.stop()

@@ -1,0 +1,113 @@
+// gpu-commons-lease: a prebuilt JupyterLab 4 extension, written by hand.
+//
+// JupyterLab loads a prebuilt extension as a module-federation container registered under
+// window._JUPYTERLAB[name] with get() and init(). This plugin imports nothing: it reaches
+// JupyterLab only through commands ("apputils:notify", "docmanager:save-all"), so it needs
+// no webpack build and works with every JupyterLab 4 release.
+(function () {
+  "use strict";
+
+  var NAME = "gpu-commons-lease";
+
+  function say(seconds, endsAt) {
+    var minutes = Math.round(seconds / 60);
+    var inEn = minutes >= 1 ? minutes + (minutes === 1 ? " minute" : " minutes") : Math.max(1, Math.round(seconds)) + " seconds";
+    var inZh = minutes >= 1 ? minutes + " 分钟" : Math.max(1, Math.round(seconds)) + " 秒";
+    var at = endsAt.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    // Toasts show about 140 characters: the Chinese and the English sentence both fit.
+    return (
+      "GPU 时间还剩 " + inZh + "（" + at + " 结束），工作区随后停止，请保存文件。" +
+      "Your GPU time ends in " + inEn + " (at " + at + "); save your work now."
+    );
+  }
+
+  function schedule(app, lease) {
+    if (!lease.expires_at) {
+      return; // a lease without an end: nothing to warn about
+    }
+    var skew = Date.parse(lease.now) - Date.now(); // the browser's clock may be off
+    var end = Date.parse(lease.expires_at);
+    var endsAt = new Date(end - skew);
+    function left() {
+      return (end - (Date.now() + skew)) / 1000;
+    }
+    function warn() {
+      var seconds = left();
+      if (seconds <= 0) {
+        return;
+      }
+      app.commands.execute("apputils:notify", {
+        message: say(seconds, endsAt),
+        type: "warning",
+        options: {
+          autoClose: false,
+          actions: [{ label: "Save all / 全部保存", commandId: "docmanager:save-all" }],
+          data: { source: NAME },
+        },
+      });
+    }
+    var warnings = (lease.warnings_seconds || []).slice().sort(function (a, b) { return b - a; });
+    var now = left();
+    // Opened after a warning time already passed: give the latest warning due at once.
+    var due = warnings.filter(function (w) { return w >= now; });
+    if (due.length && now > 0) {
+      warn();
+    }
+    warnings.forEach(function (w) {
+      if (now > w) {
+        setTimeout(warn, (now - w) * 1000);
+      }
+    });
+    var saveAt = now - (lease.save_before_seconds || 0);
+    if (saveAt > 0) {
+      // Unsaved edits would be lost when the server stops: save them shortly before.
+      setTimeout(function () {
+        app.commands.execute("docmanager:save-all").catch(function (error) {
+          console.warn(NAME + ": saving before the lease ends failed", error);
+        });
+      }, saveAt * 1000);
+    }
+  }
+
+  var plugin = {
+    id: NAME + ":plugin",
+    description: "Warns the student before the GPU lease ends and saves open documents.",
+    autoStart: true,
+    activate: function (app) {
+      var settings = app.serviceManager.serverSettings;
+      var url = settings.baseUrl.replace(/\/?$/, "/") + "gpu-commons/lease";
+      var headers = settings.token ? { Authorization: "token " + settings.token } : {};
+      window
+        .fetch(url, { cache: "no-store", credentials: "same-origin", headers: headers })
+        .then(function (response) {
+          if (!response.ok) {
+            throw new Error(url + " answered " + response.status);
+          }
+          return response.json();
+        })
+        .then(function (lease) {
+          schedule(app, lease);
+        })
+        .catch(function (error) {
+          console.error(NAME + ": cannot read the lease; no warnings before it ends", error);
+        });
+    },
+  };
+
+  var container = {
+    get: function (module) {
+      if (module !== "./extension") {
+        return Promise.reject(new Error('Module "' + module + '" does not exist in container.'));
+      }
+      return Promise.resolve(function () {
+        return { __esModule: true, default: plugin };
+      });
+    },
+    init: function () {
+      return Promise.resolve();
+    },
+  };
+
+  window._JUPYTERLAB = window._JUPYTERLAB || {};
+  window._JUPYTERLAB[NAME] = container;
+})();
