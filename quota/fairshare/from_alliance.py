@@ -1,0 +1,81 @@
+"""Build the allocator's inputs from an alliance file (:mod:`quota.alliance`).
+
+A pool with whole GPUs becomes one allocator pool of 1000-milli slices; a pool whose
+GPUs are all MIG-sliced becomes one pool of ``1000 // slices_per_gpu`` slices; a pool
+with both becomes two allocator pools, ``<id>`` (the whole GPUs) and ``<id>-mig``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quota.alliance import Alliance
+from quota.fairshare.model import Config, PoolSpec, Reservation, SchoolSpec
+
+
+@dataclass(frozen=True)
+class AllocatorInputs:
+    pools: list[PoolSpec]
+    schools: list[SchoolSpec]
+    config: Config
+    reservations: list[Reservation]
+    tier_of: dict[str, str]
+
+
+def pool_specs(alliance: Alliance) -> list[PoolSpec]:
+    specs = []
+    for pool in alliance.pools:
+        whole = pool.gpus - pool.sliced_gpus
+        if whole:
+            specs.append(PoolSpec(pool.id, whole, 1000))
+        if pool.sliced_gpus:
+            pool_id = f"{pool.id}-mig" if whole else pool.id
+            specs.append(PoolSpec(pool_id, pool.sliced_gpus * pool.slices_per_gpu, 1000 // pool.slices_per_gpu))
+    return specs
+
+
+def config_from(alliance: Alliance, base: Config | None = None) -> Config:
+    fs = alliance.fairshare
+    base = base or Config()
+    return Config(
+        ordering=base.ordering,
+        half_life_s=fs.half_life_minutes * 60,
+        entry_penalty_s=fs.entry_penalty_minutes * 60 if base.entry_penalty_s else 0.0,
+        borrowing=base.borrowing,
+        reclaim=base.reclaim,
+        rebalance=base.rebalance,
+        min_runtime_s=fs.min_runtime_minutes * 60,
+        warning_s=fs.warning_minutes * 60,
+        max_lease_s=fs.max_lease_minutes * 60 if base.max_lease_s != float("inf") else base.max_lease_s,
+        budget_period_s=fs.budget_period_days * 86400,
+        whole_slice_guarantees=base.whole_slice_guarantees,
+    )
+
+
+def allocator_inputs(alliance: Alliance, base: Config | None = None) -> AllocatorInputs:
+    schools = []
+    for school in alliance.schools:
+        limit = alliance.limit_of(school, "borrowing_limit_gpus")
+        schools.append(
+            SchoolSpec(
+                id=school.id,
+                tier=school.tier,
+                weight=alliance.weight_of(school),
+                guaranteed_share=school.guaranteed_share,
+                borrowing_limit_milli=None if limit is None else int(round(limit * 1000)),
+                budget_gpu_hours=alliance.limit_of(school, "budget_gpu_hours"),
+                student_budget_gpu_hours=alliance.limit_of(school, "student_budget_gpu_hours"),
+                max_sessions_per_student=alliance.limit_of(school, "max_sessions_per_student"),
+            )
+        )
+    reservations = []
+    for res in alliance.reservations:
+        pool = next(p for p in alliance.pools if p.id == res.pool)
+        reservations.append(Reservation(res.id, pool.id, res.school, res.slices, res.start, res.end, res.group))
+    return AllocatorInputs(
+        pools=pool_specs(alliance),
+        schools=schools,
+        config=config_from(alliance, base),
+        reservations=reservations,
+        tier_of={s.id: s.tier for s in alliance.schools},
+    )

@@ -1,0 +1,627 @@
+"""The allocator: requests in, decisions and actions out. Pure and deterministic.
+
+:class:`Allocator` holds the state of one alliance (pools, schools, running sessions, the
+waiting line) as plain Python data. Every method takes the current time ``now`` from the
+caller and returns what happened; it never reads a clock, a file or the network, so the
+quota service (wall clock, database around it) and the simulator (virtual clock) drive
+the very same code, and the same calls give the same answers.
+
+Decisions for a request (:meth:`Allocator.submit`):
+
+* :class:`~quota.fairshare.model.Admit` -- a lease on slices of one pool, now;
+* :class:`~quota.fairshare.model.Queue` -- waiting, with its place and a wait estimate;
+* :class:`~quota.fairshare.model.Refuse` -- with the reason and when retrying can help.
+
+Actions (from every method): ``Admit`` for queued requests that got their turn, ``Warn``
+before a reclaim stop, ``Stop`` (reclaimed, lease expired, budget exhausted) and
+``Renew``. The caller must call :meth:`Allocator.advance` at :meth:`Allocator.next_wake`.
+
+The rules, in order:
+
+1. Reservations: inside its window a reservation's slices serve only its members.
+2. Queue order: requests within their school's guarantee (class 0) before requests that
+   would borrow (class 1); a school at its borrowing limit waits (class 2). Inside a class
+   the school with the least decayed usage per weight goes first; an admission charges an
+   entry penalty so a burst cannot take the whole pool at once.
+3. Work conservation: any waiting request that fits in idle general slices and is within
+   its school's limit is admitted (smaller requests may pass a larger one that does not fit).
+4. Reclaim: when a class-0 request does not fit, borrowed sessions of other schools in the
+   pool are warned and stopped ``warning_s`` later (never before ``min_runtime_s``),
+   longest-idle first. Sessions within their school's guarantee are never reclaimed.
+5. Leases end after ``max_lease_s`` and are renewed only while no waiting request with a
+   better claim could use the slices, the budgets allow it and no reservation needs them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+from quota.fairshare.budgets import RollingBudget
+from quota.fairshare.model import (
+    INF, Action, Admit, Config, Decision, PoolSpec, Queue, Refuse, Renew, Request, Reservation,
+    SchoolSpec, Session, Stop, Waiting, Warn,
+)
+from quota.fairshare.priority import UsageLedger
+from quota.fairshare.queue import WaitQueue
+from quota.fairshare.reservations import ReservationBook, ReservationError
+from quota.fairshare.shares import guarantees_milli, limits_milli
+
+# at equal times a reservation window opens or closes before any stop or lease end, so
+# everything decided at that instant already sees the window
+_BOUNDARY, _STOP, _LEASE = 0, 1, 2
+
+
+class Allocator:
+    def __init__(
+        self,
+        pools: list[PoolSpec],
+        schools: list[SchoolSpec],
+        config: Config | None = None,
+        reservations: list[Reservation] = (),
+        start: float = 0.0,
+    ) -> None:
+        self.config = config = config or Config()
+        self.pools = list(pools)
+        self.pool_index = {p.id: i for i, p in enumerate(self.pools)}
+        self.schools = list(schools)
+        self.school_index = {s.id: i for i, s in enumerate(self.schools)}
+        n = len(self.schools)
+        self.weight = [s.weight for s in self.schools]
+        self.guarantee = guarantees_milli(self.schools, self.pools, config)
+        self.limit = limits_milli(self.schools, self.guarantee, config)
+        self.held = [0] * n  # milli held in general capacity
+        self.held_guaranteed = [0] * n  # of which within the guarantee
+        self.general = [0] * len(self.pools)  # slices held in general capacity
+        self.reserved_now = [0] * len(self.pools)  # slices taken out by active reservations
+        self.pending = [0] * len(self.pools)  # slices that warned sessions will give back
+        self.leaving = [0] * n  # milli of each school's warned sessions
+        self.ledger = UsageLedger(n, config.half_life_s, start)
+        self.queue = WaitQueue(self._key)
+        self.waiting: dict[str, Waiting] = {}
+        self.sessions: dict[str, Session] = {}
+        self.borrowed: list[dict[str, Session]] = [dict() for _ in range(n)]  # per school, start order
+        self.victims: list[list[tuple]] = [[] for _ in self.pools]  # heap (last_active, seq, id)
+        self.per_user: dict[str, int] = {}  # sessions + waiting requests per user
+        self.timers: list[tuple] = []  # heap (time, kind, seq, ref)
+        self.book = ReservationBook(self.pools)
+        self.budgets = RollingBudget(config.budget_period_s)
+        self.track_budgets = any(
+            s.budget_gpu_hours is not None or s.student_budget_gpu_hours is not None for s in self.schools
+        )
+        self.bucket_footprint: dict[tuple, int] = {}
+        # keys change with held slices unless FIFO order without any limit
+        self.rekey = config.ordering == "fair" or any(x < INF for x in self.limit)
+        self.seq = 0
+        self.now = start
+        for res in reservations:
+            if res.end > start:  # a window that closed before the start cannot matter
+                self.add_reservation(res, start)
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def _key(self, school: int, bucket: tuple, head: Waiting, now: float) -> tuple:
+        footprint = self.bucket_footprint[bucket]
+        held = self.held[school] + footprint
+        cls = 0 if held <= self.guarantee[school] else (1 if held <= self.limit[school] else 2)
+        if self.config.ordering == "fifo":
+            return (0 if cls < 2 else 2), float(head.seq)
+        return cls, self.ledger.scaled(school, now) / self.weight[school]
+
+    def _renew_key(self, session: Session, now: float) -> tuple:
+        if self.config.ordering == "fifo":
+            return 1 if session.borrowed else 0, -math.inf, -1
+        s = session.school_index
+        return (1 if session.borrowed else 0), self.ledger.scaled(s, now) / self.weight[s], -1
+
+    # -- public interface ---------------------------------------------------------------
+
+    def submit(self, request: Request, now: float, explain: bool = True) -> tuple[Decision, list[Action]]:
+        """Decide on a new request; also returns whatever else happened at ``now``."""
+        out: list[Action] = []
+        self._run_timers(now, out)
+        refusal = self._refusal(request, now)
+        if refusal is not None:
+            return refusal, out
+        s = self.school_index[request.school]
+        needs = tuple(
+            p.need(request.milli) if request.pool in (None, p.id) else 0 for p in self.pools
+        )
+        bucket = (self.pool_index.get(request.pool, -1), needs)
+        if bucket not in self.bucket_footprint:
+            self.bucket_footprint[bucket] = min(
+                n * p.slice_milli for n, p in zip(needs, self.pools) if n
+            )
+        self.seq += 1
+        waiting = Waiting(request, now, self.seq, s, needs, bucket)
+        self.waiting[request.id] = waiting
+        self.per_user[request.user] = self.per_user.get(request.user, 0) + 1
+        self.queue.add(waiting, now)
+        self._schedule(now, out)
+        for action in out:
+            if isinstance(action, Admit) and action.request_id == request.id:
+                out.remove(action)
+                return action, out
+        if not explain:
+            return Queue(request.id, None, None), out
+        return self.explain(request.id, now), out
+
+    def release(self, session_id: str, now: float) -> list[Action]:
+        """The workspace stopped (the student logged out, the job ended)."""
+        out: list[Action] = []
+        self._run_timers(now, out)
+        if session_id in self.sessions:
+            self._end(self.sessions[session_id], now, out)
+            self._schedule(now, out)
+        return out
+
+    def cancel(self, request_id: str, now: float) -> list[Action]:
+        """A queued request is withdrawn (the student gave up or closed the page)."""
+        out: list[Action] = []
+        self._run_timers(now, out)
+        waiting = self.waiting.pop(request_id, None)
+        if waiting is not None:
+            self.queue.remove(waiting, now)
+            self._user_done(waiting.request.user)
+            self._schedule(now, out)
+        return out
+
+    def touch(self, session_id: str, now: float) -> None:
+        """The session was used at ``now`` (keystroke, kernel busy): it is not idle."""
+        session = self.sessions.get(session_id)
+        if session is not None:
+            session.last_active = now
+            if session.borrowed and session.stop_at is None:
+                heapq.heappush(self.victims[session.pool_index], (now, session.seq, session.id))
+
+    def advance(self, now: float) -> list[Action]:
+        """Run everything due by ``now`` (stops, lease ends, reservation windows)."""
+        out: list[Action] = []
+        self._run_timers(now, out)
+        self._schedule(now, out)
+        return out
+
+    def next_wake(self) -> float | None:
+        """When :meth:`advance` must be called next (None: only on new events)."""
+        timers = self.timers
+        while timers and not self._timer_valid(timers[0]):
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
+
+    def add_reservation(self, res: Reservation, now: float) -> list[Action]:
+        """Book a class reservation (raises ReservationError if it cannot be honoured).
+
+        Running leases that would run into the window are shortened to the moment the
+        reserved slices are needed, latest-started first; nobody is stopped early. A
+        window that is already open can only take slices that are free now."""
+        out: list[Action] = []
+        self._run_timers(now, out)
+        self.book.check(res)
+        pool = self.pool_index[res.pool]
+        spec = self.pools[pool]
+        if res.end <= now:
+            raise ReservationError(f"reservation {res.id}: its window ended at {res.end:g} s; book a future window")
+        opens = max(res.start, now)
+        if res.start <= now:
+            free = spec.slices - self.book.reserved_at(res.pool, now) - self.general[pool]
+            if res.slices > free:
+                raise ReservationError(
+                    f"reservation {res.id}: starts now but only {max(free, 0)} of pool {spec.id}'s slices are "
+                    f"free; start it later or reserve at most {max(free, 0)}"
+                )
+        self.book.add(res)
+        for t in (res.start, res.end):
+            if t > now:
+                self._timer(t, _BOUNDARY, res.id)
+        self.reserved_now = [self.book.reserved_at(p.id, now) for p in self.pools]
+        # the reserved total only rises where a window opens: at each such moment inside this
+        # window, running leases beyond the room left end there (latest-started first)
+        points = sorted({*([res.start] if res.start > now else []),
+                         *(r.start for r in self.book.by_pool[res.pool] if opens < r.start < res.end)})
+        for t in points:
+            crossing = sorted(
+                (s for s in self.sessions.values()
+                 if s.pool_index == pool and s.reservation is None and s.lease_end > t),
+                key=lambda s: (-s.start, -s.seq),
+            )
+            over = sum(s.slices for s in crossing) - (spec.slices - self.book.reserved_at(res.pool, t))
+            for session in crossing:
+                if over <= 0:
+                    break
+                session.lease_end = t
+                self._timer(t, _LEASE, session.id)
+                out.append(Renew(session.id, t))
+                over -= session.slices
+        self._schedule(now, out)
+        return out
+
+    # -- views for the service, the simulator and the tests ------------------------------
+
+    def free_slices(self, pool: int) -> int:
+        return self.pools[pool].slices - self.general[pool] - self.reserved_now[pool]
+
+    def priority(self, school_id: str, now: float) -> float:
+        """Decayed usage (milli-GPU-seconds) over weight: lower is served first."""
+        s = self.school_index[school_id]
+        return self.ledger.decayed(s, now) / self.weight[s]
+
+    def explain(self, request_id: str, now: float) -> Queue:
+        """Place in the line and a wait estimate for a queued request.
+
+        The estimate walks the running leases by their end (or announced stop) and
+        returns when the slices they free cover this request and every request ahead of
+        it. Sessions often end before their lease does, so it is an upper bound unless a
+        request with a better claim arrives later."""
+        waiting = self.waiting[request_id]
+        mine = self._key(waiting.school_index, waiting.bucket, waiting, now)
+        mine = (mine[0], mine[1], waiting.seq)
+        ahead = 0
+        ahead_milli = 0
+        for school, bucket, line in self.queue.all_lines():
+            key = self._key(school, bucket, line[0], now)
+            for other in line:
+                if other is waiting:
+                    break
+                if school == waiting.school_index or (key[0], key[1], other.seq) < mine:
+                    ahead += 1
+                    ahead_milli += self.bucket_footprint[bucket]
+        need = self.bucket_footprint[waiting.bucket] + ahead_milli
+        free = sum(
+            max(0, self.free_slices(i)) * p.slice_milli for i, p in enumerate(self.pools) if waiting.needs[i]
+        )
+        reason = "waiting for a free GPU share"
+        if mine[0] == 2:
+            reason = "your school is using all it may borrow; waiting for one of its sessions to end"
+        ends = sorted(
+            (min(s.lease_end, s.stop_at if s.stop_at is not None else INF), s.milli)
+            for s in self.sessions.values() if waiting.needs[s.pool_index] and s.reservation is None
+        )
+        estimate = INF
+        for end, milli in ends:
+            free += milli
+            if free >= need:
+                estimate = max(0.0, end - now)
+                break
+        return Queue(request_id, ahead + 1, estimate, reason)
+
+    # -- refusals -----------------------------------------------------------------------
+
+    def _refusal(self, request: Request, now: float) -> Refuse | None:
+        rid = request.id
+        if request.school not in self.school_index:
+            return Refuse(rid, f"school {request.school!r} is not in the alliance; ask staff to add it", None, "unknown_school")
+        if request.id in self.waiting or request.id in self.sessions:
+            return Refuse(rid, f"request {rid!r} is already queued or running", None, "duplicate")
+        if request.milli <= 0:
+            return Refuse(rid, "a request must ask for a positive GPU share", None, "bad_request")
+        if request.pool is not None and request.pool not in self.pool_index:
+            return Refuse(rid, f"pool {request.pool!r} does not exist; choose one of {sorted(self.pool_index)}", None, "unknown_pool")
+        fits = [p for p in self.pools if request.pool in (None, p.id) and p.need(request.milli) <= p.slices]
+        if not fits:
+            return Refuse(rid, f"{request.milli / 1000:g} GPU is more than any pool has; ask for a smaller share", None, "too_large")
+        school = self.schools[self.school_index[request.school]]
+        s = self.school_index[request.school]
+        smallest = min(p.need(request.milli) * p.slice_milli for p in fits)
+        if smallest > self.limit[s] and not any(r.admits(request.school, request.group) for r in self.book.by_id.values()):
+            return Refuse(
+                rid, f"your school may hold at most {self.limit[s] / 1000:g} GPU at once and this asks for "
+                f"{smallest / 1000:g}; ask for a smaller share or ask staff to raise the school's share", None, "over_limit")
+        cap = school.max_sessions_per_student
+        if cap is not None and self.per_user.get(request.user, 0) >= cap:
+            mine = [x.lease_end for x in self.sessions.values() if x.request.user == request.user]
+            return Refuse(
+                rid, f"you already have {cap} workspace(s) running or waiting, the most your school allows; "
+                "stop one and try again", min(mine) if mine else None, "concurrency_cap")
+        if self.track_budgets:
+            for key, budget, whose in (
+                (f"school:{school.id}", school.budget_gpu_hours, "your school's"),
+                (f"user:{request.user}", school.student_budget_gpu_hours, "your"),
+            ):
+                if budget is not None:
+                    used = self.budgets.used_gpu_hours(key, now)
+                    if used >= budget:
+                        days = self.config.budget_period_s / 86400
+                        return Refuse(
+                            rid, f"{whose} GPU budget is used up ({used:.1f} of {budget:g} GPU-hours in the last "
+                            f"{days:g} days); try again later or ask your teacher",
+                            self.budgets.retry_at(key, now, budget), "budget_exhausted")
+        return None
+
+    # -- the scheduling loop -------------------------------------------------------------
+
+    def _schedule(self, now: float, out: list[Action]) -> None:
+        """Admit what fits (reservations first, then the general line), then reclaim."""
+        self.now = now
+        if self.book:
+            self._admit_reserved(now, out)
+        queue = self.queue
+        while len(queue):
+            best = None
+            for bucket in queue.buckets():
+                needs = bucket[1]
+                if not any(n and n <= self.free_slices(i) for i, n in enumerate(needs)):
+                    continue
+                top = queue.top(bucket, now)
+                if top is not None and top[0][0] < 2 and (best is None or top[0] < best[0]):
+                    best = top
+            if best is None:
+                break
+            waiting = best[1]
+            # best fit: the pool where the request holds the least (a MIG slice before a whole GPU)
+            pool = min(
+                (i for i, n in enumerate(waiting.needs) if n and n <= self.free_slices(i)),
+                key=lambda i: (waiting.needs[i] * self.pools[i].slice_milli, i),
+            )
+            self._admit(waiting, pool, None, now, out)
+        if self.config.reclaim and len(queue):
+            self._reclaim(now, out)
+
+    def _admit_reserved(self, now: float, out: list[Action]) -> None:
+        for res in list(self.book.by_id.values()):
+            if not res.active(now):
+                continue
+            pool = self.pool_index[res.pool]
+            s = self.school_index.get(res.school)
+            if s is None:
+                continue
+            for line in sorted(self.queue.lines_of(s), key=lambda line: line[0].seq):
+                for waiting in list(line):
+                    need = waiting.needs[pool]
+                    if (need and res.admits(waiting.request.school, waiting.request.group)
+                            and self.book.held[res.id] + need <= res.slices):
+                        self._admit(waiting, pool, res, now, out)
+
+    def _admit(self, waiting: Waiting, pool: int, res: Reservation | None, now: float, out: list[Action]) -> None:
+        request = waiting.request
+        s = waiting.school_index
+        spec = self.pools[pool]
+        slices = waiting.needs[pool]
+        milli = slices * spec.slice_milli
+        del self.waiting[request.id]
+        self.queue.remove(waiting, now)
+        lease_end = now + self.config.max_lease_s
+        borrowed = False
+        if res is not None:
+            lease_end = min(lease_end, res.end)
+            self.book.held[res.id] += slices
+        else:
+            self.general[pool] += slices
+            if self.book:
+                lease_end = self.book.clip(spec.id, now, lease_end, self.general[pool])
+            if self.held_guaranteed[s] + milli <= self.guarantee[s]:
+                self.held_guaranteed[s] += milli
+            else:
+                borrowed = True
+            self.held[s] += milli
+        self.seq += 1
+        session = Session(
+            request.id, request, s, pool, slices, milli, now, lease_end, borrowed,
+            res.id if res else None, now, None, self.seq,
+        )
+        self.sessions[session.id] = session
+        if borrowed:
+            self.borrowed[s][session.id] = session
+            if self.config.reclaim:
+                heapq.heappush(self.victims[pool], (now, session.seq, session.id))
+        self.ledger.start(s, milli, now, self.config.entry_penalty_s)
+        if self.track_budgets:
+            self.budgets.start(f"school:{request.school}", session.id, now, milli)
+            self.budgets.start(f"user:{request.user}", session.id, now, milli)
+        if lease_end < INF:
+            self._timer(lease_end, _LEASE, session.id)
+        if res is None and self.rekey:
+            self.queue.touch(s, now)
+        out.append(Admit(request.id, session.id, spec.id, slices, lease_end, borrowed, res.id if res else None))
+
+    def _end(self, session: Session, now: float, out: list[Action]) -> None:
+        s = session.school_index
+        pool = session.pool_index
+        del self.sessions[session.id]
+        self._user_done(session.request.user)
+        if session.stop_at is not None:
+            self.pending[pool] -= session.slices
+            self.leaving[s] -= session.milli
+        if session.reservation is not None:
+            self.book.held[session.reservation] -= session.slices
+        else:
+            self.general[pool] -= session.slices
+            self.held[s] -= session.milli
+            if session.borrowed:
+                del self.borrowed[s][session.id]
+            else:
+                self.held_guaranteed[s] -= session.milli
+                self._promote(s, out)
+            if self.rekey:
+                self.queue.touch(s, now)
+        self.ledger.stop(s, session.milli, now)
+        if self.track_budgets:
+            self.budgets.stop(f"school:{session.request.school}", session.id, now)
+            self.budgets.stop(f"user:{session.request.user}", session.id, now)
+
+    def _promote(self, s: int, out: list[Action]) -> None:
+        """Borrowed sessions of school ``s`` that now fit within its guarantee stop being
+        borrowed (and a pending reclaim stop of theirs is called off)."""
+        room = self.guarantee[s] - self.held_guaranteed[s]
+        for session in list(self.borrowed[s].values()):
+            if session.milli <= room:
+                room -= session.milli
+                session.borrowed = False
+                self.held_guaranteed[s] += session.milli
+                del self.borrowed[s][session.id]
+                if session.stop_at is not None:
+                    session.stop_at = None
+                    self.pending[session.pool_index] -= session.slices
+                    self.leaving[s] -= session.milli
+                    out.append(Renew(session.id, session.lease_end, warning_withdrawn=True))
+
+    def _user_done(self, user: str) -> None:
+        left = self.per_user[user] - 1
+        if left:
+            self.per_user[user] = left
+        else:
+            del self.per_user[user]
+
+    # -- reclaim ---------------------------------------------------------------------------
+
+    def _reclaim(self, now: float, out: list[Action]) -> None:
+        """Warn borrowed sessions so that waiting requests get their share.
+
+        First for requests within their school's guarantee (class 0), then, with
+        ``Config.rebalance``, for requests that would borrow (class 1), taking only from
+        schools that would still hold more per weight than the waiting school after the
+        move, so capacity never swings back and forth. Slices already on their way back
+        (warned sessions, idle slices) are counted once across all the waiting requests."""
+        avail = [max(0, self.free_slices(p)) + self.pending[p] for p in range(len(self.pools))]
+        classes = (0, 1) if self.config.rebalance else (0,)
+        for cls in classes:
+            for bucket in self.queue.buckets():
+                for key, waiting in self.queue.peek_many(bucket, now, lambda top: top[0][0] > cls):
+                    if key[0] != cls:
+                        continue
+                    s = waiting.school_index
+                    for pool, need in enumerate(waiting.needs):
+                        if not need or need > self.pools[pool].slices - self.reserved_now[pool]:
+                            continue
+                        if avail[pool] >= need:
+                            avail[pool] -= need  # enough is already on its way back in this pool
+                            break
+                        claim = None
+                        if cls == 1:
+                            claim = (self.held[s] + need * self.pools[pool].slice_milli) / self.weight[s]
+                        got = self._warn_victims(pool, s, need - avail[pool], now, out, claim)
+                        if got:
+                            avail[pool] += got - need
+                            break
+
+    def _warn_victims(self, pool: int, school: int, short: int, now: float, out: list[Action],
+                      claim: float | None = None) -> int:
+        """Warn borrowed sessions of other schools in ``pool``, longest idle first, until
+        ``short`` slices are on their way back; returns the slices warned (0: none, when
+        not enough could be found). With ``claim`` only schools that would still hold more
+        than ``claim`` milli per weight after giving the session up qualify."""
+        heap = self.victims[pool]
+        chosen: list[Session] = []
+        skipped: list[tuple] = []
+        giving: dict[int, int] = {}
+        got = 0
+        while heap and got < short:
+            entry = heapq.heappop(heap)
+            session = self.sessions.get(entry[2])
+            if session is None or not session.borrowed or session.stop_at is not None or session.last_active != entry[0]:
+                continue
+            skipped.append(entry)
+            v = session.school_index
+            if v == school:
+                continue
+            if claim is not None:
+                left = self.held[v] - self.leaving[v] - giving.get(v, 0) - session.milli
+                if left / self.weight[v] < claim:
+                    continue
+                giving[v] = giving.get(v, 0) + session.milli
+            chosen.append(session)
+            got += session.slices
+        if got < short:
+            for entry in skipped:
+                heapq.heappush(heap, entry)
+            return 0
+        taken = {id(session) for session in chosen}
+        for entry in skipped:
+            session = self.sessions.get(entry[2])
+            if session is not None and id(session) not in taken:
+                heapq.heappush(heap, entry)
+        reason = ("a school below its guaranteed share is waiting for this GPU share" if claim is None
+                  else "a school holding less than its fair share is waiting for this GPU share")
+        for session in chosen:
+            stop_at = max(now + self.config.warning_s, session.start + self.config.min_runtime_s)
+            session.stop_at = stop_at
+            self.pending[pool] += session.slices
+            self.leaving[session.school_index] += session.milli
+            self._timer(stop_at, _STOP, session.id)
+            out.append(Warn(session.id, stop_at, reason))
+        return got
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def _timer(self, t: float, kind: int, ref: str) -> None:
+        self.seq += 1
+        heapq.heappush(self.timers, (t, kind, self.seq, ref))
+
+    def _timer_valid(self, timer: tuple) -> bool:
+        t, kind, _, ref = timer
+        if kind == _BOUNDARY:
+            return True
+        session = self.sessions.get(ref)
+        if session is None:
+            return False
+        if kind == _STOP:
+            return session.stop_at == t
+        return session.lease_end == t and (session.stop_at is None or session.stop_at > t)
+
+    def _run_timers(self, now: float, out: list[Action]) -> None:
+        # every public call starts here, before any key is computed at ``now``
+        if self.ledger.needs_rebase(now):
+            factor = self.ledger.rebase(now)
+            if self.config.ordering == "fair":  # FIFO keys hold arrival numbers, not usage
+                self.queue.rescale(factor)
+        timers = self.timers
+        while timers and timers[0][0] <= now:
+            timer = heapq.heappop(timers)
+            if not self._timer_valid(timer):
+                continue
+            t, kind, _, ref = timer
+            if kind == _BOUNDARY:
+                self.reserved_now = [self.book.reserved_at(p.id, t) for p in self.pools]
+                self._schedule(t, out)
+            elif kind == _STOP:
+                session = self.sessions[ref]
+                self._end(session, t, out)
+                out.append(Stop(ref, "reclaimed", "stopped to give the GPU share back to a school below its guarantee"))
+                self._schedule(t, out)
+            else:
+                self._lease_end(self.sessions[ref], t, out)
+                self._schedule(t, out)
+
+    def _lease_end(self, session: Session, now: float, out: list[Action]) -> None:
+        """Renew the lease unless a request with a better claim could use the slices, a
+        budget is used up, or a reservation needs them."""
+        pool = session.pool_index
+        spec = self.pools[pool]
+        reason = None
+        if session.reservation is not None:
+            res = self.book.by_id[session.reservation]
+            if now >= res.end:
+                reason = "the class reservation ended"
+        elif self.general[pool] > spec.slices - self.book.reserved_at(spec.id, now):
+            reason = "a class reservation starts now on this pool"
+        if reason is None and self.track_budgets:
+            school = self.schools[session.school_index]
+            for key, budget in ((f"school:{school.id}", school.budget_gpu_hours),
+                                (f"user:{session.request.user}", school.student_budget_gpu_hours)):
+                if budget is not None and self.budgets.used_gpu_hours(key, now) >= budget:
+                    self._end(session, now, out)
+                    out.append(Stop(session.id, "budget_exhausted", "the GPU-hour budget is used up"))
+                    return
+        if reason is None and session.reservation is None:
+            mine = self._renew_key(session, now)
+            room = self.free_slices(pool) + session.slices
+            for bucket in self.queue.buckets():
+                need = bucket[1][pool]
+                if not need or need > room:
+                    continue
+                top = self.queue.top(bucket, now)
+                if top is not None and top[0][0] < 2 and top[0] < mine:
+                    reason = "someone with a better claim is waiting"
+                    break
+        if reason is not None:
+            self._end(session, now, out)
+            out.append(Stop(session.id, "lease_expired", f"the lease ended and was not renewed: {reason}"))
+            return
+        lease_end = now + self.config.max_lease_s
+        if session.reservation is not None:
+            lease_end = min(lease_end, self.book.by_id[session.reservation].end)
+        elif self.book:
+            lease_end = self.book.clip(spec.id, now, lease_end, self.general[pool])
+        session.lease_end = lease_end
+        if lease_end < INF:
+            self._timer(lease_end, _LEASE, session.id)
+        out.append(Renew(session.id, lease_end))

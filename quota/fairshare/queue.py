@@ -1,0 +1,136 @@
+"""The waiting line: requests grouped by size, schools ordered by a key the policy gives.
+
+Requests that take the same slices in every pool share a *bucket*. Inside a bucket each
+school has its own first-in-first-out line, and the schools are kept in a heap ordered
+by ``key_fn(school, bucket, head, now)`` (smaller is served first). The fair policy's key
+is ``(class, usage / weight)``: class 0 for a request that fits within its school's
+guarantee, class 1 for one that would borrow.
+
+Keys change with time (a school with running sessions keeps accruing usage), but for a
+given class they never *decrease*, so a key stored in the heap is a lower bound of the
+school's current key. :meth:`WaitQueue.top` therefore re-keys only the entries that
+reach the top: when the top entry's fresh key still is no larger than its stored key it
+is the true minimum. Anything that can lower a key (a class change after a release, a
+new head) calls :meth:`touch`, which pushes a fresh entry and retires the old one by a
+version number.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable, Iterator
+
+from quota.fairshare.model import Waiting
+
+KeyFn = Callable[[int, tuple, Waiting, float], tuple]
+
+
+class WaitQueue:
+    __slots__ = ("key_fn", "lines", "heaps", "versions", "by_school", "size")
+
+    def __init__(self, key_fn: KeyFn) -> None:
+        self.key_fn = key_fn
+        self.lines: dict[tuple[int, tuple], deque[Waiting]] = {}  # (school, bucket) -> line
+        self.heaps: dict[tuple, list[list]] = {}  # bucket -> heap of [k0, k1, seq, school, version]
+        self.versions: dict[tuple[int, tuple], int] = {}
+        self.by_school: dict[int, set[tuple]] = {}  # school -> buckets it waits in
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def buckets(self) -> list[tuple]:
+        return [b for b, heap in self.heaps.items() if heap]
+
+    def add(self, waiting: Waiting, now: float) -> None:
+        slot = (waiting.school_index, waiting.bucket)
+        line = self.lines.get(slot)
+        if line is None:
+            line = self.lines[slot] = deque()
+            self.by_school.setdefault(waiting.school_index, set()).add(waiting.bucket)
+        line.append(waiting)
+        self.size += 1
+        if len(line) == 1:
+            self._push(slot, now)
+
+    def _push(self, slot: tuple[int, tuple], now: float) -> None:
+        school, bucket = slot
+        version = self.versions.get(slot, 0) + 1
+        self.versions[slot] = version
+        line = self.lines.get(slot)
+        if not line:
+            return
+        head = line[0]
+        key = self.key_fn(school, bucket, head, now)
+        heapq.heappush(self.heaps.setdefault(bucket, []), [key[0], key[1], head.seq, school, version])
+
+    def touch(self, school: int, now: float) -> None:
+        """The school's keys may have dropped (or its class changed): re-key its lines."""
+        for bucket in self.by_school.get(school, ()):
+            self._push((school, bucket), now)
+
+    def remove(self, waiting: Waiting, now: float) -> None:
+        slot = (waiting.school_index, waiting.bucket)
+        line = self.lines[slot]
+        was_head = line[0] is waiting
+        line.remove(waiting)
+        self.size -= 1
+        if not line:
+            del self.lines[slot]
+            self.versions[slot] = self.versions.get(slot, 0) + 1
+            buckets = self.by_school[waiting.school_index]
+            buckets.discard(waiting.bucket)
+            if not buckets:
+                del self.by_school[waiting.school_index]
+        elif was_head:
+            self._push(slot, now)
+
+    def top(self, bucket: tuple, now: float) -> tuple[tuple, Waiting] | None:
+        """The best (key, head request) in ``bucket`` at ``now``, or None."""
+        heap = self.heaps.get(bucket)
+        versions = self.versions
+        key_fn = self.key_fn
+        lines = self.lines
+        while heap:
+            entry = heap[0]
+            slot = (entry[3], bucket)
+            if versions.get(slot) != entry[4]:
+                heapq.heappop(heap)
+                continue
+            head = lines[slot][0]
+            key = key_fn(entry[3], bucket, head, now)
+            if key[0] == entry[0] and key[1] <= entry[1]:
+                return (key[0], key[1], head.seq), head
+            heapq.heapreplace(heap, [key[0], key[1], head.seq, entry[3], entry[4]])
+        return None
+
+    def rescale(self, factor: float) -> None:
+        """Multiply every stored usage key by ``factor`` (> 0) after a ledger rebase."""
+        for heap in self.heaps.values():
+            for entry in heap:
+                entry[1] *= factor
+
+    def lines_of(self, school: int) -> Iterator[deque[Waiting]]:
+        for bucket in self.by_school.get(school, ()):
+            yield self.lines[(school, bucket)]
+
+    def all_lines(self) -> Iterator[tuple[int, tuple, deque[Waiting]]]:
+        for (school, bucket), line in self.lines.items():
+            yield school, bucket, line
+
+    def peek_many(self, bucket: tuple, now: float, stop: Callable[[tuple], bool], limit: int = 64):
+        """The best entries of ``bucket`` in order until ``stop(top)`` is true (at most
+        ``limit``), leaving the queue as it was."""
+        heap = self.heaps.get(bucket)
+        taken: list[list] = []
+        found = []
+        while heap and len(found) < limit:
+            top = self.top(bucket, now)
+            if top is None or stop(top):
+                break
+            found.append(top)
+            taken.append(heapq.heappop(heap))
+        for entry in taken:
+            heapq.heappush(heap, entry)
+        return found

@@ -1,0 +1,218 @@
+"""Replay a trace through the allocator on a virtual clock.
+
+The engine is the simulator's adapter around :class:`quota.fairshare.Allocator`, the
+same class the quota service uses: a request arrives -> ``submit``; a session's work is
+done -> ``release``; a student's patience runs out while queued -> ``cancel``; the
+allocator asked to be woken -> ``advance``. At equal times releases go first, then the
+allocator's timers, then arrivals, then abandonments.
+
+A session the allocator stops early (reclaimed, lease not renewed, budget) has work
+left. With ``resubmit`` (the default) the student saves, is warned, and asks again at
+once for the rest of the work, with the same patience: the discrete counterpart of the
+optimum's pausable sessions. Without it the rest of the work is lost. Either way every
+stop is counted.
+
+Every admission and stop is also checked here against the pools' sizes, independently
+of the allocator's own bookkeeping (``capacity_violations``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+
+from quota.fairshare import Allocator, Config, PoolSpec, Request, SchoolSpec
+from quota.fairshare.model import Reservation
+from quota.simulator.trace import Trace
+
+_COMPLETE, _ARRIVE, _ABANDON = 0, 2, 3
+
+
+@dataclass
+class Replay:
+    """What happened to every request (index = trace position) and to the pools.
+
+    A request that was stopped and asked again runs in several *attempts*; ``intervals``
+    lists every attempt that ran as ``(request, start, end, milli)`` (end nan: still
+    running when the replay ended)."""
+
+    admitted_at: list[float]  # first admission (nan: never admitted)
+    ended_at: list[float]  # end of the last attempt
+    outcome: list[str]  # of the last attempt: "completed", "reclaimed", "lease_expired", "budget_exhausted", "abandoned", "refused", "running"
+    refusal: list[str]
+    wait_estimate: list[float]  # the allocator's estimate when it first queued the request (nan if not queued)
+    intervals: list[tuple[int, float, float, int]]
+    timeline_t: list[float]  # times where the allocated milli changed
+    timeline_milli: list[int]  # allocated milli from that time on
+    capacity_milli: int
+    capacity_violations: int
+    warnings: int
+    stops: dict[str, int] = field(default_factory=dict)  # stop reason -> count (every attempt)
+    resubmitted: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def replay(
+    trace: Trace,
+    pools: list[PoolSpec],
+    schools: list[SchoolSpec],
+    config: Config,
+    reservations: list[Reservation] = (),
+    explain: bool = True,
+    resubmit: bool = True,
+) -> Replay:
+    n = len(trace)
+    start = trace.arrival[0] if n else 0.0
+    alloc = Allocator(pools, schools, config, reservations, start=start)
+    nan = math.nan
+    admitted_at = [nan] * n
+    ended_at = [nan] * n
+    outcome = ["queued"] * n
+    refusal = [""] * n
+    estimate = [nan] * n
+    intervals: list[tuple[int, float, float, int]] = []
+    stops: dict[str, int] = {}
+    # attempts: index a; a < n is the request itself, later ones are resubmissions
+    origin = list(range(n))
+    work = list(trace.duration)  # work left at the attempt's submission
+    began = [nan] * n  # when the attempt was admitted
+    held = [0] * n
+    pool_of = [0] * n
+    state = [0] * n  # 0 waiting or not yet arrived, 1 running, 2 over
+    t_line: list[float] = []
+    m_line: list[int] = []
+    allocated = 0
+    violations = 0
+    warnings = 0
+    resubmitted = 0
+    events: list[tuple] = []
+    seq = 0
+    slice_of = {p.id: p.slice_milli for p in pools}
+    capacity = sum(p.capacity_milli for p in pools)
+    pool_index = {p.id: i for i, p in enumerate(pools)}
+    pool_slices = [p.slices for p in pools]
+    used = [0] * len(pools)
+    arrival, patience = trace.arrival, trace.patience
+    users, school_ids, milli, groups = trace.user, trace.school, trace.milli, trace.group
+    push, pop = heapq.heappush, heapq.heappop
+
+    def mark(now: float) -> None:
+        if t_line and t_line[-1] == now:
+            m_line[-1] = allocated
+        else:
+            t_line.append(now)
+            m_line.append(allocated)
+
+    def finish(a: int, now: float, how: str) -> None:
+        nonlocal allocated
+        i = origin[a]
+        state[a] = 2
+        allocated -= held[a]
+        used[pool_of[a]] -= held[a] // slice_size[pool_of[a]]
+        intervals.append((i, began[a], now, held[a]))
+        ended_at[i] = now
+        outcome[i] = how
+
+    slice_size = [p.slice_milli for p in pools]
+
+    def submit(a: int, now: float) -> None:
+        nonlocal seq
+        i = origin[a]
+        request = Request(str(a), users[i], school_ids[i], milli[i], groups[i])
+        decision, actions = alloc.submit(request, now, explain=explain)
+        apply(actions, now)
+        if decision.kind == "admit":
+            apply([decision], now)
+        elif decision.kind == "refuse":
+            state[a] = 2
+            outcome[i] = "refused"
+            refusal[i] = decision.reason
+        else:
+            if a == i and decision.wait_estimate_s is not None:
+                estimate[i] = decision.wait_estimate_s
+            seq += 1
+            push(events, (now + patience[i], _ABANDON, seq, a))
+
+    def apply(actions: list, now: float) -> None:
+        nonlocal allocated, violations, warnings, seq, resubmitted
+        for action in actions:
+            kind = action.kind
+            if kind == "admit":
+                a = int(action.request_id)
+                i = origin[a]
+                if admitted_at[i] != admitted_at[i]:
+                    admitted_at[i] = now
+                outcome[i] = "running"
+                state[a] = 1
+                began[a] = now
+                p = pool_index[action.pool]
+                amount = action.slices * slice_of[action.pool]
+                held[a] = amount
+                pool_of[a] = p
+                allocated += amount
+                used[p] += action.slices
+                if used[p] > pool_slices[p]:  # counted here, independently of the allocator
+                    violations += 1
+                seq += 1
+                push(events, (now + work[a], _COMPLETE, seq, a))
+            elif kind == "stop":
+                a = int(action.session_id)
+                finish(a, now, action.reason)
+                stops[action.reason] = stops.get(action.reason, 0) + 1
+                left = work[a] - (now - began[a])
+                if resubmit and left > 0:
+                    resubmitted += 1
+                    origin.append(origin[a])
+                    work.append(left)
+                    began.append(nan)
+                    held.append(0)
+                    pool_of.append(0)
+                    state.append(0)
+                    seq += 1
+                    push(events, (now, _ARRIVE, seq, len(origin) - 1))
+            elif kind == "warn":
+                warnings += 1
+                continue
+            else:
+                continue
+            mark(now)
+
+    next_arrival = 0
+    inf = math.inf
+    while True:
+        t_arr = arrival[next_arrival] if next_arrival < n else inf
+        t_evt = events[0][0] if events else inf
+        wake = alloc.next_wake()
+        t_wake = inf if wake is None else wake
+        if t_arr == inf and t_evt == inf and t_wake == inf:
+            break
+        if t_evt <= t_wake and t_evt <= t_arr and (t_evt < t_arr or events[0][1] <= _ARRIVE):
+            t, kind, _, a = pop(events)
+            if kind == _COMPLETE:
+                if state[a] != 1 or began[a] + work[a] != t:
+                    continue
+                finish(a, t, "completed")
+                mark(t)
+                apply(alloc.release(str(a), t), t)
+            elif kind == _ARRIVE:  # a stopped student asks again for the rest
+                submit(a, t)
+            elif state[a] == 0:  # patience ran out while queued
+                state[a] = 2
+                outcome[origin[a]] = "abandoned"
+                apply(alloc.cancel(str(a), t), t)
+        elif t_wake <= t_arr:
+            apply(alloc.advance(t_wake), t_wake)
+        else:
+            submit(next_arrival, t_arr)
+            next_arrival += 1
+    for a, s in enumerate(state):
+        if s == 1:  # still running: served up to its last moment on the clock
+            intervals.append((origin[a], began[a], nan, held[a]))
+    counts: dict[str, int] = {}
+    for o in outcome:
+        counts[o] = counts.get(o, 0) + 1
+    return Replay(
+        admitted_at, ended_at, outcome, refusal, estimate, intervals, t_line, m_line, capacity, violations,
+        warnings, stops, resubmitted, counts,
+    )
