@@ -208,7 +208,8 @@ class Alliance(_Strict):
             units = reservable_units(pools[res.pool])
             if res.slices > units:
                 raise ValueError(
-                    f"{where} asks for {res.slices} units but pool {res.pool} has {units}; reserve at most {units}"
+                    f"{where}.slices is {res.slices}, more than the {units} unit(s) pool {res.pool} has; "
+                    f"reserve at most {units} or add GPUs to the pool"
                 )
             if res.end <= res.start:
                 raise ValueError(f"{where} ends ({res.end:g}) before it starts ({res.start:g}); swap or fix the times")
@@ -282,16 +283,49 @@ def parse_alliance(data: object, source: str = "<alliance>") -> Alliance:
     try:
         return Alliance.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            location = ".".join(str(part) for part in error["loc"]) or "(top level)"
-            message = error["msg"].removeprefix("Value error, ")
-            if error["type"] == "extra_forbidden":
-                message = "is not a known field; check its spelling or remove it"
-            elif error["type"] == "missing":
-                message = "is required"
-            lines.append(f"{source}: {location}: {message}")
-        raise AllianceError("\n".join(lines)) from None
+        raise AllianceError("\n".join(f"{source}: {_explain(error, data)}" for error in exc.errors())) from None
+
+
+_BOUNDS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
+
+
+def _explain(error: dict, data: object) -> str:
+    """One pydantic error as the operator needs it: where in the file, what is there, what to write."""
+    where = _where(error["loc"], data)
+    kind = error["type"]
+    message = error["msg"].removeprefix("Value error, ")
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        message = "is not a known field; check its spelling or remove it"
+    elif kind == "missing":
+        message = "is required; add it"
+    elif kind in _BOUNDS:
+        message = f"is {value!r}; write a number {message.removeprefix('Input should be ')}"
+    elif kind == "string_pattern_mismatch":
+        message = f"is {value!r}, which is not a valid id; {_ID_HELP}"
+    elif message.startswith("Input should be "):
+        wanted = message.removeprefix("Input should be ")
+        if wanted.startswith("a valid"):  # drop pydantic's ", unable to parse ..." tail
+            wanted = wanted.split(",")[0]
+        message = f"is {value!r}; write {wanted}"
+    return f"{where}: {message}" if where else message
+
+
+def _where(loc: tuple, data: object) -> str:
+    """``schools.0.weight`` -> ``schools[0] (c01).weight``: the path with the ids the file shows."""
+    parts: list[str] = []
+    node = data
+    for part in loc:
+        if isinstance(part, int) and parts:
+            item = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+            parts[-1] += f"[{part}]"
+            if isinstance(item, dict) and item.get("id"):
+                parts[-1] += f" ({item['id']})"
+            node = item
+        else:
+            parts.append(str(part))
+            node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(parts)
 
 
 def load_alliance(path: str | Path) -> Alliance:

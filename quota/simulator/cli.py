@@ -10,12 +10,15 @@ The alliance file and the trace are checked completely before anything runs.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
-from quota.alliance import AllianceError, load_alliance
+from quota.alliance import Alliance, AllianceError, load_alliance
 from quota.simulator.run import POLICIES, simulate, write_outputs
-from quota.simulator.trace import TraceError, read_trace
+from quota.simulator.trace import Trace, TraceError, read_trace
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,12 +43,13 @@ def run(args: argparse.Namespace) -> int:
     except (AllianceError, TraceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not len(trace):
-        print(f"error: {args.trace}: the trace has no requests; nothing to simulate", file=sys.stderr)
+    problem = _cannot_simulate(args, alliance, trace)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     result = simulate(alliance, trace, args.policy, explain=not args.no_explain, step_s=args.step,
                       resubmit=not args.no_resubmit)
-    written = write_outputs(result, trace, args.out, plots=not args.no_plots)
+    written = _write_all_or_nothing(result, trace, args.out, plots=not args.no_plots)
     s = result["summary"]
     print(f"{args.policy}: utilisation {s['utilization']:.3f} (optimum {s['optimum_utilization']:.3f}), "
           f"Jain {s['jain_index']:.3f}, capacity violations {s['capacity_violations']}, "
@@ -55,3 +59,30 @@ def run(args: argparse.Namespace) -> int:
               f"served {t['served_fraction']:.1%}, abandoned {t['abandoned']}")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _cannot_simulate(args: argparse.Namespace, alliance: Alliance, trace: Trace) -> str | None:
+    """Problems that valid files can still have for a simulation, found before anything runs."""
+    if not len(trace):
+        return f"{args.trace}: the trace has no requests; add at least one line after the header"
+    if not sum(pool.gpus for pool in alliance.pools):
+        return (f"{args.alliance}: pools: the pools have no GPUs, so there is nothing to share; "
+                "give a pool gpus: 1 or more")
+    if args.out.exists() and not args.out.is_dir():
+        return f"{args.out}: exists and is not a folder; pass --out a new or existing folder"
+    return None
+
+
+def _write_all_or_nothing(result: dict, trace: Trace, out: Path, plots: bool) -> list[Path]:
+    """Write into a scratch folder beside ``out`` and move the files in only once all are
+    written, so a failure (a full disk, a plotting error) leaves no half set of results."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        written = write_outputs(result, trace, scratch, plots=plots)
+        out.mkdir(exist_ok=True)
+        for path in written:
+            os.replace(path, out / path.name)
+        return [out / path.name for path in written]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

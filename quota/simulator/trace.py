@@ -1,6 +1,6 @@
 """Read a demand trace (CSV) for the simulator, checking every line before anything runs.
 
-Columns (header required, any order, extra columns ignored)::
+Columns (header required, any order, extra named columns ignored)::
 
     arrival_s,user,school,duration_s,gpu_milli[,patience_s][,group]
 
@@ -95,6 +95,12 @@ def read_trace(path: str | Path, schools: set[str] | None = None) -> Trace:
             where = f"{path}: line {lineno}"
             if len(row) < width:
                 errors.append(f"{where}: {len(row)} fields, the header has {width}; fill in every column")
+                continue
+            if len(row) > width:  # a stray comma would shift every column after it
+                errors.append(
+                    f"{where}: {len(row)} fields, the header has {width}; remove the extra field(s) "
+                    "or put a value that contains a comma in double quotes"
+                )
                 continue
             arrival = _number(row[i_arr], "arrival_s", where, errors)
             duration = _number(row[i_dur], "duration_s", where, errors)
