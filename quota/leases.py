@@ -1,7 +1,8 @@
 """LeaseBook: the adapter between the allocator (pure) and the database.
 
-Every change happens inside one lock and one transaction: read what is held and who
-waits, ask ``quota.allocator``, store the answer. The clock is injected so tests can move
+Every change happens inside one lock and one transaction: rebuild the fair-share
+allocator from what is held and who waits (``quota.fair_snapshot``), ask it, store the
+answer (grants, reclaim warnings, stops). The clock is injected so tests can move
 time. Usage is written, append-only, in the same transaction that ends a lease, so a
 crash can never end a lease without its record (or record one twice).
 """
@@ -17,15 +18,17 @@ from typing import Callable, Iterable
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from quota import allocator
+from quota import fair_snapshot
 from quota.alliance import Alliance
 from quota.errors import InvalidField
 from quota.inventory import Unit
 from quota.policy_store import PolicyStore
-from quota.reservations import active as active_reservations
 from quota.tables import LeaseRow, UsageRecord, WithdrawnKey
 
 ACTIVE = ("granted", "queued")
+NO_SUCH_KIND = "No GPU of this kind exists in the alliance; choose another profile."
+END_STATE = {"released": "released", "reconciled": "released", "expired": "expired", "reclaimed": "expired",
+             "abandoned": "abandoned"}
 Clock = Callable[[], datetime]
 
 
@@ -54,7 +57,7 @@ class LeaseBook:
         self.alliance = alliance
         self.units = list(units)
         self._unit_by_id = {unit.id: unit for unit in self.units}
-        self._alloc_units = [allocator.Unit(unit.id, unit.pool, unit.kind) for unit in self.units]
+        self._kinds = {unit.kind for unit in self.units}
         self._gpu_fraction = _gpu_fractions(self.units)
         self._sessions = sessions
         self._clock = clock
@@ -101,27 +104,10 @@ class LeaseBook:
                 session.add(lease)
                 self._listener.on_request("refused", school.tier)
                 return lease, True
-            waiting = self._waiting(session)
-            cap = self.policy.limit(session, school.id, "max_sessions_per_student") or 1
-            mine = session.scalar(
-                select(func.count()).select_from(LeaseRow).where(
-                    LeaseRow.user == user, LeaseRow.state.in_(ACTIVE), LeaseRow.kind.is_not(None)
-                )
-            )
-            decision = allocator.decide(
-                allocator.Request(lease.id, user, kind, school.id), self._open_units(session), self._held(session),
-                waiting, active_gpu_leases_of_user=mine, max_gpu_leases_per_user=cap,
-                holds=self._holds(session, now), budget_spent=self._budget_spent(session, school.id, user, now) if kind else None,
-                known_kinds={unit.kind for unit in self._alloc_units},
-            )
-            if decision.outcome == "granted":
-                self._grant(lease, decision.unit, now)
-            elif decision.outcome == "refused":
-                lease.state, lease.reason, lease.released_at = "refused", decision.reason, now
-            session.add(lease)
+            outcome = self._decide(session, lease, now)
             session.flush()
-            self._listener.on_request(decision.outcome, school.tier)
-            if decision.outcome == "granted":
+            self._listener.on_request(outcome, school.tier)
+            if outcome == "granted":
                 self._listener.on_grant(lease.pool or "", school.tier)
             return lease, True
 
@@ -150,15 +136,23 @@ class LeaseBook:
             lease = session.get(LeaseRow, lease_id)
             if lease is None or lease.state != "granted":
                 raise InvalidField("lease", f"lease '{lease_id}' is not granted (it is {lease.state if lease else 'unknown'}); ask for a new one.")
-            waiting = [request for request in self._waiting(session) if request.kind == lease.kind]
-            if lease.kind is not None and waiting:
+            now = self._clock()
+            if lease.reclaim_at is not None:
                 raise InvalidField(
                     "lease",
-                    f"{len(waiting)} student(s) are waiting for this kind of GPU, so it cannot be renewed; "
-                    f"save your work: it ends at {lease.expires_at:%H:%M} UTC.",
+                    f"this GPU share goes back to a school below its guaranteed share at {lease.reclaim_at:%H:%M} UTC, "
+                    "so it cannot be renewed; save your work before then.",
                 )
+            if lease.unit_id is not None:
+                snap = fair_snapshot.build(self.alliance, self.policy, session, now)
+                if lease.id in snap.allocator.sessions and snap.allocator.renewal_blocked(lease.id, snap.t):
+                    raise InvalidField(
+                        "lease",
+                        "students with a better fair-share claim are waiting for this kind of GPU, so it cannot be "
+                        f"renewed; save your work: it ends at {lease.expires_at:%H:%M} UTC.",
+                    )
             profile = self.alliance.profile(lease.profile)
-            lease.expires_at = self._clock() + timedelta(minutes=profile.max_minutes)
+            lease.expires_at = now + timedelta(minutes=profile.max_minutes)
             return lease
 
     def release_by_key(self, idempotency_key: str) -> LeaseRow | None:
@@ -183,6 +177,12 @@ class LeaseBook:
             ).all()
             for lease in expired:
                 self._end(session, lease, "expired", now)
+                ended += 1
+            reclaimed = session.scalars(
+                select(LeaseRow).where(LeaseRow.state == "granted", LeaseRow.reclaim_at <= now)
+            ).all()
+            for lease in reclaimed:
+                self._end(session, lease, "reclaimed", now)
                 ended += 1
             stale = session.scalars(
                 select(LeaseRow).where(LeaseRow.state == "queued", LeaseRow.last_seen_at <= now - self._heartbeat_timeout)
@@ -216,9 +216,10 @@ class LeaseBook:
         with self._transaction() as session:
             return list(session.scalars(select(LeaseRow).where(LeaseRow.state == "queued").order_by(LeaseRow.seq)))
 
-    def queue_positions(self) -> dict[str, int]:
+    def queue_positions(self) -> dict[str, fair_snapshot.QueuePlace]:
+        """Each queued lease's place in the fair-share order and its wait estimate."""
         with self._transaction() as session:
-            return allocator.queue_positions(self._waiting(session))
+            return fair_snapshot.build(self.alliance, self.policy, session, self._clock()).places()
 
     def holders(self) -> dict[str, LeaseRow]:
         """unit id -> the granted lease holding it."""
@@ -249,42 +250,7 @@ class LeaseBook:
     def _transaction(self, write: bool = False):
         return _Transaction(self._sessions, write)
 
-    def _held(self, session: Session) -> set[str]:
-        return set(
-            session.scalars(select(LeaseRow.unit_id).where(LeaseRow.state == "granted", LeaseRow.unit_id.is_not(None)))
-        )
-
-    def _waiting(self, session: Session) -> list[allocator.Request]:
-        rows = session.execute(
-            select(LeaseRow.id, LeaseRow.user, LeaseRow.kind, LeaseRow.school)
-            .where(LeaseRow.state == "queued")
-            .order_by(LeaseRow.seq)
-        )
-        return [allocator.Request(lease_id, user, kind, school) for lease_id, user, kind, school in rows]
-
-    def _open_units(self, session: Session) -> list[allocator.Unit]:
-        """Units of pools open for new leases (a draining pool keeps its running leases)."""
-        open_pools = self.policy.open_pools(session)
-        return [unit for unit in self._alloc_units if unit.pool in open_pools]
-
-    def _holds(self, session: Session, now: datetime) -> list[allocator.Hold]:
-        """What reservations in their window still keep free for their schools."""
-        reserved: dict[tuple[str, str], int] = {}
-        for booking in active_reservations(self.policy.reservations(session, include_past_of=now), now):
-            key = (booking.pool, booking.school)
-            reserved[key] = reserved.get(key, 0) + booking.units
-        holds = []
-        for (pool, school), units in reserved.items():
-            kind = self.policy.reservable_kind(pool)
-            in_use = session.scalar(
-                select(func.count()).select_from(LeaseRow).where(
-                    LeaseRow.state == "granted", LeaseRow.pool == pool, LeaseRow.school == school, LeaseRow.unit_kind == kind
-                )
-            )
-            holds.append(allocator.Hold(pool, kind, school, max(0, units - in_use)))
-        return holds
-
-    def _budget_spent(self, session: Session, school: str, user: str, now: datetime) -> allocator.BudgetSpent | None:
+    def _budget_spent(self, session: Session, school: str, user: str, now: datetime) -> tuple[str, float] | None:
         """Compare GPU-seconds used in the rolling period with the school's and student's budgets."""
         period = timedelta(days=self.alliance.fairshare.budget_period_days)
         for whose, limit_name, column, who in (
@@ -297,7 +263,7 @@ class LeaseBook:
             used, oldest = self._gpu_seconds_since(session, column, who, now - period, now)
             if used >= budget_hours * 3600:
                 retry_after = max(60.0, ((oldest or now) + period - now).total_seconds())
-                return allocator.BudgetSpent(whose, retry_after)
+                return whose, retry_after
         return None
 
     def _gpu_seconds_since(self, session: Session, column, who: str, since: datetime, now: datetime):
@@ -331,28 +297,122 @@ class LeaseBook:
             self._promote(session)
             return result
 
-    def _grant(self, lease: LeaseRow, unit: allocator.Unit | None, now: datetime) -> None:
+    def _decide(self, session: Session, lease: LeaseRow, now: datetime) -> str:
+        """Decide a new request and add it to the session; returns the outcome."""
+        if lease.kind is None:  # CPU only: no GPU share to allocate
+            self._grant(lease, None, now)
+            session.add(lease)
+            return "granted"
+        refusal = self._refusal(session, lease, now)
+        if refusal is None and lease.kind not in self._kinds:
+            refusal = NO_SUCH_KIND
+        if refusal is not None:
+            lease.state, lease.reason, lease.released_at = "refused", refusal, now
+            session.add(lease)
+            return "refused"
+        # built before the new lease is in the session, so it is not among the queued ones
+        snap = fair_snapshot.build(self.alliance, self.policy, session, now)
+        self._apply(session, snap, snap.actions)
+        if lease.kind not in snap.milli_of_kind:
+            session.add(lease)
+            return "queued"  # only draining pools have this kind: wait until one opens again
+        decision, actions = snap.submit(lease.id, lease.user, lease.school, lease.kind)
+        if decision.kind == "admit":
+            pool, kind = snap.pool_of[decision.pool]
+            self._grant(lease, self._free_unit(session, pool, kind), now, decision.lease_end)
+        elif decision.kind == "refuse":
+            lease.state, lease.reason, lease.released_at = "refused", _sentence(decision.reason), now
+        session.add(lease)
+        session.flush()
+        self._apply(session, snap, actions)
+        return {"admit": "granted", "queue": "queued", "refuse": "refused"}[decision.kind]
+
+    def _refusal(self, session: Session, lease: LeaseRow, now: datetime) -> str | None:
+        """The per-student cap and the GPU-hour budgets (they need the ledger's history)."""
+        cap = self.policy.limit(session, lease.school, "max_sessions_per_student") or 1
+        mine = session.scalar(
+            select(func.count()).select_from(LeaseRow).where(
+                LeaseRow.user == lease.user, LeaseRow.state.in_(ACTIVE), LeaseRow.kind.is_not(None),
+                LeaseRow.id != lease.id,
+            )
+        )
+        if mine >= cap:
+            return (
+                f"You already have {mine} GPU workspace(s) running or waiting, the most one student may have. "
+                "Stop one before starting another."
+            )
+        spent = self._budget_spent(session, lease.school, lease.user, now)
+        if spent is not None:
+            whose, retry_after = spent
+            return (
+                f"{'Your school' if whose == 'school' else 'You'} used all GPU hours of this period. "
+                f"Try again in {retry_after / 3600:.1f} hours, or choose the CPU-only profile now."
+            )
+        return None
+
+    def _apply(self, session: Session, snap: fair_snapshot.Snapshot, actions) -> None:
+        """Store what the allocator decided: grants (each on a free unit of the pool it
+        chose), reclaim warnings, withdrawn warnings, stops, and refusals of queued leases."""
+        now = snap.now
+        for refusal in snap.decisions:
+            lease = session.get(LeaseRow, refusal.request_id)
+            if lease is not None and lease.state == "queued":
+                lease.state, lease.reason, lease.released_at = "refused", _sentence(refusal.reason), now
+        snap.decisions.clear()
+        for action in actions:
+            if action.kind == "admit":
+                lease = session.get(LeaseRow, action.request_id)
+                if lease is None or lease.state != "queued":
+                    continue
+                pool, kind = snap.pool_of[action.pool]
+                self._grant(lease, self._free_unit(session, pool, kind), now, action.lease_end)
+                session.flush()
+                self._listener.on_grant(lease.pool or "", lease.tier)
+                continue
+            lease = session.get(LeaseRow, action.session_id)
+            if lease is None or lease.state != "granted":
+                continue
+            if action.kind == "warn":
+                lease.reclaim_at = datetime.fromtimestamp(action.stop_at, timezone.utc)
+                lease.reason = (
+                    f"Your GPU share goes back at {lease.reclaim_at:%H:%M} UTC: {_sentence(action.reason)} "
+                    "Save your work before then."
+                )
+            elif action.kind == "renew" and action.warning_withdrawn:
+                lease.reclaim_at, lease.reason = None, None
+            elif action.kind == "stop":
+                self._end(session, lease, "reclaimed" if action.reason == "reclaimed" else "expired", now)
+            session.flush()
+
+    def _free_unit(self, session: Session, pool: str, kind: str) -> Unit:
+        taken = set(
+            session.scalars(select(LeaseRow.unit_id).where(LeaseRow.state == "granted", LeaseRow.unit_id.is_not(None)))
+        )
+        for unit in self.units:
+            if unit.pool == pool and unit.kind == kind and unit.id not in taken:
+                return unit
+        raise RuntimeError(f"the allocator granted a {kind} unit of pool {pool} but none is free")
+
+    def _grant(self, lease: LeaseRow, unit: Unit | None, now: datetime, lease_end: float = float("inf")) -> None:
         profile = self.alliance.profile(lease.profile)
         lease.state, lease.granted_at = "granted", now
         lease.expires_at = now + timedelta(minutes=profile.max_minutes)
+        if lease_end < lease.expires_at.timestamp():  # a class reservation needs the unit then
+            lease.expires_at = datetime.fromtimestamp(lease_end, timezone.utc)
         if unit is not None:
-            real = self._unit_by_id[unit.id]
-            lease.unit_id, lease.pool, lease.device, lease.unit_kind = unit.id, real.pool, real.device, real.kind
+            lease.unit_id, lease.pool, lease.device, lease.unit_kind = unit.id, unit.pool, unit.device, unit.kind
             lease.gpu_fraction = self._gpu_fraction[unit.id]
-            lease.simulated = real.simulated
+            lease.simulated = unit.simulated
 
     def _promote(self, session: Session) -> None:
-        now = self._clock()
-        grants = allocator.promote(self._waiting(session), self._open_units(session), self._held(session), self._holds(session, now))
-        for request, unit in grants:
-            lease = session.get(LeaseRow, request.lease_id)
-            self._grant(lease, unit, now)
-            self._listener.on_grant(lease.pool or "", lease.tier)
+        session.flush()
+        snap = fair_snapshot.build(self.alliance, self.policy, session, self._clock())
+        self._apply(session, snap, snap.actions)
         session.flush()
 
     def _end(self, session: Session, lease: LeaseRow, end_reason: str, now: datetime) -> None:
         was_granted = lease.state == "granted"
-        lease.state = {"released": "released", "reconciled": "released", "expired": "expired", "abandoned": "abandoned"}[end_reason]
+        lease.state = END_STATE[end_reason]
         lease.released_at = now
         if not was_granted:
             return  # a queued lease held nothing: no usage to record
@@ -400,6 +460,12 @@ def _gpu_fractions(units: list[Unit]) -> dict[str, float]:
     return {
         unit.id: 1.0 if unit.kind == "whole" else 1.0 / slices_per_gpu[(unit.pool, unit.gpu_index)] for unit in units
     }
+
+
+def _sentence(text: str) -> str:
+    """The allocator's reasons are phrases; a student reads sentences."""
+    text = text.strip()
+    return (text[:1].upper() + text[1:]).rstrip(".") + "."
 
 
 __all__ = ["LeaseBook", "Listener", "ACTIVE", "utc_now"]

@@ -1,10 +1,11 @@
 """Pure arithmetic of class reservations: how many units overlapping bookings need at
-their busiest moment, and how many a reservation still holds back right now."""
+their busiest moment (checked when a teacher books). Holding the units inside the window
+is the fair-share allocator's job (quota.fairshare.reservations)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterable, Sequence
+from typing import Iterable
 
 
 def peak_units(bookings: Iterable[tuple[datetime, datetime, int]], start: datetime, end: datetime) -> int:
@@ -19,13 +20,3 @@ def peak_units(bookings: Iterable[tuple[datetime, datetime, int]], start: dateti
         current += change
         peak = max(peak, current)
     return peak
-
-
-def remaining_hold(reserved: int, held_by_school: int) -> int:
-    """Units a reservation still keeps free for its school."""
-    return max(0, reserved - held_by_school)
-
-
-def active(bookings: Sequence, at: datetime) -> list:
-    """The bookings (objects with starts_at, ends_at) whose window contains ``at``."""
-    return [b for b in bookings if b.starts_at <= at < b.ends_at]

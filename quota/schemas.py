@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from quota.tables import LeaseRow, UsageRecord
+
+if TYPE_CHECKING:
+    from quota.fair_snapshot import QueuePlace
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._@-]*$"
 
@@ -43,17 +46,31 @@ class Lease(BaseModel):
     expires_at: datetime | None = Field(description="When the lease ends unless released before.")
     released_at: datetime | None = Field(description='When the lease ended (UTC); null while active.')
     queue_position: int | None = Field(description="1 = next to be granted; only while queued.")
-    reason: str | None = Field(description="Why it was refused, in words a student can read.")
+    wait_estimate_s: float | None = Field(
+        None,
+        description="Only while queued: seconds until enough running leases end to reach this request "
+        "(an upper bound: sessions often end early); null when no running lease's end would make room.",
+    )
+    reclaim_at: datetime | None = Field(
+        None,
+        description="Only while granted: the GPU share is being given back to a school below its guaranteed "
+        "share, and the lease ends at this time (UTC). Save your work before.",
+    )
+    reason: str | None = Field(
+        description="Why it was refused, or why it will be reclaimed, in words a student can read."
+    )
     idempotency_key: str | None = Field(description='The key the request was made with, if any.')
 
     @classmethod
-    def of(cls, row: LeaseRow, position: int | None = None) -> "Lease":
+    def of(cls, row: LeaseRow, place: "QueuePlace | None" = None) -> "Lease":
+        queued = row.state == "queued" and place is not None
         return cls(
             id=row.id, user=row.user, school=row.school, tier=row.tier, profile=row.profile, state=row.state,
             pool=row.pool, device=row.device, unit_kind=row.unit_kind, simulated=row.simulated,
             requested_at=row.requested_at, granted_at=row.granted_at, expires_at=row.expires_at,
-            released_at=row.released_at, queue_position=position if row.state == "queued" else None,
-            reason=row.reason, idempotency_key=row.idempotency_key,
+            released_at=row.released_at, queue_position=place.position if queued else None,
+            wait_estimate_s=place.wait_estimate_s if queued else None,
+            reclaim_at=row.reclaim_at if row.state == "granted" else None, reason=row.reason, idempotency_key=row.idempotency_key,
         )
 
 
@@ -70,8 +87,8 @@ class Usage(BaseModel):
     ended_at: datetime = Field(description='When the lease ended (UTC).')
     held_seconds: float = Field(description="Seconds the lease was held.")
     gpu_seconds: float = Field(description="held_seconds times the fraction of a GPU held (1/n for a slice).")
-    end_reason: Literal["released", "expired", "reconciled"] = Field(
-        description="Why the lease ended: released, expired, or reconciled (the hub ran no server for it)."
+    end_reason: Literal["released", "expired", "reclaimed", "reconciled"] = Field(
+        description="Why the lease ended: released, expired, reclaimed (given back to a school below its guaranteed share), or reconciled (the hub ran no server for it)."
     )
 
     @classmethod

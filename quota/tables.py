@@ -55,10 +55,12 @@ class LeaseRow(Base):
     granted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # set when the fair-share allocator reclaims a borrowed share: the lease ends then
+    reclaim_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
-    seq: Mapped[int] = mapped_column(Integer, index=True)  # arrival order, for first come first served
+    seq: Mapped[int] = mapped_column(Integer, index=True)  # arrival order: first come, first served within a school
 
     __table_args__ = (Index("ix_leases_unit_granted", "unit_id", "state"),)
 

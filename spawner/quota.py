@@ -355,9 +355,13 @@ class QuotaSpawnerMixin(LoggingConfigurable):
     @staticmethod
     def _queued_message(lease: Lease) -> str:
         position = lease.queue_position or "?"
+        wait = ""
+        if lease.wait_estimate_s is not None:
+            minutes = max(1, round(lease.wait_estimate_s / 60))
+            wait = f" A GPU should be free within about {minutes} minute{'s' if minutes != 1 else ''}."
         return (
-            f"All GPUs of this kind are in use. You are number {position} in the queue; "
-            "keep this page open and your workspace will start by itself."
+            f"All GPUs of this kind are in use. You are number {position} in the queue.{wait} "
+            "Keep this page open and your workspace will start by itself."
         )
 
     @staticmethod

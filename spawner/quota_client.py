@@ -37,6 +37,7 @@ class Lease:
     expires_at: datetime | None
     queue_position: int | None
     reason: str | None
+    wait_estimate_s: float | None = None
 
     @classmethod
     def from_api(cls, body: dict) -> "Lease":
@@ -52,6 +53,7 @@ class Lease:
             expires_at=datetime.fromisoformat(expires) if expires else None,
             queue_position=body.get("queue_position"),
             reason=body.get("reason"),
+            wait_estimate_s=body.get("wait_estimate_s"),
         )
 
 

@@ -65,12 +65,35 @@ def test_only_the_hub_withdraws_by_key(quota_client, client_as):
     assert client_as("staff-admin").delete("/api/leases/by-key/anything").status_code == 403
 
 
-def test_renew_only_while_nobody_waits(quota_client, client_as, clock):
-    whole = ask(quota_client, "c01-s1", profile="gpu-whole").json()
+def test_renew_only_while_nobody_with_a_better_claim_waits(quota_client, client_as, clock):
+    # c01 (county, weight 2) is guaranteed 2/3 of the alliance's 2 GPUs, u01 (urban) 1/3:
+    # an urban student on the whole GPU borrows it, a county student there does not.
+    whole = ask(quota_client, "u01-s1", profile="gpu-whole").json()
     clock.advance(minutes=20)
-    renewed = client_as("c01-s1").post(f"/api/leases/{whole['id']}/renew")
+    renewed = client_as("u01-s1").post(f"/api/leases/{whole['id']}/renew")
     assert renewed.status_code == 200 and renewed.json()["expires_at"] > whole["expires_at"]
-    assert client_as("c01-s2").post(f"/api/leases/{whole['id']}/renew").status_code == 403
-    ask(quota_client, "u01-s1", profile="gpu-whole")  # now someone waits
-    refused = client_as("c01-s1").post(f"/api/leases/{whole['id']}/renew")
-    assert refused.status_code == 409 and "waiting" in refused.json()["detail"]
+    assert client_as("u01-s2").post(f"/api/leases/{whole['id']}/renew").status_code == 403
+
+    # a county student below the guarantee waits: the borrowed GPU is reclaimed after a warning
+    county = ask(quota_client, "c01-s1", profile="gpu-whole").json()
+    assert county["state"] == "queued"
+    warned = client_as("u01-s1").get(f"/api/leases/{whole['id']}").json()
+    assert warned["state"] == "granted" and warned["reclaim_at"] is not None and "Save your work" in warned["reason"]
+    refused = client_as("u01-s1").post(f"/api/leases/{whole['id']}/renew")
+    assert refused.status_code == 409 and "goes back" in refused.json()["detail"]
+
+    clock.advance(minutes=1)
+    client_as("c01-s1").get(f"/api/leases/{county['id']}")  # the hub keeps asking: the place is kept
+    clock.advance(minutes=1)  # the alliance's warning lead time is 2 minutes
+    assert quota_client.app.state.book.sweep() == 1
+    assert client_as("u01-s1").get(f"/api/leases/{whole['id']}").json()["state"] == "expired"
+    granted = client_as("c01-s1").get(f"/api/leases/{county['id']}").json()
+    assert granted["state"] == "granted" and granted["device"] == warned["device"]
+    usage = client_as("u01-s1").get("/api/usage", params={"user": "u01-s1"}).json()
+    assert [record["end_reason"] for record in usage] == ["reclaimed"]
+
+    # within its guarantee the county student may renew while an urban student waits
+    assert ask(quota_client, "u01-s2", profile="gpu-whole").json()["state"] == "queued"
+    clock.advance(minutes=5)
+    renewed = client_as("c01-s1").post(f"/api/leases/{county['id']}/renew")
+    assert renewed.status_code == 200

@@ -215,6 +215,14 @@ def test_fair_gives_the_county_school_its_share_where_fcfs_lets_urban_flood(caps
 # -- output files ----------------------------------------------------------------------
 
 
+def test_a_trace_without_a_time_span_gives_strict_json(capsys, tmp_path):
+    """One request: no window to measure fairness in; Jain's index is null, not NaN."""
+    one = "arrival_s,user,school,duration_s,gpu_milli\n0,c01-s1,c01,600,1000\n"
+    summary, out = simulate(capsys, tmp_path, minimal_alliance(2), one, "fair")
+    json.loads((out / "summary.json").read_text(), parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    assert summary["jain_index"] is None and summary["capacity_violations"] == 0
+    assert (out / "served_vs_entitlement.png").stat().st_size > 0
+
 def test_summary_json_keys_and_types(capsys, tmp_path):
     summary, out = simulate(capsys, tmp_path, minimal_alliance(2), HAND_TRACE, "fair", "--no-plots")
     # strict JSON: no NaN or Infinity that other tools would choke on

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quota.alliance import Alliance
+from quota.alliance import Alliance, Pool
 from quota.fairshare.model import Config, PoolSpec, Reservation, SchoolSpec
 
 
@@ -23,14 +23,19 @@ class AllocatorInputs:
 
 
 def pool_specs(alliance: Alliance) -> list[PoolSpec]:
+    return [spec for pool in alliance.pools for spec in pool_specs_of(pool)]
+
+
+def pool_specs_of(pool: Pool) -> list[PoolSpec]:
+    """The allocator pools of one alliance pool: its whole GPUs (kind ``whole``) and its
+    MIG slices (kind ``slice``)."""
     specs = []
-    for pool in alliance.pools:
-        whole = pool.gpus - pool.sliced_gpus
-        if whole:
-            specs.append(PoolSpec(pool.id, whole, 1000))
-        if pool.sliced_gpus:
-            pool_id = f"{pool.id}-mig" if whole else pool.id
-            specs.append(PoolSpec(pool_id, pool.sliced_gpus * pool.slices_per_gpu, 1000 // pool.slices_per_gpu))
+    whole = pool.gpus - pool.sliced_gpus
+    if whole:
+        specs.append(PoolSpec(pool.id, whole, 1000, "whole"))
+    if pool.sliced_gpus:
+        pool_id = f"{pool.id}-mig" if whole else pool.id
+        specs.append(PoolSpec(pool_id, pool.sliced_gpus * pool.slices_per_gpu, 1000 // pool.slices_per_gpu, "slice"))
     return specs
 
 

@@ -30,6 +30,7 @@ class PoolSpec:
     id: str
     slices: int  # how many slices the pool has
     slice_milli: int = 1000  # size of one slice in milli-GPU
+    kind: str | None = None  # e.g. "whole" or "slice": a request naming a kind lands only in pools of it
 
     @property
     def capacity_milli(self) -> int:
@@ -122,6 +123,10 @@ class Request:
     milli: int
     group: str | None = None  # the class, for reservations
     pool: str | None = None  # a pool the request must land in, or None for any
+    kind: str | None = None  # a kind of pool the request must land in (a MIG slice, not a whole GPU), or None
+
+    def fits_pool(self, pool: PoolSpec) -> bool:
+        return self.pool in (None, pool.id) and self.kind in (None, pool.kind)
 
 
 # -- what the allocator answers ---------------------------------------------------------

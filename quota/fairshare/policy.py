@@ -123,20 +123,7 @@ class Allocator:
         refusal = self._refusal(request, now)
         if refusal is not None:
             return refusal, out
-        s = self.school_index[request.school]
-        needs = tuple(
-            p.need(request.milli) if request.pool in (None, p.id) else 0 for p in self.pools
-        )
-        bucket = (self.pool_index.get(request.pool, -1), needs)
-        if bucket not in self.bucket_footprint:
-            self.bucket_footprint[bucket] = min(
-                n * p.slice_milli for n, p in zip(needs, self.pools) if n
-            )
-        self.seq += 1
-        waiting = Waiting(request, now, self.seq, s, needs, bucket)
-        self.waiting[request.id] = waiting
-        self.per_user[request.user] = self.per_user.get(request.user, 0) + 1
-        self.queue.add(waiting, now)
+        self._enqueue(request, now, now)
         self._schedule(now, out)
         for action in out:
             if isinstance(action, Admit) and action.request_id == request.id:
@@ -145,6 +132,30 @@ class Allocator:
         if not explain:
             return Queue(request.id, None, None), out
         return self.explain(request.id, now), out
+
+    def wait_again(self, request: Request, arrival: float, now: float) -> Refuse | None:
+        """Put back a request that was queued at ``arrival`` (the quota service rebuilding
+        its state, see :meth:`resume`) without deciding anything yet: call
+        :meth:`advance` once all are back. Returns a refusal if it can no longer wait
+        (its school left, a pool of its kind is gone)."""
+        self._run_timers(now, [])
+        refusal = self._refusal(request, now)
+        if refusal is None:
+            self._enqueue(request, arrival, now)
+        return refusal
+
+    def _enqueue(self, request: Request, arrival: float, now: float) -> Waiting:
+        s = self.school_index[request.school]
+        needs = tuple(p.need(request.milli) if request.fits_pool(p) else 0 for p in self.pools)
+        bucket = (self.pool_index.get(request.pool, -1), needs)
+        if bucket not in self.bucket_footprint:
+            self.bucket_footprint[bucket] = min(n * p.slice_milli for n, p in zip(needs, self.pools) if n)
+        self.seq += 1
+        waiting = Waiting(request, arrival, self.seq, s, needs, bucket)
+        self.waiting[request.id] = waiting
+        self.per_user[request.user] = self.per_user.get(request.user, 0) + 1
+        self.queue.add(waiting, now)
+        return waiting
 
     def release(self, session_id: str, now: float) -> list[Action]:
         """The workspace stopped (the student logged out, the job ended)."""
@@ -258,6 +269,8 @@ class Allocator:
         ahead = 0
         ahead_milli = 0
         for school, bucket, line in self.queue.all_lines():
+            if not any(a and b for a, b in zip(bucket[1], waiting.needs)):
+                continue  # waits for other pools (another kind of GPU): not ahead in this line
             key = self._key(school, bucket, line[0], now)
             for other in line:
                 if other is waiting:
@@ -296,7 +309,9 @@ class Allocator:
             return Refuse(rid, "a request must ask for a positive GPU share", None, "bad_request")
         if request.pool is not None and request.pool not in self.pool_index:
             return Refuse(rid, f"pool {request.pool!r} does not exist; choose one of {sorted(self.pool_index)}", None, "unknown_pool")
-        fits = [p for p in self.pools if request.pool in (None, p.id) and p.need(request.milli) <= p.slices]
+        if request.kind is not None and not any(p.kind == request.kind for p in self.pools):
+            return Refuse(rid, f"no pool has GPU shares of the kind {request.kind!r}; choose another profile", None, "unknown_kind")
+        fits = [p for p in self.pools if request.fits_pool(p) and p.need(request.milli) <= p.slices]
         if not fits:
             return Refuse(rid, f"{request.milli / 1000:g} GPU is more than any pool has; ask for a smaller share", None, "too_large")
         school = self.schools[self.school_index[request.school]]
@@ -304,8 +319,8 @@ class Allocator:
         smallest = min(p.need(request.milli) * p.slice_milli for p in fits)
         if smallest > self.limit[s] and not any(r.admits(request.school, request.group) for r in self.book.by_id.values()):
             return Refuse(
-                rid, f"your school may hold at most {self.limit[s] / 1000:g} GPU at once and this asks for "
-                f"{smallest / 1000:g}; ask for a smaller share or ask staff to raise the school's share", None, "over_limit")
+                rid, f"your school may hold at most {self.limit[s] / 1000:.3g} GPU at once and this asks for "
+                f"{smallest / 1000:.3g}; ask for a smaller share or ask staff to raise the school's share", None, "over_limit")
         cap = school.max_sessions_per_student
         if cap is not None and self.per_user.get(request.user, 0) >= cap:
             mine = [x.lease_end for x in self.sessions.values() if x.request.user == request.user]
@@ -581,6 +596,21 @@ class Allocator:
                 self._lease_end(self.sessions[ref], t, out)
                 self._schedule(t, out)
 
+    def _better_claim_waits(self, session: Session, now: float) -> bool:
+        """Would a waiting request with a better claim than this session's school use
+        its slices if it ended now?"""
+        pool = session.pool_index
+        mine = self._renew_key(session, now)
+        room = self.free_slices(pool) + session.slices
+        for bucket in self.queue.buckets():
+            need = bucket[1][pool]
+            if not need or need > room:
+                continue
+            top = self.queue.top(bucket, now)
+            if top is not None and top[0][0] < 2 and top[0] < mine:
+                return True
+        return False
+
     def _lease_end(self, session: Session, now: float, out: list[Action]) -> None:
         """Renew the lease unless a request with a better claim could use the slices, a
         budget is used up, or a reservation needs them."""
@@ -601,17 +631,8 @@ class Allocator:
                     self._end(session, now, out)
                     out.append(Stop(session.id, "budget_exhausted", "the GPU-hour budget is used up"))
                     return
-        if reason is None and session.reservation is None:
-            mine = self._renew_key(session, now)
-            room = self.free_slices(pool) + session.slices
-            for bucket in self.queue.buckets():
-                need = bucket[1][pool]
-                if not need or need > room:
-                    continue
-                top = self.queue.top(bucket, now)
-                if top is not None and top[0][0] < 2 and top[0] < mine:
-                    reason = "someone with a better claim is waiting"
-                    break
+        if reason is None and session.reservation is None and self._better_claim_waits(session, now):
+            reason = "someone with a better claim is waiting"
         if reason is not None:
             self._end(session, now, out)
             out.append(Stop(session.id, "lease_expired", f"the lease ended and was not renewed: {reason}"))
@@ -625,3 +646,52 @@ class Allocator:
         if lease_end < INF:
             self._timer(lease_end, _LEASE, session.id)
         out.append(Renew(session.id, lease_end))
+
+    # -- rebuilding state (the quota service keeps its state in a database) ---------------
+
+    def resume(self, request: Request, pool_id: str, start: float, lease_end: float,
+               stop_at: float | None = None, reservation: str | None = None) -> None:
+        """Put back a session admitted at ``start`` that is still running.
+
+        The quota service keeps leases in its database and rebuilds an allocator from
+        them for each decision; it calls this for every running lease, oldest first, then
+        :meth:`seed_usage`, then :meth:`wait_again` for the queued ones. Whether the session
+        is borrowed is worked out again; ``stop_at`` restores a reclaim warning already
+        given (kept only while the session still is borrowed)."""
+        pool = self.pool_index[pool_id]
+        spec = self.pools[pool]
+        s = self.school_index[request.school]
+        needs = tuple(spec.need(request.milli) if i == pool else 0 for i in range(len(self.pools)))
+        bucket = (pool, needs)
+        self.bucket_footprint.setdefault(bucket, needs[pool] * spec.slice_milli)
+        self.seq += 1
+        waiting = Waiting(request, start, self.seq, s, needs, bucket)
+        self.waiting[request.id] = waiting
+        self.per_user[request.user] = self.per_user.get(request.user, 0) + 1
+        self.queue.add(waiting, start)
+        res = self.book.by_id.get(reservation) if reservation is not None else None
+        self._admit(waiting, pool, res, start, [])
+        session = self.sessions[request.id]
+        if lease_end != session.lease_end:
+            session.lease_end = lease_end
+            if lease_end < INF:
+                self._timer(lease_end, _LEASE, session.id)
+        if stop_at is not None and session.borrowed:
+            session.stop_at = stop_at
+            self.pending[pool] += session.slices
+            self.leaving[s] += session.milli
+            self._timer(stop_at, _STOP, session.id)
+
+    def seed_usage(self, school_id: str, decayed_milli_s: float, now: float) -> None:
+        """Add usage of sessions that ended before the allocator was built, already decayed
+        to ``now`` (milli-GPU-seconds); see :func:`quota.fairshare.priority.decayed_interval`."""
+        s = self.school_index[school_id]
+        self.ledger.base[s] += decayed_milli_s * self.ledger.scale(now)
+        if self.rekey:
+            self.queue.touch(s, now)
+
+    def renewal_blocked(self, session_id: str, now: float) -> bool:
+        """True when a waiting request with a better claim could use the session's slices
+        (the rule for renewing a lease, for callers that renew on request)."""
+        session = self.sessions[session_id]
+        return session.reservation is None and self._better_claim_waits(session, now)

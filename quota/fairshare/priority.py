@@ -75,3 +75,10 @@ class UsageLedger:
     def decayed(self, school: int, t: float) -> float:
         """Decayed usage in milli-GPU-seconds, for people to read."""
         return self.scaled(school, t) / self.scale(t)
+
+
+def decayed_interval(milli: float, start: float, end: float, now: float, half_life_s: float) -> float:
+    """Usage of ``milli`` held from ``start`` to ``end`` (<= ``now``), decayed to ``now``:
+    ``milli * integral over [start, end] of 2^-((now - u) / h) du``."""
+    c = half_life_s / math.log(2.0)
+    return milli * c * (2.0 ** (-(now - end) / half_life_s) - 2.0 ** (-(now - start) / half_life_s))

@@ -12,7 +12,11 @@ router = APIRouter(prefix="/api/queue", tags=["queue"], dependencies=Authorized)
 
 @router.get("", response_model=list[Lease])
 def read_queue(book: Book, caller: Caller) -> list[Lease]:
-    """Queued leases in the order they will be granted, each with its position among
-    those waiting for the same kind of unit (only those the caller may see)."""
-    positions = book.queue_positions()
-    return [Lease.of(row, positions.get(row.id)) for row in book.queue() if caller.may_see_user(row.user, row.school)]
+    """Queued leases in the order the fair-share allocator will grant them (schools below
+    their guaranteed share first, then the least decayed usage per weight), each with its
+    position among those waiting for the same kind of unit and a wait estimate (only
+    the leases the caller may see)."""
+    places = book.queue_positions()
+    rows = [row for row in book.queue() if caller.may_see_user(row.user, row.school)]
+    rows.sort(key=lambda row: (row.kind or "", places[row.id].position if row.id in places else 1 << 30, row.seq))
+    return [Lease.of(row, places.get(row.id)) for row in rows]

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     written = _write_all_or_nothing(result, trace, args.out, plots=not args.no_plots)
     s = result["summary"]
     print(f"{args.policy}: utilisation {s['utilization']:.3f} (optimum {s['optimum_utilization']:.3f}), "
-          f"Jain {s['jain_index']:.3f}, capacity violations {s['capacity_violations']}, "
+          f"Jain {'n/a' if s['jain_index'] is None else format(s['jain_index'], '.3f')}, capacity violations {s['capacity_violations']}, "
           f"preemptions {s['preemptions']}")
     for tier, t in s["tiers"].items():
         print(f"  {tier}: p50 wait {t['p50_wait_s']:.0f} s, p95 {t['p95_wait_s']:.0f} s, "

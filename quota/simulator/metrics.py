@@ -47,9 +47,11 @@ def served_by_school(trace: Trace, intervals: list[tuple[int, float, float, int]
     return served
 
 
-def jain(values: list[float]) -> float:
+def jain(values: list[float]) -> float | None:
+    """Jain's fairness index; None (null in summary.json) when no school had demand the
+    optimum could serve in the window, e.g. every request arrived at the same moment."""
     if not values:
-        return math.nan
+        return None
     total = sum(values)
     squares = sum(v * v for v in values)
     return total * total / (len(values) * squares) if squares else 0.0

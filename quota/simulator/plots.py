@@ -101,7 +101,8 @@ def served_plot(result: dict, path: Path) -> None:
     ax.plot([0, top * 1.05], [0, top * 1.05], color="#555555", lw=1, ls="--", label="served = entitlement")
     ax.set_xlabel("fair entitlement (GPU-hours, offline optimum)")
     ax.set_ylabel("served (GPU-hours)")
-    ax.set_title(f"Served versus entitlement per school — Jain {result['summary']['jain_index']:.3f}")
+    jain_index = result['summary']['jain_index']
+    ax.set_title("Served versus entitlement per school — Jain " + ("n/a" if jain_index is None else f"{jain_index:.3f}"))
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")
     fig.tight_layout()
