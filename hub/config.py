@@ -169,6 +169,10 @@ def configure_hub(c, settings: HubSettings) -> None:
     c.QuotaSpawnerMixin.quota_url = quota_url
     c.QuotaSpawnerMixin.quota_api_token = quota_token
     c.Spawner.http_timeout = 90  # JupyterLab may take a while on a busy 2-core server
+    # The server's own token may read its lease from the quota service (the workspace
+    # extension learns there when a borrowed GPU share is reclaimed); the rest is JupyterHub's
+    # default "server" role.
+    c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", "access:services!service=quota"]
 
     if any(pool.simulated for pool in alliance.pools):
         c.JupyterHub.template_vars = {

@@ -96,6 +96,24 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         """,
     ).tag(config=True)
 
+    workspace_quota_url = Unicode(
+        help="""The quota service's URL as the workspace reaches it; the workspace extension asks
+        there, with the server's own token, whether its lease now ends early (a borrowed GPU
+        share reclaimed for a school below its guaranteed share) and warns the student at
+        once. Empty: the same as ``quota_url`` (right for the embedded backend, which shares
+        the host's network); "none": do not ask (warnings then follow the booked end only).
+
+        Example::
+
+            c.QuotaSpawnerMixin.workspace_quota_url = "https://hub.example.edu/services/quota"
+        """,
+    ).tag(config=True)
+
+    lease_refresh_seconds = Float(
+        30.0,
+        help="How often the workspace extension asks the quota service about its lease (seconds).",
+    ).tag(config=True)
+
     # Kept across hub restarts through get_state() / load_state().
     lease_id = Unicode("")
     lease_expires_at = Unicode("")
@@ -327,6 +345,10 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         env["GPU_COMMONS_PROFILE"] = lease.profile
         env["GPU_COMMONS_LEASE_EXPIRES_AT"] = self.lease_expires_at
         env["GPU_COMMONS_LEASE_WARNINGS"] = ",".join(f"{m * 60:g}" for m in self.lease_warning_minutes)
+        quota_url = self.workspace_quota_url or self.quota_url
+        if lease.device and quota_url != "none":  # only GPU leases can be reclaimed
+            env["GPU_COMMONS_QUOTA_URL"] = quota_url
+            env["GPU_COMMONS_LEASE_REFRESH_S"] = f"{self.lease_refresh_seconds:g}"
         env["GPU_COMMONS_GPU_SIMULATED"] = "1" if lease.simulated else "0"
         return env
 

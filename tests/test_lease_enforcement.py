@@ -45,6 +45,24 @@ def test_warnings_default_to_ten_and_two_minutes():
     assert LeaseEnd.from_environment({}).warning_times() == []  # no end, no warnings
 
 
+
+def test_the_extension_follows_a_lease_that_ends_early():
+    end = datetime(2026, 5, 1, 9, 0, tzinfo=timezone.utc)
+    lease = LeaseEnd.from_environment({
+        "GPU_COMMONS_LEASE_EXPIRES_AT": end.isoformat(), "GPU_COMMONS_LEASE_ID": "l-1",
+        "GPU_COMMONS_QUOTA_URL": "http://127.0.0.1:8181/", "GPU_COMMONS_LEASE_REFRESH_S": "5",
+    })
+    assert (lease.quota_url, lease.refresh_seconds) == ("http://127.0.0.1:8181", 5.0)
+    assert lease.updated({"state": "granted", "reclaim_at": None}) is lease  # nothing changed
+    reclaim = end - timedelta(minutes=20)
+    early = lease.updated({"state": "granted", "reclaim_at": reclaim.isoformat(), "reason": "goes back"})
+    assert (early.expires_at, early.reason) == (reclaim, "goes back")
+    assert early.warning_times()[-1] == (reclaim - timedelta(minutes=2), 120)
+    later = end + timedelta(minutes=5)  # a reclaim after the booked end changes nothing
+    assert lease.updated({"state": "granted", "reclaim_at": later.isoformat()}) is lease
+    over = lease.updated({"state": "expired"})  # ended already: warn and save now
+    assert over.expires_at <= datetime.now(timezone.utc)
+
 @pytest.fixture(scope="module")
 def short_lease_stack(tmp_path_factory):
     if not PROXY.exists():

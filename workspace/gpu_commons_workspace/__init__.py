@@ -4,6 +4,12 @@ The spawner puts the lease's end and the warning times in the environment; this 
 serves them at ``<server>/gpu-commons/lease`` for the JupyterLab plugin (labextension/),
 which warns the student and saves open documents before the hub stops the server. The
 same times are written to the server log.
+
+A lease can also end early: the fair-share allocator reclaims a borrowed GPU share for a
+school below its guaranteed share, with a warning lead time. When the spawner also gives
+the quota service's URL (``GPU_COMMONS_QUOTA_URL``), the extension asks the service about
+the lease every ``GPU_COMMONS_LEASE_REFRESH_S`` seconds (default 30) with the server's own
+JupyterHub token, and serves the earlier end and its reason as soon as it learns them.
 """
 
 from __future__ import annotations
@@ -11,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 DEFAULT_WARNINGS = (600, 120)  # ten and two minutes before the end
 SAVE_BEFORE_SECONDS = 30  # open documents are saved this long before the end
@@ -28,6 +35,9 @@ class LeaseEnd:
     warnings_seconds: tuple[int, ...] = DEFAULT_WARNINGS
     lease_id: str = ""
     profile: str = ""
+    reason: str = ""  # why the lease ends before its booked end (a reclaim), for the student
+    quota_url: str = ""
+    refresh_seconds: float = 30.0
 
     @classmethod
     def from_environment(cls, env=os.environ) -> "LeaseEnd":
@@ -39,7 +49,22 @@ class LeaseEnd:
             warnings_seconds=warnings,
             lease_id=env.get("GPU_COMMONS_LEASE_ID", ""),
             profile=env.get("GPU_COMMONS_PROFILE", ""),
+            quota_url=env.get("GPU_COMMONS_QUOTA_URL", "").rstrip("/"),
+            refresh_seconds=float(env.get("GPU_COMMONS_LEASE_REFRESH_S", "30") or 30),
         )
+
+    def updated(self, answer: dict) -> "LeaseEnd":
+        """This lease after the quota service's answer about it: ended early when the
+        service reclaims it (``reclaim_at``) or ended it already."""
+        end = self.expires_at
+        reclaim = answer.get("reclaim_at")
+        if reclaim:
+            end = min(end, datetime.fromisoformat(reclaim)) if end else datetime.fromisoformat(reclaim)
+        if answer.get("state") not in (None, "granted"):
+            end = min(end, datetime.now(timezone.utc)) if end else datetime.now(timezone.utc)
+        if end == self.expires_at:
+            return self
+        return replace(self, expires_at=end, reason=answer.get("reason") or "")
 
     def warning_times(self) -> list[tuple[datetime, int]]:
         """When each warning is due, with the seconds left then, earliest first."""
@@ -55,6 +80,8 @@ class LeaseEnd:
             "save_before_seconds": SAVE_BEFORE_SECONDS,
             "lease_id": self.lease_id,
             "profile": self.profile,
+            "reason": self.reason,
+            "refresh_seconds": self.refresh_seconds,
         }
 
 
@@ -66,14 +93,45 @@ class LeaseHandler(APIHandler):
         self.finish(json.dumps(lease.as_json(datetime.now(timezone.utc))))
 
 
-async def _log_warnings(lease: LeaseEnd, log) -> None:
-    for when, seconds in lease.warning_times():
-        delay = (when - datetime.now(timezone.utc)).total_seconds()
-        if delay < 0:
+async def _log_warnings(web_app, log) -> None:
+    """Log each warning when it is due, following the lease if it ends earlier."""
+    logged: set[tuple[datetime, int]] = set()
+    while True:
+        lease: LeaseEnd = web_app.settings["gpu_commons_lease"]
+        due = [(when, seconds) for when, seconds in lease.warning_times() if (when, seconds) not in logged]
+        if not due:
+            await asyncio.sleep(lease.refresh_seconds)
             continue
-        await asyncio.sleep(delay)
+        when, seconds = due[0]
+        delay = (when - datetime.now(timezone.utc)).total_seconds()
+        if delay > 0:
+            await asyncio.sleep(min(delay, lease.refresh_seconds))
+            continue
+        logged.add((when, seconds))
         log.warning("GPU lease %s ends in %d s (at %s); the server will be stopped then", lease.lease_id, seconds,
                     lease.expires_at.isoformat())
+
+
+async def _follow_quota_service(web_app, log) -> None:
+    """Ask the quota service about the lease until it ends; keep the earliest end."""
+    token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+    client = AsyncHTTPClient()
+    while True:
+        lease: LeaseEnd = web_app.settings["gpu_commons_lease"]
+        await asyncio.sleep(lease.refresh_seconds)
+        request = HTTPRequest(
+            f"{lease.quota_url}/api/leases/{lease.lease_id}", headers={"Authorization": f"token {token}"},
+            request_timeout=10,
+        )
+        try:
+            answer = json.loads((await client.fetch(request)).body)
+        except (HTTPClientError, OSError, ValueError) as exc:  # the service may be restarting: ask again later
+            log.debug("quota service not reachable for lease %s: %s", lease.lease_id, exc)
+            continue
+        newer = lease.updated(answer)
+        if newer is not lease:
+            log.warning("GPU lease %s now ends at %s: %s", lease.lease_id, newer.expires_at.isoformat(), newer.reason)
+            web_app.settings["gpu_commons_lease"] = newer
 
 
 def _jupyter_server_extension_points():
@@ -89,4 +147,6 @@ def _load_jupyter_server_extension(serverapp):
     if lease.expires_at:
         serverapp.log.info("GPU lease %s ends at %s; warnings %s s before", lease.lease_id,
                            lease.expires_at.isoformat(), list(lease.warnings_seconds))
-        serverapp.io_loop.add_callback(_log_warnings, lease, serverapp.log)
+        serverapp.io_loop.add_callback(_log_warnings, web_app, serverapp.log)
+    if lease.quota_url and lease.lease_id:
+        serverapp.io_loop.add_callback(_follow_quota_service, web_app, serverapp.log)

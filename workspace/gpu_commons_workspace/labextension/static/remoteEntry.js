@@ -21,7 +21,32 @@
     );
   }
 
+  function sayReclaimed(endsAt) {
+    var at = endsAt.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    // Short enough for a toast (about 140 characters); the lease's full reason is in the log.
+    return (
+      "GPU 将于 " + at + " 让给保障份额不足的学校，请保存文件。" +
+      "Your GPU goes back at " + at + " to a school below its guaranteed share; save now."
+    );
+  }
+
+  var timers = [];
+
+  function notify(app, message) {
+    app.commands.execute("apputils:notify", {
+      message: message,
+      type: "warning",
+      options: {
+        autoClose: false,
+        actions: [{ label: "Save all / 全部保存", commandId: "docmanager:save-all" }],
+        data: { source: NAME },
+      },
+    });
+  }
+
   function schedule(app, lease) {
+    timers.forEach(clearTimeout);
+    timers = [];
     if (!lease.expires_at) {
       return; // a lease without an end: nothing to warn about
     }
@@ -33,60 +58,69 @@
     }
     function warn() {
       var seconds = left();
-      if (seconds <= 0) {
-        return;
+      if (seconds > 0) {
+        notify(app, say(seconds, endsAt));
       }
-      app.commands.execute("apputils:notify", {
-        message: say(seconds, endsAt),
-        type: "warning",
-        options: {
-          autoClose: false,
-          actions: [{ label: "Save all / 全部保存", commandId: "docmanager:save-all" }],
-          data: { source: NAME },
-        },
-      });
     }
     var warnings = (lease.warnings_seconds || []).slice().sort(function (a, b) { return b - a; });
     var now = left();
-    // Opened after a warning time already passed: give the latest warning due at once.
-    var due = warnings.filter(function (w) { return w >= now; });
-    if (due.length && now > 0) {
-      warn();
+    if (lease.reason && now > 0) {
+      // The lease now ends early (its GPU share goes back to another school): say why at once.
+      notify(app, sayReclaimed(endsAt));
+    } else if (warnings.some(function (w) { return w >= now; }) && now > 0) {
+      warn(); // opened after a warning time already passed: give the latest warning due at once
     }
     warnings.forEach(function (w) {
       if (now > w) {
-        setTimeout(warn, (now - w) * 1000);
+        timers.push(setTimeout(warn, (now - w) * 1000));
       }
     });
-    var saveAt = now - (lease.save_before_seconds || 0);
-    if (saveAt > 0) {
+    var saveAt = Math.max(0, now - (lease.save_before_seconds || 0));
+    if (now > 0) {
       // Unsaved edits would be lost when the server stops: save them shortly before.
-      setTimeout(function () {
+      timers.push(setTimeout(function () {
         app.commands.execute("docmanager:save-all").catch(function (error) {
           console.warn(NAME + ": saving before the lease ends failed", error);
         });
-      }, saveAt * 1000);
+      }, saveAt * 1000));
     }
   }
 
   var plugin = {
     id: NAME + ":plugin",
-    description: "Warns the student before the GPU lease ends and saves open documents.",
+    description: "Warns the student before the GPU lease ends (also when it ends early) and saves open documents.",
     autoStart: true,
     activate: function (app) {
       var settings = app.serviceManager.serverSettings;
       var url = settings.baseUrl.replace(/\/?$/, "/") + "gpu-commons/lease";
       var headers = settings.token ? { Authorization: "token " + settings.token } : {};
-      window
-        .fetch(url, { cache: "no-store", credentials: "same-origin", headers: headers })
-        .then(function (response) {
-          if (!response.ok) {
-            throw new Error(url + " answered " + response.status);
-          }
-          return response.json();
-        })
+      var scheduledEnd = null;
+      function follow() {
+        return window
+          .fetch(url, { cache: "no-store", credentials: "same-origin", headers: headers })
+          .then(function (response) {
+            if (!response.ok) {
+              throw new Error(url + " answered " + response.status);
+            }
+            return response.json();
+          })
+          .then(function (lease) {
+            if (lease.expires_at !== scheduledEnd) {
+              scheduledEnd = lease.expires_at;
+              schedule(app, lease);
+            }
+            return lease;
+          });
+      }
+      follow()
         .then(function (lease) {
-          schedule(app, lease);
+          // The end can move earlier (a reclaim): look again as often as the server learns it.
+          var every = Math.max(5, lease.refresh_seconds || 30) * 1000;
+          setInterval(function () {
+            follow().catch(function (error) {
+              console.warn(NAME + ": cannot read the lease now", error);
+            });
+          }, every);
         })
         .catch(function (error) {
           console.error(NAME + ": cannot read the lease; no warnings before it ends", error);
