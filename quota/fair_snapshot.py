@@ -52,6 +52,17 @@ class QueuePlace:
     wait_estimate_s: float | None
 
 
+@dataclass(frozen=True)
+class SchoolShare:
+    """A school's standing in the fair share, for dashboards."""
+
+    school: str
+    tier: str
+    guaranteed_gpus: float
+    held_gpus: float
+    priority_gpu_seconds: float  # decayed GPU usage over weight: lower is served first
+
+
 @dataclass
 class Snapshot:
     """An allocator holding what the database holds at ``now``, and what rebuilding it
@@ -81,6 +92,15 @@ class Snapshot:
             estimate = queued.wait_estimate_s
             places[lease_id] = QueuePlace(queued.position or 1, None if estimate is None or estimate == INF else estimate)
         return places
+
+
+    def shares(self) -> list[SchoolShare]:
+        allocator = self.allocator
+        return [
+            SchoolShare(school.id, school.tier, allocator.guarantee[i] / 1000, allocator.held[i] / 1000,
+                        allocator.priority(school.id, self.t) / 1000)
+            for i, school in enumerate(allocator.schools)
+        ]
 
 
 def build(alliance: Alliance, policy: PolicyStore, session: Session, now: datetime) -> Snapshot:

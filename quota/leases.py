@@ -236,6 +236,19 @@ class LeaseBook:
         with self._transaction() as session:
             return list(session.scalars(query).all())
 
+    def fair_share(self) -> list[fair_snapshot.SchoolShare]:
+        """Each school's guaranteed GPUs, GPUs held and fair-share priority now."""
+        with self._transaction() as session:
+            return fair_snapshot.build(self.alliance, self.policy, session, self._clock()).shares()
+
+    def reclaimed_by_tier(self) -> dict[str, int]:
+        """Leases ended to give their GPU share back, from the usage ledger."""
+        with self._transaction() as session:
+            rows = session.execute(
+                select(UsageRecord.tier, func.count()).where(UsageRecord.end_reason == "reclaimed").group_by(UsageRecord.tier)
+            )
+            return {tier: count for tier, count in rows}
+
     def gpu_seconds_by_school(self) -> dict[tuple[str, str], float]:
         with self._transaction() as session:
             rows = session.execute(

@@ -110,3 +110,35 @@ class _BookCollector(Collector):
         for key, value in sorted(totals.items()):
             used.add_metric(list(key), value)
         yield used
+
+        reclaimed = CounterMetricFamily(
+            "gpu_commons_leases_reclaimed",
+            "Leases ended early to give a borrowed GPU share back to a school below its guaranteed share, "
+            "by the tier of the school that gave it back.",
+            labels=["tier"],
+        )
+        counts = {tier: 0 for tier in alliance.tiers}
+        counts.update(book.reclaimed_by_tier())
+        for tier, value in sorted(counts.items()):
+            reclaimed.add_metric([tier], value)
+        yield reclaimed
+
+        guaranteed = GaugeMetricFamily(
+            "gpu_commons_gpus_guaranteed", "GPUs guaranteed to the school by its fair share.", labels=["school", "tier"]
+        )
+        held_gpus = GaugeMetricFamily(
+            "gpu_commons_gpus_held", "GPUs the school's granted leases hold in open pools.", labels=["school", "tier"]
+        )
+        priority = GaugeMetricFamily(
+            "gpu_commons_fair_share_priority_gpu_seconds",
+            "Decayed GPU usage of the school divided by its weight: the queue serves the lowest first.",
+            labels=["school", "tier"],
+        )
+        for share in book.fair_share():
+            labels = [share.school, share.tier]
+            guaranteed.add_metric(labels, share.guaranteed_gpus)
+            held_gpus.add_metric(labels, share.held_gpus)
+            priority.add_metric(labels, share.priority_gpu_seconds)
+        yield guaranteed
+        yield held_gpus
+        yield priority

@@ -15,6 +15,10 @@ EXPECTED_FAMILIES = {
     "gpu_commons_gpu_units_allocated": "gauge",
     "gpu_commons_queue_length": "gauge",
     "gpu_commons_gpu_usage_seconds": "counter",
+    "gpu_commons_leases_reclaimed": "counter",
+    "gpu_commons_gpus_guaranteed": "gauge",
+    "gpu_commons_gpus_held": "gauge",
+    "gpu_commons_fair_share_priority_gpu_seconds": "gauge",
 }
 
 
@@ -68,3 +72,30 @@ def test_promtool_accepts_the_exposition(quota_client):
         ["promtool", "check", "metrics"], input=quota_client.get("/metrics").text, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_fair_share_metrics_follow_guarantees_holdings_and_reclaims(quota_client, clock):
+    found = samples(quota_client)
+    # 2 GPUs; c01 (county, weight 2) is guaranteed 2/3 of them, u01 (urban) 1/3
+    assert found[("gpu_commons_gpus_guaranteed", (("school", "c01"), ("tier", "county")))] == pytest.approx(4 / 3)
+    assert found[("gpu_commons_gpus_guaranteed", (("school", "u01"), ("tier", "urban")))] == pytest.approx(2 / 3)
+    ask(quota_client, "u01-s1")
+    ask(quota_client, "u01-s2")
+    clock.advance(minutes=15)
+    found = samples(quota_client)
+    assert found[("gpu_commons_gpus_held", (("school", "u01"), ("tier", "urban")))] == pytest.approx(1.0)
+    # 15 minutes of one GPU plus the 10-minute entry penalty of each half, decayed over an hour, weight 1
+    urban = found[("gpu_commons_fair_share_priority_gpu_seconds", (("school", "u01"), ("tier", "urban")))]
+    assert 0.8 * 25 * 60 < urban < 25 * 60
+    assert found[("gpu_commons_fair_share_priority_gpu_seconds", (("school", "c01"), ("tier", "county")))] == 0
+
+    county = ask(quota_client, "c01-s1")  # below its guarantee: the borrowed half is reclaimed
+    assert county["state"] == "queued"
+    clock.advance(minutes=1)
+    quota_client.get(f"/api/leases/{county['id']}")  # the hub keeps the queue place
+    clock.advance(minutes=1)
+    quota_client.app.state.book.sweep()
+    found = samples(quota_client)
+    assert found[("gpu_commons_leases_reclaimed_total", (("tier", "urban"),))] == 1
+    assert found[("gpu_commons_leases_reclaimed_total", (("tier", "county"),))] == 0
+    assert found[("gpu_commons_gpus_held", (("school", "c01"), ("tier", "county")))] == pytest.approx(0.5)
