@@ -45,7 +45,7 @@ def request_lease(body: LeaseRequest, book: Book, caller: Caller, response: Resp
         raise HTTPException(422, str(exc)) from None
     if not created:
         response.status_code = status.HTTP_200_OK
-    return Lease.of(row, book.queue_positions().get(row.id))
+    return _with_place(book, row)
 
 
 @router.get("", response_model=list[Lease])
@@ -60,9 +60,9 @@ def list_leases(
     their own, teachers their classes', school admins their school's."""
     if user and not caller.may_see_user(user, school or _school_of(book, user)):
         raise forbid(f"You may not read the leases of '{user}'.")
-    positions = book.queue_positions()
     rows = [row for row in book.leases(state, user, school) if caller.may_see_user(row.user, row.school)]
-    return [Lease.of(row, positions.get(row.id)) for row in rows]
+    places = book.queue_positions() if any(row.state == "queued" for row in rows) else {}
+    return [Lease.of(row, places.get(row.id)) for row in rows]
 
 
 @router.get("/{lease_id}", response_model=Lease)
@@ -71,7 +71,7 @@ def read_lease(lease_id: LeaseId, book: Book, caller: Caller) -> Lease:
     reads for the heartbeat timeout is abandoned."""
     _visible(book, lease_id, caller)
     row = book.get(lease_id)
-    return Lease.of(row, book.queue_positions().get(row.id))
+    return _with_place(book, row)
 
 
 @router.post("/{lease_id}/renew", response_model=Lease)
@@ -117,3 +117,9 @@ def release_lease_by_key(idempotency_key: Annotated[str, Path(description="The k
 def _school_of(book, user: str) -> str | None:
     school = book.alliance.school_of(user)
     return school.id if school else None
+
+
+def _with_place(book, row: LeaseRow) -> Lease:
+    """The lease, with its place in the queue while queued (working that out rebuilds the
+    fair-share allocator, so only then)."""
+    return Lease.of(row, book.queue_positions().get(row.id) if row.state == "queued" else None)
