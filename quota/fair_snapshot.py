@@ -79,8 +79,11 @@ class Snapshot:
     def t(self) -> float:
         return self.now.timestamp()
 
+    reserved_class_of: dict[tuple[str, str], str] = field(default_factory=dict)  # (school, student) -> class
+
     def request_for(self, lease_id: str, user: str, school: str, kind: str) -> Request:
-        return Request(lease_id, user, school, self.milli_of_kind[kind], kind=kind)
+        group = self.reserved_class_of.get((school, user))
+        return Request(lease_id, user, school, self.milli_of_kind.get(kind, 1000), group=group, kind=kind)
 
     def submit(self, lease_id: str, user: str, school: str, kind: str) -> tuple[Decision, list[Action]]:
         return self.allocator.submit(self.request_for(lease_id, user, school, kind), self.t)
@@ -127,6 +130,8 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
         if spec_id is None:
             continue  # its pool is draining or closed: nothing to hold there now
         res = _reservation(booking, spec_id)
+        if booking.class_id:  # a class's booking serves only its students
+            snapshot.reserved_class_of.update(_class_members(alliance, booking.school, booking.class_id))
         try:
             allocator.add_reservation(res, t)
         except ReservationError as exc:  # booked before a pool shrank; staff see it in the log
@@ -145,7 +150,7 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
             request, spec_id, lease.granted_at.timestamp(),
             lease.expires_at.timestamp() if lease.expires_at else INF,
             stop_at=lease.reclaim_at.timestamp() if lease.reclaim_at else None,
-            reservation=_reservation_for(allocator, spec_id, lease.school, t),
+            reservation=_reservation_for(allocator, spec_id, request, t),
         )
 
     _seed_usage(allocator, config, session, now, known_schools)
@@ -156,7 +161,7 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
     for lease in queued:
         if lease.school not in known_schools:
             continue
-        request = Request(lease.id, lease.user, lease.school, milli_of_kind.get(lease.kind, 1000), kind=lease.kind)
+        request = snapshot.request_for(lease.id, lease.user, lease.school, lease.kind)
         decision = allocator.wait_again(request, lease.requested_at.timestamp(), t)
         if decision is not None:
             snapshot.decisions.append(decision)
@@ -175,15 +180,21 @@ def _school_spec(policy: PolicyStore, session: Session, school_id: str) -> Schoo
 
 def _reservation(booking, spec_id: str) -> Reservation:
     return Reservation(
-        booking.id, spec_id, booking.school, booking.units, booking.starts_at.timestamp(), booking.ends_at.timestamp()
+        booking.id, spec_id, booking.school, booking.units, booking.starts_at.timestamp(), booking.ends_at.timestamp(),
+        booking.class_id or None,
     )
 
 
-def _reservation_for(allocator: Allocator, spec_id: str, school: str, t: float) -> str | None:
-    """A reservation of the school in its window on this pool with room left: a running
-    lease of the school there counts against it, as it did when it was granted."""
+def _class_members(alliance: Alliance, school_id: str, class_id: str) -> dict[tuple[str, str], str]:
+    school = alliance.school(school_id)
+    return {(school.id, student): group.id for group in school.classes if group.id == class_id for student in group.students}
+
+
+def _reservation_for(allocator: Allocator, spec_id: str, request: Request, t: float) -> str | None:
+    """A reservation in its window on this pool that admits the lease's student and has
+    room left: a running lease counts against it, as it did when it was granted."""
     for res in allocator.book.active(spec_id, t):
-        if res.admits(school, None) and allocator.book.held[res.id] < res.slices:
+        if res.admits(request.school, request.group) and allocator.book.held[res.id] < res.slices:
             return res.id
     return None
 

@@ -144,6 +144,12 @@ def test_a_reservation_holds_its_units_through_its_window(quota_client, client_a
     assert quota_client.get(f"/api/leases/{outsider['id']}").json()["state"] == "queued"  # c01-s1 still holds it
 
 
+def test_a_class_reservation_serves_only_that_class(quota_client, client_as, clock):
+    client_as("c01-teacher").post("/api/reservations", json=booking(clock, hours=(0, 1), class_id="ai-club"))
+    not_in_class = ask(quota_client, "c01-s3")  # same school, not in the ai-club class
+    assert not_in_class["state"] == "queued"
+    assert ask(quota_client, "c01-s1")["state"] == "granted"  # in the class
+
 def test_a_cancelled_reservation_frees_its_units_at_once(quota_client, client_as, clock):
     made = client_as("c01-teacher").post("/api/reservations", json=booking(clock, hours=(0, 1))).json()
     outsider = ask(quota_client, "u01-s1")
