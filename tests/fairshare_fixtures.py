@@ -169,7 +169,10 @@ class Checker:
                 assert decision.wait_estimate_s is None or decision.wait_estimate_s >= 0
             elif decision.kind == "admit":
                 self.waiting[request.id] = request
-                self._apply(actions + [decision])
+                # the new session may already be warned in the same call (it borrowed the last
+                # idle slices and a school below its guarantee waits for more): admit it first
+                own = [a for a in actions if getattr(a, "session_id", None) == decision.session_id]
+                self._apply([a for a in actions if a not in own] + [decision] + own)
             else:
                 self._apply(actions)
                 assert decision.reason

@@ -44,6 +44,7 @@ from quota.fairshare.model import (
 )
 from quota.fairshare.priority import UsageLedger
 from quota.fairshare.queue import WaitQueue
+from quota.fairshare.reclaim_bound import ReclaimBound
 from quota.fairshare.reservations import ReservationBook, ReservationError
 from quota.fairshare.shares import guarantees_milli, limits_milli
 
@@ -76,6 +77,8 @@ class Allocator:
         self.reserved_now = [0] * len(self.pools)  # slices taken out by active reservations
         self.pending = [0] * len(self.pools)  # slices that warned sessions will give back
         self.leaving = [0] * n  # milli of each school's warned sessions
+        self.reclaim_bound = (ReclaimBound(self.held, self.leaving, self.weight, [p.slice_milli for p in self.pools])
+                              if config.reclaim and config.rebalance else None)
         self.ledger = UsageLedger(n, config.half_life_s, start)
         self.queue = WaitQueue(self._key)
         self.waiting: dict[str, Waiting] = {}
@@ -117,7 +120,10 @@ class Allocator:
     # -- public interface ---------------------------------------------------------------
 
     def submit(self, request: Request, now: float, explain: bool = True) -> tuple[Decision, list[Action]]:
-        """Decide on a new request; also returns whatever else happened at ``now``."""
+        """Decide on a new request; also returns whatever else happened at ``now``. When the
+        request is admitted, the actions may already refer to its session: a reclaim
+        warning, when it borrowed the last idle slices while a school below its guarantee
+        waits for more than is idle (it then still runs for the minimum runtime)."""
         out: list[Action] = []
         self._run_timers(now, out)
         refusal = self._refusal(request, now)
@@ -408,6 +414,8 @@ class Allocator:
             else:
                 borrowed = True
             self.held[s] += milli
+            if self.reclaim_bound is not None:
+                self.reclaim_bound.raised(s)
         self.seq += 1
         session = Session(
             request.id, request, s, pool, slices, milli, now, lease_end, borrowed,
@@ -467,6 +475,8 @@ class Allocator:
                     session.stop_at = None
                     self.pending[session.pool_index] -= session.slices
                     self.leaving[s] -= session.milli
+                    if self.reclaim_bound is not None:
+                        self.reclaim_bound.raised(s)
                     out.append(Renew(session.id, session.lease_end, warning_withdrawn=True))
 
     def _user_done(self, user: str) -> None:
@@ -502,7 +512,10 @@ class Allocator:
                             break
                         claim = None
                         if cls == 1:
-                            claim = (self.held[s] + need * self.pools[pool].slice_milli) / self.weight[s]
+                            slice_milli = self.pools[pool].slice_milli
+                            claim = (self.held[s] + need * slice_milli) / self.weight[s]
+                            if claim > self.reclaim_bound.most(slice_milli):
+                                continue  # no school holds enough to give a session up for this claim
                         got = self._warn_victims(pool, s, need - avail[pool], now, out, claim)
                         if got:
                             avail[pool] += got - need

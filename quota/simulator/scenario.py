@@ -2,15 +2,18 @@
 
 County schools have GPU lessons at fixed class periods: a class of a few devices logs in
 within the first minutes of the period (a burst) and every session ends by the end of
-the lesson. Urban schools have more students and steadier demand: sessions start at
-random through the whole school day. Each session's GPU share and length are drawn
-together from the pods of the Alibaba GPU trace (``../shared/traces/alibaba-gpu-v2023``,
-``openb_pod_list_default.csv``): a real request size with its real lifetime, cut to the
-lesson (county) or to ``max_session_s`` (urban).
+the lesson. Each county school keeps its own bell times: its timetable starts up to
+``bell_offset_max_minutes`` after the alliance's periods (in 5-minute steps), as schools
+that plan their day around their own bus routes do. Urban schools have more students and
+steadier demand: sessions start at random through the whole school day. Each session's
+GPU share and length are drawn together from the pods of the Alibaba GPU trace
+(``../shared/traces/alibaba-gpu-v2023``, ``openb_pod_list_default.csv``): a real request
+size with its real lifetime, cut to the lesson (county) or to ``max_session_s`` (urban).
 
-The scenario also sizes the pool: with ``gpus`` unset, just enough whole GPUs that the
-demand is ``oversubscription`` times what the pool can serve between the first and the
-last request (the simulator's window). :func:`generate` is deterministic for a seed.
+The scenario also sizes the pool: with ``gpus`` unset, the whole number of GPUs nearest
+to the demand divided by ``oversubscription`` times the time requests arrive in, from
+the first to the last request of each day with the nights left out (for one day, the
+simulator's window). :func:`generate` is deterministic for a seed.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from quota.simulator.trace import Trace
 
 DEFAULT_PODS = Path(__file__).resolve().parents[2].parent / "shared/traces/alibaba-gpu-v2023/openb_pod_list_default.csv"
 DAY_S = 86400.0
@@ -85,6 +90,7 @@ class ScenarioSpec:
     county_lessons_per_day: int = 3  # of the periods, chosen per school and day
     county_devices: int = 8  # devices (students at a GPU) per lesson
     login_spread_s: float = 300.0  # the class logs in within this long of the bell
+    bell_offset_max_minutes: float = 30.0  # each county school's own bell times: up to this late
     # urban: steady demand through the school day
     urban_students: int = 40
     urban_sessions_per_student: float = 1.0  # per day, on average
@@ -107,6 +113,8 @@ class ScenarioSpec:
             problems.append(f"county_lessons_per_day must be 1 to {len(self.periods_h)} (the number of periods)")
         if self.gpus is not None and self.gpus < 1:
             problems.append("gpus must be at least 1 (or left unset to size the pool from the demand)")
+        if self.bell_offset_max_minutes < 0:
+            problems.append("bell_offset_max_minutes must be 0 or more")
         if self.oversubscription <= 0:
             problems.append("oversubscription must be > 0")
         if problems:
@@ -118,7 +126,13 @@ class Scenario:
     rows: list[tuple]  # (arrival_s, user, school, duration_s, gpu_milli, patience_s, group), by arrival
     schools: list[tuple[str, str]]  # (id, tier)
     gpus: int
-    demand_over_capacity: float  # GPU-seconds asked / GPU-seconds the pool has in the window
+    demand_over_capacity: float  # GPU-seconds asked / GPU-seconds the pool has while requests arrive
+
+    def trace(self) -> Trace:
+        """The rows as the simulator's :class:`Trace`, without a trip through a CSV file."""
+        columns = list(zip(*self.rows)) or [()] * 7
+        arrival, user, school, duration, milli, patience, group = (list(c) for c in columns)
+        return Trace(arrival, user, school, duration, milli, patience, group)
 
 
 def generate(spec: ScenarioSpec, pods: Pods) -> Scenario:
@@ -130,14 +144,16 @@ def generate(spec: ScenarioSpec, pods: Pods) -> Scenario:
     schools += [(f"u{k:05d}" if spec.urban_schools > 9999 else f"u{k:02d}", "urban")
                 for k in range(1, spec.urban_schools + 1)]
     lesson_s = spec.lesson_minutes * 60
+    offset_steps = int(spec.bell_offset_max_minutes // 5)
     for school, tier in schools:
+        bell_offset = 300.0 * rng.integers(0, offset_steps + 1) if tier == "county" else 0.0
         for day in range(spec.days):
             base = day * DAY_S
             if tier == "county":
                 chosen = np.sort(rng.choice(len(spec.periods_h), spec.county_lessons_per_day, replace=False))
                 n = spec.county_devices * len(chosen)
                 period = np.repeat(chosen, spec.county_devices)
-                bell = base + np.asarray(spec.periods_h)[period] * 3600
+                bell = base + bell_offset + np.asarray(spec.periods_h)[period] * 3600
                 arrival = bell + rng.uniform(0, spec.login_spread_s, n)
                 pick = rng.integers(0, len(pods.milli), n)
                 duration = np.minimum(pods.lifetime_s[pick], bell + lesson_s - arrival)
@@ -156,12 +172,21 @@ def generate(spec: ScenarioSpec, pods: Pods) -> Scenario:
         for a, d, m, u, g in zip(arrival.tolist(), duration.tolist(), milli.tolist(), users.tolist(), groups):
             rows.append((round(a, 3), f"{school}-s{u}", school, round(d, 3), m, spec.patience_s, g))
     rows.sort(key=lambda r: (r[0], r[2], r[1]))
-    window = (rows[-1][0] - rows[0][0]) if rows else 0.0
+    open_s = open_seconds([r[0] for r in rows])
     # whole-GPU pool: every request holds whole GPUs
     asked = sum(math.ceil(r[4] / 1000) * 1000 * r[3] for r in rows)
-    gpus = spec.gpus or max(1, round(asked / (1000 * max(window, 1.0) * spec.oversubscription)))
-    ratio = asked / (gpus * 1000 * window) if window > 0 else math.inf
+    gpus = spec.gpus or max(1, round(asked / (1000 * max(open_s, 1.0) * spec.oversubscription)))
+    ratio = asked / (gpus * 1000 * open_s) if open_s > 0 else math.inf
     return Scenario(rows, schools, gpus, ratio)
+
+
+def open_seconds(arrivals: list[float]) -> float:
+    """Time requests arrive in: first to last arrival of each day, summed (nights left out)."""
+    spans: dict[int, list[float]] = {}
+    for a in arrivals:
+        span = spans.setdefault(int(a // DAY_S), [a, a])
+        span[0], span[1] = min(span[0], a), max(span[1], a)
+    return sum(last - first for first, last in spans.values())
 
 
 def alliance_yaml(scenario: Scenario, spec: ScenarioSpec, pool_id: str = "uni-a") -> str:

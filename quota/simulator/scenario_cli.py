@@ -31,12 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--urban-students", type=int, default=d.urban_students, help="students per urban school")
     parser.add_argument("--urban-sessions", type=float, default=d.urban_sessions_per_student,
                         help="GPU sessions per urban student and day (average)")
+    parser.add_argument("--bell-offset", type=float, default=d.bell_offset_max_minutes,
+                        help="each county school rings its bells up to this many minutes after the alliance's "
+                        "periods (0: all at the same time)")
     parser.add_argument("--patience", type=float, default=d.patience_s,
                         help="seconds a student waits in the queue before giving up")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--gpus", type=int, help="GPUs in the pool (default: sized from --oversubscription)")
     size.add_argument("--oversubscription", type=float, default=d.oversubscription,
-                      help="demand divided by what the pool can serve over the trace (default 2)")
+                      help="demand divided by what the pool can serve while requests arrive, nights left out "
+                      "(default 2)")
     parser.add_argument("--max-gpus", type=int, default=1, help="largest pod (whole GPUs) taken from the trace")
     parser.add_argument("--pods", type=Path, default=DEFAULT_PODS,
                         help="openb_pod_list_default.csv of the Alibaba GPU trace v2023")
@@ -48,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         county_schools=args.county, urban_schools=args.urban, days=args.days, seed=args.seed,
         county_devices=args.county_devices, county_lessons_per_day=args.county_lessons,
         urban_students=args.urban_students, urban_sessions_per_student=args.urban_sessions,
-        patience_s=args.patience, gpus=args.gpus, oversubscription=args.oversubscription,
+        bell_offset_max_minutes=args.bell_offset, patience_s=args.patience, gpus=args.gpus,
+        oversubscription=args.oversubscription,
     )
     try:
         spec.check()

@@ -1,0 +1,188 @@
+"""Speed of the fair-share allocator: a big trace replay, and the latency of one admission decision.
+
+(a) replay: a school-timetable scenario (``quota.simulator.scenario``: 60 % county, 40 %
+    urban schools) of --requests requests over --schools schools, its pool sized so that
+    demand is --oversubscription times capacity. Only ``quota.simulator.engine.replay``
+    is timed, with ``explain=False`` (no queue positions or wait estimates, as
+    ``gpu-commons simulate --no-explain``) and the student asking again after a stop
+    (the default); generating the trace is timed apart, and the offline optimum, the
+    metrics and the plots are not run.
+(b) admission: an allocator with --sessions active sessions across --schools schools in a
+    full pool, then --decisions calls of ``Allocator.submit`` (one request each, from a
+    random school; between two of them a random session ends, so the number of active
+    sessions stays put and the queue keeps moving). Prints the latency of each call:
+    p50, p99 and max, with and without the queue position and wait estimate. Also times
+    rebuilding that allocator from its sessions and queue (``resume``, ``wait_again``,
+    ``advance``), which the quota service does before each decision.
+
+Targets (issue 3): (a) 1,000,000 requests over 10,000 schools in under 60 s on 2 cores;
+(b) p99 under 1 ms with 10,000 active sessions. The figures go into docs/fairshare.md.
+Not part of the test suite.
+
+    .venv/bin/python benchmarks/fairshare_speed.py --requests 1000000 --schools 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from quota.fairshare import Allocator, Config, PoolSpec, Request, SchoolSpec, fcfs_config  # noqa: E402
+from quota.simulator.engine import replay  # noqa: E402
+from quota.simulator.scenario import DEFAULT_PODS, ScenarioSpec, generate, load_pods, open_seconds  # noqa: E402
+
+POLICIES = {"fair": Config, "fcfs": fcfs_config, "fair-no-rebalance": lambda: Config(rebalance=False)}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def big_scenario(requests: int, schools: int, oversubscription: float, seed: int, pods_path: Path):
+    """Enough school days of the default timetable for ``requests``, cut to exactly that many."""
+    county = round(schools * 0.6)
+    spec = ScenarioSpec(county_schools=county, urban_schools=schools - county, seed=seed,
+                        oversubscription=oversubscription)
+    per_day = (county * spec.county_lessons_per_day * spec.county_devices
+               + (schools - county) * spec.urban_students * spec.urban_sessions_per_student)
+    spec = dataclasses.replace(spec, days=max(1, math.ceil(requests / per_day)))
+    scenario = generate(spec, load_pods(pods_path))
+    scenario.rows = scenario.rows[:requests]
+    # size the pool again for the rows kept (the cut drops the end of the last day)
+    arrivals = [r[0] for r in scenario.rows]
+    asked = sum(math.ceil(r[4] / 1000) * 1000 * r[3] for r in scenario.rows)
+    scenario.gpus = max(1, math.floor(asked / (1000 * open_seconds(arrivals) * oversubscription)))
+    scenario.demand_over_capacity = asked / (1000 * scenario.gpus * open_seconds(arrivals))
+    return spec, scenario
+
+
+def bench_replay(args: argparse.Namespace) -> dict:
+    began = time.perf_counter()
+    spec, scenario = big_scenario(args.requests, args.schools, args.oversubscription, args.seed, args.pods)
+    trace = scenario.trace()
+    generated_s = time.perf_counter() - began
+    schools = [SchoolSpec(school, tier, spec.tier_weights[tier]) for school, tier in scenario.schools]
+    pools = [PoolSpec("uni-a", scenario.gpus)]
+    gc.collect()
+    began = time.perf_counter()
+    result = replay(trace, pools, schools, POLICIES[args.policy](), explain=False)
+    replay_s = time.perf_counter() - began
+    return {
+        "requests": len(trace), "schools": len(schools), "days": spec.days, "gpus": scenario.gpus,
+        "demand_over_capacity": round(scenario.demand_over_capacity, 3), "policy": args.policy,
+        "generate_seconds": round(generated_s, 2), "replay_seconds": round(replay_s, 2),
+        "requests_per_second": round(len(trace) / replay_s), "outcomes": result.counts, "stops": result.stops,
+        "capacity_violations": result.capacity_violations,
+    }
+
+
+def bench_admission(args: argparse.Namespace, explain: bool) -> dict:
+    rng = random.Random(args.seed)
+    county = round(args.schools * 0.6)
+    schools = [SchoolSpec(f"c{k:05d}", "county", 2.0) for k in range(county)]
+    schools += [SchoolSpec(f"u{k:05d}", "urban", 1.0) for k in range(args.schools - county)]
+    alloc = Allocator([PoolSpec("uni-a", args.sessions)], schools, Config())
+    now = 0.0
+    running: list[str] = []
+    serial = 0
+
+    def request() -> Request:
+        nonlocal serial
+        serial += 1
+        school = rng.choice(schools).id
+        return Request(f"r{serial}", f"{school}-s{rng.randrange(40)}", school, 1000)
+
+    def track(actions) -> None:
+        for action in actions:
+            if action.kind == "admit":
+                running.append(action.session_id)
+            elif action.kind == "stop":
+                running.remove(action.session_id)
+
+    while len(running) < args.sessions:  # fill the pool: every request is admitted at once
+        now += 0.01
+        decision, actions = alloc.submit(request(), now, explain=False)
+        track([decision, *actions])
+    for _ in range(args.sessions // 10):  # and a queue behind it
+        now += 0.01
+        decision, actions = alloc.submit(request(), now, explain=False)
+        track([decision, *actions])
+    latencies = []
+    for _ in range(args.decisions):
+        now += 1.0
+        ended = running.pop(rng.randrange(len(running)))
+        track(alloc.release(ended, now))
+        now += 1.0
+        r = request()
+        t0 = time.perf_counter()
+        decision, actions = alloc.submit(r, now, explain=explain)
+        latencies.append(time.perf_counter() - t0)
+        track([decision, *actions])
+    return {
+        "explain": explain, "active_sessions": len(alloc.sessions), "waiting": len(alloc.waiting),
+        "schools": len(schools), "decisions": len(latencies),
+        "p50_ms": round(1000 * percentile(latencies, 50), 3), "p99_ms": round(1000 * percentile(latencies, 99), 3),
+        "max_ms": round(1000 * max(latencies), 3),
+        "rebuild_ms": round(1000 * min(rebuild(alloc, now) for _ in range(3)), 1),
+    }
+
+
+def rebuild(alloc: Allocator, now: float) -> float:
+    """Seconds to build the same allocator again from its running sessions and its queue."""
+    t0 = time.perf_counter()
+    again = Allocator(alloc.pools, alloc.schools, alloc.config, start=now)
+    for session in sorted(alloc.sessions.values(), key=lambda s: (s.start, s.seq)):
+        again.resume(session.request, alloc.pools[session.pool_index].id, session.start, session.lease_end,
+                     session.stop_at, session.reservation)
+    for waiting in sorted(alloc.waiting.values(), key=lambda w: w.seq):
+        again.wait_again(waiting.request, waiting.arrival, now)
+    again.advance(now)
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1_000_000, help="requests in the replayed trace")
+    parser.add_argument("--schools", type=int, default=10_000, help="schools (60 %% county, 40 %% urban)")
+    parser.add_argument("--oversubscription", type=float, default=2.0, help="demand / capacity of the replayed trace")
+    parser.add_argument("--policy", choices=list(POLICIES), default="fair", help="allocator configuration replayed")
+    parser.add_argument("--sessions", type=int, default=10_000, help="active sessions for the admission benchmark")
+    parser.add_argument("--decisions", type=int, default=2000, help="submit calls timed")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--pods", type=Path, default=DEFAULT_PODS,
+                        help="openb_pod_list_default.csv of the Alibaba GPU trace")
+    parser.add_argument("--only", choices=["replay", "admission"], help="run one of the two")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    figures: dict = {}
+    if args.only != "admission":
+        r = figures["replay"] = bench_replay(args)
+        print(f"replay ({r['policy']}): {r['requests']:,} requests, {r['schools']:,} schools, {r['days']} days, "
+              f"{r['gpus']:,} GPUs, demand {r['demand_over_capacity']} x capacity")
+        print(f"  generate {r['generate_seconds']} s; replay {r['replay_seconds']} s "
+              f"({r['requests_per_second']:,} requests/s); outcomes {r['outcomes']}; stops {r['stops']}; "
+              f"capacity violations {r['capacity_violations']}")
+    if args.only != "replay":
+        figures["admission"] = [bench_admission(args, explain) for explain in (False, True)]
+        for a in figures["admission"]:
+            print(f"admission (explain={a['explain']}): {a['active_sessions']:,} active sessions, "
+                  f"{a['waiting']:,} waiting, {a['schools']:,} schools: p50 {a['p50_ms']} ms, "
+                  f"p99 {a['p99_ms']} ms, max {a['max_ms']} ms over {a['decisions']:,} submits; "
+                  f"rebuilding it: {a['rebuild_ms']} ms")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
