@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,16 +32,11 @@ from quota.alliance import Alliance
 from quota.fairshare import Allocator, Config, PoolSpec, Request, Reservation, SchoolSpec
 from quota.fairshare.from_alliance import config_from, pool_specs_of
 from quota.fairshare.model import INF, Action, Decision
-from quota.fairshare.priority import decayed_interval
 from quota.fairshare.reservations import ReservationError
 from quota.policy_store import PolicyStore
-from quota.tables import LeaseRow, UsageRecord
+from quota.tables import LeaseRow
 
 log = logging.getLogger(__name__)
-
-# usage older than this many half-lives weighs less than 2^-20 of its size: skipped
-USAGE_HORIZON_HALF_LIVES = 20
-
 
 @dataclass(frozen=True)
 class QueuePlace:
@@ -106,7 +101,10 @@ class Snapshot:
         ]
 
 
-def build(alliance: Alliance, policy: PolicyStore, session: Session, now: datetime) -> Snapshot:
+def build(alliance: Alliance, policy: PolicyStore, session: Session, now: datetime,
+          usage: dict[str, float]) -> Snapshot:
+    """``usage``: each school's GPU usage of ended leases decayed to ``now``, in
+    milli-GPU-seconds (:class:`quota.decayed_usage.DecayedUsage`)."""
     open_pools = policy.open_pools(session)
     alliance_pools = [pool for pool in alliance.pools if pool.id in open_pools]
     specs: list[PoolSpec] = []
@@ -153,7 +151,9 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
             reservation=_reservation_for(allocator, spec_id, request, t),
         )
 
-    _seed_usage(allocator, config, session, now, known_schools)
+    for school in sorted(usage):  # ended leases' usage, decayed to now
+        if school in known_schools:
+            allocator.seed_usage(school, usage[school], t)
 
     queued = session.scalars(
         select(LeaseRow).where(LeaseRow.state == "queued", LeaseRow.kind.is_not(None)).order_by(LeaseRow.seq)
@@ -197,24 +197,3 @@ def _reservation_for(allocator: Allocator, spec_id: str, request: Request, t: fl
         if res.admits(request.school, request.group) and allocator.book.held[res.id] < res.slices:
             return res.id
     return None
-
-
-def _seed_usage(allocator: Allocator, config: Config, session: Session, now: datetime, schools: set[str]) -> None:
-    t = now.timestamp()
-    horizon = now - timedelta(seconds=USAGE_HORIZON_HALF_LIVES * config.half_life_s)
-    rows = session.execute(
-        select(UsageRecord.school, UsageRecord.started_at, UsageRecord.ended_at, UsageRecord.held_seconds,
-               UsageRecord.gpu_seconds).where(UsageRecord.ended_at > horizon, UsageRecord.gpu_seconds > 0)
-    )
-    usage: dict[str, float] = {}
-    for school, started, ended, held, gpu_seconds in rows:
-        if school not in schools or not held:
-            continue
-        milli = 1000.0 * gpu_seconds / held
-        start, end = started.timestamp(), min(ended.timestamp(), t)
-        # the entry penalty was charged at admission and decays like the usage itself
-        penalty = milli * config.entry_penalty_s * 2.0 ** (-(t - start) / config.half_life_s)
-        usage[school] = usage.get(school, 0.0) + decayed_interval(milli, start, end, t, config.half_life_s) + penalty
-    for school in sorted(usage):
-        allocator.seed_usage(school, usage[school], t)
-

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from quota import fair_snapshot
 from quota.alliance import Alliance
+from quota.decayed_usage import DecayedUsage
 from quota.errors import InvalidField
 from quota.inventory import Unit
 from quota.policy_store import PolicyStore
@@ -65,6 +66,8 @@ class LeaseBook:
         self._listener = listener or Listener()
         self._lock = threading.Lock()
         self.policy = PolicyStore(alliance)
+        fs = alliance.fairshare
+        self._usage = DecayedUsage(fs.half_life_minutes * 60, fs.entry_penalty_minutes * 60)
 
     @property
     def simulated(self) -> bool:
@@ -144,7 +147,7 @@ class LeaseBook:
                     "so it cannot be renewed; save your work before then.",
                 )
             if lease.unit_id is not None:
-                snap = fair_snapshot.build(self.alliance, self.policy, session, now)
+                snap = self._snapshot(session, now)
                 if lease.id in snap.allocator.sessions and snap.allocator.renewal_blocked(lease.id, snap.t):
                     raise InvalidField(
                         "lease",
@@ -219,7 +222,7 @@ class LeaseBook:
     def queue_positions(self) -> dict[str, fair_snapshot.QueuePlace]:
         """Each queued lease's place in the fair-share order and its wait estimate."""
         with self._transaction() as session:
-            return fair_snapshot.build(self.alliance, self.policy, session, self._clock()).places()
+            return self._snapshot(session, self._clock()).places()
 
     def holders(self) -> dict[str, LeaseRow]:
         """unit id -> the granted lease holding it."""
@@ -239,7 +242,7 @@ class LeaseBook:
     def fair_share(self) -> list[fair_snapshot.SchoolShare]:
         """Each school's guaranteed GPUs, GPUs held and fair-share priority now."""
         with self._transaction() as session:
-            return fair_snapshot.build(self.alliance, self.policy, session, self._clock()).shares()
+            return self._snapshot(session, self._clock()).shares()
 
     def reclaimed_by_tier(self) -> dict[str, int]:
         """Leases ended to give their GPU share back, from the usage ledger."""
@@ -324,7 +327,7 @@ class LeaseBook:
             session.add(lease)
             return "refused"
         # built before the new lease is in the session, so it is not among the queued ones
-        snap = fair_snapshot.build(self.alliance, self.policy, session, now)
+        snap = self._snapshot(session, now)
         self._apply(session, snap, snap.actions)
         if lease.kind not in snap.milli_of_kind:
             session.add(lease)
@@ -362,6 +365,9 @@ class LeaseBook:
                 f"Try again in {retry_after / 3600:.1f} hours, or choose the CPU-only profile now."
             )
         return None
+
+    def _snapshot(self, session: Session, now: datetime) -> fair_snapshot.Snapshot:
+        return fair_snapshot.build(self.alliance, self.policy, session, now, self._usage.at(session, now))
 
     def _apply(self, session: Session, snap: fair_snapshot.Snapshot, actions) -> None:
         """Store what the allocator decided: grants (each on a free unit of the pool it
@@ -419,7 +425,7 @@ class LeaseBook:
 
     def _promote(self, session: Session) -> None:
         session.flush()
-        snap = fair_snapshot.build(self.alliance, self.policy, session, self._clock())
+        snap = self._snapshot(session, self._clock())
         self._apply(session, snap, snap.actions)
         session.flush()
 
