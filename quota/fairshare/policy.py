@@ -28,6 +28,9 @@ The rules, in order:
 4. Reclaim: when a class-0 request does not fit, borrowed sessions of other schools in the
    pool are warned and stopped ``warning_s`` later (never before ``min_runtime_s``),
    longest-idle first. Sessions within their school's guarantee are never reclaimed.
+   With ``Config.rebalance`` the same for requests that would borrow (class 1), taken by
+   their claim (the school's holding per weight once admitted, smallest first), from
+   schools that would still hold more per weight than that claim after the move.
 5. Leases end after ``max_lease_s`` and are renewed only while no waiting request with a
    better claim could use the slices, the budgets allow it and no reservation needs them.
 """
@@ -80,7 +83,8 @@ class Allocator:
         self.reclaim_bound = (ReclaimBound(self.held, self.leaving, self.weight, [p.slice_milli for p in self.pools])
                               if config.reclaim and config.rebalance else None)
         self.ledger = UsageLedger(n, config.half_life_s, start)
-        self.queue = WaitQueue(self._key)
+        rebalancing = config.reclaim and config.rebalance and config.ordering == "fair"
+        self.queue = WaitQueue(self._key, self._claims if rebalancing else None)
         self.waiting: dict[str, Waiting] = {}
         self.sessions: dict[str, Session] = {}
         self.borrowed: list[dict[str, Session]] = [dict() for _ in range(n)]  # per school, start order
@@ -110,6 +114,17 @@ class Allocator:
         if self.config.ordering == "fifo":
             return (0 if cls < 2 else 2), float(head.seq)
         return cls, self.ledger.scaled(school, now) / self.weight[school]
+
+    def _claims(self, school: int, bucket: tuple) -> list[tuple[int, float]]:
+        """For a head that would borrow (class 1): its claim on each pool it fits, the
+        milli per weight its school would hold once admitted there; else nothing."""
+        held = self.held[school]
+        footprint = self.bucket_footprint[bucket]
+        if not self.guarantee[school] < held + footprint <= self.limit[school]:
+            return []
+        weight = self.weight[school]
+        return [(pool, (held + need * spec.slice_milli) / weight)
+                for pool, (need, spec) in enumerate(zip(bucket[1], self.pools)) if need]
 
     def _renew_key(self, session: Session, now: float) -> tuple:
         if self.config.ordering == "fifo":
@@ -491,35 +506,72 @@ class Allocator:
     def _reclaim(self, now: float, out: list[Action]) -> None:
         """Warn borrowed sessions so that waiting requests get their share.
 
-        First for requests within their school's guarantee (class 0), then, with
-        ``Config.rebalance``, for requests that would borrow (class 1), taking only from
-        schools that would still hold more per weight than the waiting school after the
-        move, so capacity never swings back and forth. Slices already on their way back
-        (warned sessions, idle slices) are counted once across all the waiting requests."""
+        First for requests within their school's guarantee (class 0, the best 64 of each
+        size in queue order), then, with ``Config.rebalance``, for requests that would
+        borrow (class 1), taking only from schools that would still hold more per weight
+        than the waiting school's claim after the move, so capacity never swings back and
+        forth. Slices already on their way back (warned sessions, idle slices) are counted
+        once across all the waiting requests."""
         avail = [max(0, self.free_slices(p)) + self.pending[p] for p in range(len(self.pools))]
-        classes = (0, 1) if self.config.rebalance else (0,)
-        for cls in classes:
-            for bucket in self.queue.buckets():
-                for key, waiting in self.queue.peek_many(bucket, now, lambda top: top[0][0] > cls):
-                    if key[0] != cls:
+        for bucket in self.queue.buckets():
+            for key, waiting in self.queue.peek_many(bucket, now, lambda top: top[0][0] > 0):
+                s = waiting.school_index
+                for pool, need in enumerate(waiting.needs):
+                    if not need or need > self.pools[pool].slices - self.reserved_now[pool]:
                         continue
-                    s = waiting.school_index
-                    for pool, need in enumerate(waiting.needs):
-                        if not need or need > self.pools[pool].slices - self.reserved_now[pool]:
-                            continue
-                        if avail[pool] >= need:
-                            avail[pool] -= need  # enough is already on its way back in this pool
-                            break
-                        claim = None
-                        if cls == 1:
-                            slice_milli = self.pools[pool].slice_milli
-                            claim = (self.held[s] + need * slice_milli) / self.weight[s]
-                            if claim > self.reclaim_bound.most(slice_milli):
-                                continue  # no school holds enough to give a session up for this claim
-                        got = self._warn_victims(pool, s, need - avail[pool], now, out, claim)
-                        if got:
-                            avail[pool] += got - need
-                            break
+                    if avail[pool] >= need:
+                        avail[pool] -= need  # enough is already on its way back in this pool
+                        break
+                    got = self._warn_victims(pool, s, need - avail[pool], now, out)
+                    if got:
+                        avail[pool] += got - need
+                        break
+        if self.queue.claim_fn is not None:
+            self._rebalance(avail, now, out)
+
+    def _rebalance(self, avail: list[int], now: float, out: list[Action]) -> None:
+        """The class-1 part of :meth:`_reclaim`: walk the waiting heads that would borrow
+        by their claim, smallest first (the likeliest to find a school holding more), at
+        most 64 per pool, and stop where nobody can succeed any more: the claim is above
+        what any school could give up (:class:`ReclaimBound`), or a search for one slice
+        found nothing (the schools that qualify only get fewer as the claim grows, and a
+        school never qualifies for its own claim). Claims do not change with time, so
+        unlike the fair keys nothing is re-keyed on the way."""
+        queue = self.queue
+        bound = self.reclaim_bound
+        done: set[tuple] = set()
+        for pool, spec in enumerate(self.pools):
+            capacity = spec.slices - self.reserved_now[pool]
+            most = bound.most(spec.slice_milli)
+            failed = INF  # the fewest slices a search in this pool failed to find
+            taken: list[tuple] = []
+            while True:
+                entry = queue.claim_top(pool)
+                if entry is None or entry[0] > most or len(taken) >= 64:
+                    break
+                taken.append(queue.claim_pop(pool))
+                claim, _, s, bucket, _ = entry
+                slot = (s, bucket)
+                need = bucket[1][pool]
+                if slot in done or need > capacity:
+                    continue
+                if avail[pool] >= need:
+                    avail[pool] -= need  # enough is already on its way back in this pool
+                    done.add(slot)
+                    continue
+                short = need - avail[pool]
+                if short >= failed:
+                    continue  # a larger claim, as many slices or more: fails as well
+                got = self._warn_victims(pool, s, short, now, out, claim)
+                if got:
+                    avail[pool] += got - need
+                    done.add(slot)
+                    most = bound.most(spec.slice_milli)
+                else:
+                    failed = short
+                    if failed <= 1:
+                        break
+            queue.claim_restore(pool, taken)
 
     def _warn_victims(self, pool: int, school: int, short: int, now: float, out: list[Action],
                       claim: float | None = None) -> int:

@@ -13,6 +13,11 @@ reach the top: when the top entry's fresh key still is no larger than its stored
 is the true minimum. Anything that can lower a key (a class change after a release, a
 new head) calls :meth:`touch`, which pushes a fresh entry and retires the old one by a
 version number.
+
+For the rebalancing reclaim the queue also keeps, per pool, the heads that would borrow
+ordered by their *claim* (``claim_fn(school, bucket)`` gives ``(pool, claim)`` pairs, or
+nothing for a head that would not borrow). A claim depends on the school's holding only,
+not on time, so the same :meth:`touch` that re-keys a school's lines keeps it exact.
 """
 
 from __future__ import annotations
@@ -24,13 +29,16 @@ from collections.abc import Callable, Iterator
 from quota.fairshare.model import Waiting
 
 KeyFn = Callable[[int, tuple, Waiting, float], tuple]
+ClaimFn = Callable[[int, tuple], list]
 
 
 class WaitQueue:
-    __slots__ = ("key_fn", "lines", "heaps", "versions", "by_school", "size")
+    __slots__ = ("key_fn", "claim_fn", "claims", "lines", "heaps", "versions", "by_school", "size")
 
-    def __init__(self, key_fn: KeyFn) -> None:
+    def __init__(self, key_fn: KeyFn, claim_fn: ClaimFn | None = None) -> None:
         self.key_fn = key_fn
+        self.claim_fn = claim_fn
+        self.claims: dict[int, list[tuple]] = {}  # pool -> heap of (claim, seq, school, bucket, version)
         self.lines: dict[tuple[int, tuple], deque[Waiting]] = {}  # (school, bucket) -> line
         self.heaps: dict[tuple, list[list]] = {}  # bucket -> heap of [k0, k1, seq, school, version]
         self.versions: dict[tuple[int, tuple], int] = {}
@@ -64,6 +72,15 @@ class WaitQueue:
         head = line[0]
         key = self.key_fn(school, bucket, head, now)
         heapq.heappush(self.heaps.setdefault(bucket, []), [key[0], key[1], head.seq, school, version])
+        if self.claim_fn is not None:
+            for pool, claim in self.claim_fn(school, bucket):
+                heap = self.claims.get(pool)
+                if heap is None:
+                    heap = self.claims[pool] = []
+                heapq.heappush(heap, (claim, head.seq, school, bucket, version))
+                if len(heap) > 64 and len(heap) > 4 * len(self.lines):  # retired entries pile up
+                    heap[:] = [e for e in heap if self.versions.get((e[2], e[3])) == e[4]]
+                    heapq.heapify(heap)
 
     def touch(self, school: int, now: float) -> None:
         """The school's keys may have dropped (or its class changed): re-key its lines."""
@@ -134,3 +151,25 @@ class WaitQueue:
         for entry in taken:
             heapq.heappush(heap, entry)
         return found
+
+    def claim_top(self, pool: int) -> tuple | None:
+        """The head with the smallest claim on ``pool``: (claim, seq, school, bucket,
+        version), or None. Retired entries are dropped on the way."""
+        heap = self.claims.get(pool)
+        versions = self.versions
+        while heap:
+            entry = heap[0]
+            if versions.get((entry[2], entry[3])) == entry[4]:
+                return entry
+            heapq.heappop(heap)
+        return None
+
+    def claim_pop(self, pool: int) -> tuple:
+        """Take the entry :meth:`claim_top` returned off the heap (give it back with
+        :meth:`claim_restore`)."""
+        return heapq.heappop(self.claims[pool])
+
+    def claim_restore(self, pool: int, entries: list[tuple]) -> None:
+        heap = self.claims.get(pool)
+        for entry in entries:
+            heapq.heappush(heap, entry)
