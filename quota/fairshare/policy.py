@@ -51,6 +51,9 @@ from quota.fairshare.reclaim_bound import ReclaimBound
 from quota.fairshare.reservations import ReservationBook, ReservationError
 from quota.fairshare.shares import guarantees_milli, limits_milli
 
+# a rebalancing search visits the sessions of the qualifying schools when at most this many qualify
+QUALIFYING_LIMIT = 512
+
 # at equal times a reservation window opens or closes before any stop or lease end, so
 # everything decided at that instant already sees the window
 _BOUNDARY, _STOP, _LEASE = 0, 1, 2
@@ -579,6 +582,11 @@ class Allocator:
         ``short`` slices are on their way back; returns the slices warned (0: none, when
         not enough could be found). With ``claim`` only schools that would still hold more
         than ``claim`` milli per weight after giving the session up qualify."""
+        if claim is not None and self.reclaim_bound is not None:
+            # few schools qualify: visit only their sessions; many: the scan below meets them soon
+            qualifying = self.reclaim_bound.schools_at_least(claim, self.pools[pool].slice_milli, QUALIFYING_LIMIT)
+            if qualifying is not None:
+                return self._warn_victims_of(qualifying, pool, school, short, now, out, claim)
         heap = self.victims[pool]
         chosen: list[Session] = []
         skipped: list[tuple] = []
@@ -609,7 +617,43 @@ class Allocator:
             session = self.sessions.get(entry[2])
             if session is not None and id(session) not in taken:
                 heapq.heappush(heap, entry)
-        reason = ("a school below its guaranteed share is waiting for this GPU share" if claim is None
+        self._warn(chosen, pool, now, out, claim is None)
+        return got
+
+    def _warn_victims_of(self, qualifying: list[int], pool: int, school: int, short: int, now: float,
+                         out: list[Action], claim: float) -> int:
+        """:meth:`_warn_victims` for a rebalancing claim, visiting only the sessions of the
+        ``qualifying`` schools, those whose :class:`ReclaimBound` reaches the claim (the
+        others cannot qualify: every session holds at least one slice), in the same order
+        and with the same test: the same sessions are chosen without scanning every
+        borrowed session of the pool."""
+        qualifying = [v for v in qualifying if v != school]
+        if not qualifying:
+            return 0
+        candidates = sorted(
+            (session for v in qualifying for session in self.borrowed[v].values()
+             if session.pool_index == pool and session.stop_at is None),
+            key=lambda session: (session.last_active, session.seq),
+        )
+        chosen: list[Session] = []
+        giving: dict[int, int] = {}
+        got = 0
+        for session in candidates:
+            if got >= short:
+                break
+            v = session.school_index
+            if (self.held[v] - self.leaving[v] - giving.get(v, 0) - session.milli) / self.weight[v] < claim:
+                continue
+            giving[v] = giving.get(v, 0) + session.milli
+            chosen.append(session)
+            got += session.slices
+        if got < short:
+            return 0
+        self._warn(chosen, pool, now, out, False)
+        return got
+
+    def _warn(self, chosen: list[Session], pool: int, now: float, out: list[Action], for_guarantee: bool) -> None:
+        reason = ("a school below its guaranteed share is waiting for this GPU share" if for_guarantee
                   else "a school holding less than its fair share is waiting for this GPU share")
         for session in chosen:
             stop_at = max(now + self.config.warning_s, session.start + self.config.min_runtime_s)
@@ -618,7 +662,6 @@ class Allocator:
             self.leaving[session.school_index] += session.milli
             self._timer(stop_at, _STOP, session.id)
             out.append(Warn(session.id, stop_at, reason))
-        return got
 
     # -- timers ------------------------------------------------------------------------------
 

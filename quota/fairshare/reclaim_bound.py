@@ -72,3 +72,30 @@ class ReclaimBound:
                 return now
             heapq.heapreplace(heap, (-now, school, seen))
         return -math.inf
+
+    def schools_at_least(self, claim: float, slice_milli: int, limit: int) -> list[int] | None:
+        """The schools whose bound for ``slice_milli`` is at least ``claim``: the only ones
+        that can give up a session for that claim; None when there are more than ``limit``."""
+        heap = self.heaps[slice_milli]
+        version = self.version
+        found: list[int] = []
+        taken: list[tuple] = []
+        while heap:
+            neg, school, seen = heap[0]
+            if seen != version[school]:
+                heapq.heappop(heap)
+                continue
+            now = self._key(school, slice_milli)
+            if now != -neg:
+                heapq.heapreplace(heap, (-now, school, seen))
+                continue
+            if now < claim:
+                break
+            if len(found) == limit:
+                found = None
+                break
+            taken.append(heapq.heappop(heap))
+            found.append(school)
+        for entry in taken:
+            heapq.heappush(heap, entry)
+        return found
