@@ -581,76 +581,71 @@ class Allocator:
         """Warn borrowed sessions of other schools in ``pool``, longest idle first, until
         ``short`` slices are on their way back; returns the slices warned (0: none, when
         not enough could be found). With ``claim`` only schools that would still hold more
-        than ``claim`` milli per weight after giving the session up qualify."""
+        than ``claim`` milli per weight after giving the session up qualify.
+
+        When few schools can qualify (their :class:`ReclaimBound` reaches the claim; the
+        others cannot, as every session holds at least one slice), only their sessions are
+        visited, in the same order; otherwise the pool's heap of borrowed sessions is
+        scanned and the sessions passed over go back into it."""
         if claim is not None and self.reclaim_bound is not None:
-            # few schools qualify: visit only their sessions; many: the scan below meets them soon
             qualifying = self.reclaim_bound.schools_at_least(claim, self.pools[pool].slice_milli, QUALIFYING_LIMIT)
             if qualifying is not None:
-                return self._warn_victims_of(qualifying, pool, school, short, now, out, claim)
+                candidates = sorted(
+                    (session for v in qualifying if v != school for session in self.borrowed[v].values()
+                     if session.pool_index == pool and session.stop_at is None),
+                    key=lambda session: (session.last_active, session.seq),
+                )
+                chosen, got = self._choose_victims(candidates, school, short, claim)
+                if got < short:
+                    return 0
+                self._warn(chosen, pool, now, out, False)
+                return got
         heap = self.victims[pool]
-        chosen: list[Session] = []
         skipped: list[tuple] = []
-        giving: dict[int, int] = {}
-        got = 0
-        while heap and got < short:
-            entry = heapq.heappop(heap)
-            session = self.sessions.get(entry[2])
-            if session is None or not session.borrowed or session.stop_at is not None or session.last_active != entry[0]:
-                continue
-            skipped.append(entry)
-            v = session.school_index
-            if v == school:
-                continue
-            if claim is not None:
-                left = self.held[v] - self.leaving[v] - giving.get(v, 0) - session.milli
-                if left / self.weight[v] < claim:
-                    continue
-                giving[v] = giving.get(v, 0) + session.milli
-            chosen.append(session)
-            got += session.slices
-        if got < short:
-            for entry in skipped:
-                heapq.heappush(heap, entry)
-            return 0
-        taken = {id(session) for session in chosen}
+        chosen, got = self._choose_victims(self._borrowed_by_idleness(heap, skipped), school, short, claim)
+        taken = {id(session) for session in chosen} if got >= short else set()
         for entry in skipped:
             session = self.sessions.get(entry[2])
             if session is not None and id(session) not in taken:
                 heapq.heappush(heap, entry)
+        if got < short:
+            return 0
         self._warn(chosen, pool, now, out, claim is None)
         return got
 
-    def _warn_victims_of(self, qualifying: list[int], pool: int, school: int, short: int, now: float,
-                         out: list[Action], claim: float) -> int:
-        """:meth:`_warn_victims` for a rebalancing claim, visiting only the sessions of the
-        ``qualifying`` schools, those whose :class:`ReclaimBound` reaches the claim (the
-        others cannot qualify: every session holds at least one slice), in the same order
-        and with the same test: the same sessions are chosen without scanning every
-        borrowed session of the pool."""
-        qualifying = [v for v in qualifying if v != school]
-        if not qualifying:
-            return 0
-        candidates = sorted(
-            (session for v in qualifying for session in self.borrowed[v].values()
-             if session.pool_index == pool and session.stop_at is None),
-            key=lambda session: (session.last_active, session.seq),
-        )
+    def _borrowed_by_idleness(self, heap: list[tuple], popped: list[tuple]):
+        """The pool's unwarned borrowed sessions, longest idle first, popped from ``heap``
+        (stale entries are dropped, the others recorded in ``popped``)."""
+        while heap:
+            entry = heapq.heappop(heap)
+            session = self.sessions.get(entry[2])
+            if session is None or not session.borrowed or session.stop_at is not None or session.last_active != entry[0]:
+                continue
+            popped.append(entry)
+            yield session
+
+    def _choose_victims(self, sessions, school: int, short: int, claim: float | None) -> tuple[list[Session], int]:
+        """Take sessions in the given order, skipping the waiting school's own and, with
+        ``claim``, those of schools that would then hold less than the claim per weight,
+        until ``short`` slices are found (or the sessions run out)."""
         chosen: list[Session] = []
         giving: dict[int, int] = {}
         got = 0
-        for session in candidates:
-            if got >= short:
-                break
+        if short <= 0:
+            return chosen, got
+        for session in sessions:
             v = session.school_index
-            if (self.held[v] - self.leaving[v] - giving.get(v, 0) - session.milli) / self.weight[v] < claim:
+            if v == school:
                 continue
-            giving[v] = giving.get(v, 0) + session.milli
+            if claim is not None:
+                if (self.held[v] - self.leaving[v] - giving.get(v, 0) - session.milli) / self.weight[v] < claim:
+                    continue
+                giving[v] = giving.get(v, 0) + session.milli
             chosen.append(session)
             got += session.slices
-        if got < short:
-            return 0
-        self._warn(chosen, pool, now, out, False)
-        return got
+            if got >= short:
+                break
+        return chosen, got
 
     def _warn(self, chosen: list[Session], pool: int, now: float, out: list[Action], for_guarantee: bool) -> None:
         reason = ("a school below its guaranteed share is waiting for this GPU share" if for_guarantee

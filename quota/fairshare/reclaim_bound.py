@@ -58,9 +58,9 @@ class ReclaimBound:
                 self._rebuild()
                 break
 
-    def most(self, slice_milli: int) -> float:
-        """The bound for a pool of ``slice_milli`` slices (-inf without schools)."""
-        heap = self.heaps[slice_milli]
+    def _top(self, heap: list[tuple], slice_milli: int) -> float | None:
+        """The true largest key at the top of ``heap`` (retired entries dropped, a stale
+        key re-pushed until the top one is current); None when the heap is empty."""
         version = self.version
         while heap:
             neg, school, seen = heap[0]
@@ -71,31 +71,25 @@ class ReclaimBound:
             if now == -neg:
                 return now
             heapq.heapreplace(heap, (-now, school, seen))
-        return -math.inf
+        return None
+
+    def most(self, slice_milli: int) -> float:
+        """The bound for a pool of ``slice_milli`` slices (-inf without schools)."""
+        top = self._top(self.heaps[slice_milli], slice_milli)
+        return -math.inf if top is None else top
 
     def schools_at_least(self, claim: float, slice_milli: int, limit: int) -> list[int] | None:
         """The schools whose bound for ``slice_milli`` is at least ``claim``: the only ones
         that can give up a session for that claim; None when there are more than ``limit``."""
         heap = self.heaps[slice_milli]
-        version = self.version
-        found: list[int] = []
+        found: list[int] | None = []
         taken: list[tuple] = []
-        while heap:
-            neg, school, seen = heap[0]
-            if seen != version[school]:
-                heapq.heappop(heap)
-                continue
-            now = self._key(school, slice_milli)
-            if now != -neg:
-                heapq.heapreplace(heap, (-now, school, seen))
-                continue
-            if now < claim:
-                break
+        while (top := self._top(heap, slice_milli)) is not None and top >= claim:
             if len(found) == limit:
                 found = None
                 break
             taken.append(heapq.heappop(heap))
-            found.append(school)
+            found.append(taken[-1][1])
         for entry in taken:
             heapq.heappush(heap, entry)
         return found
