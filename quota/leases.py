@@ -175,24 +175,15 @@ class LeaseBook:
         with self._lock, self._transaction(write=True) as session:
             now = self._clock()
             ended = 0
-            expired = session.scalars(
-                select(LeaseRow).where(LeaseRow.state == "granted", LeaseRow.expires_at <= now)
-            ).all()
-            for lease in expired:
-                self._end(session, lease, "expired", now)
-                ended += 1
-            reclaimed = session.scalars(
-                select(LeaseRow).where(LeaseRow.state == "granted", LeaseRow.reclaim_at <= now)
-            ).all()
-            for lease in reclaimed:
-                self._end(session, lease, "reclaimed", now)
-                ended += 1
-            stale = session.scalars(
-                select(LeaseRow).where(LeaseRow.state == "queued", LeaseRow.last_seen_at <= now - self._heartbeat_timeout)
-            ).all()
-            for lease in stale:
-                self._end(session, lease, "abandoned", now)
-                ended += 1
+            due = (
+                (LeaseRow.state == "granted", LeaseRow.expires_at <= now, "expired"),
+                (LeaseRow.state == "granted", LeaseRow.reclaim_at <= now, "reclaimed"),
+                (LeaseRow.state == "queued", LeaseRow.last_seen_at <= now - self._heartbeat_timeout, "abandoned"),
+            )
+            for state, overdue, end_reason in due:  # autoflush: a lease ended by one line is not found again
+                for lease in session.scalars(select(LeaseRow).where(state, overdue)).all():
+                    self._end(session, lease, end_reason, now)
+                    ended += 1
             if ended:
                 self._promote(session)
             return ended
