@@ -7,6 +7,7 @@ service itself. Accounts get known passwords through the same code `make demo` u
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
+import yaml
 
 from hub.config import prometheus_token_path, quota_token_path
 from hub.passwords import set_passwords
@@ -114,3 +117,22 @@ def make_stack(data_dir: Path, alliance_file: Path, hub_args: list[str] | None =
     ports = {name: free_port() for name in ("port", "hub_api_port", "proxy_api_port", "quota_port")}
     return Stack(data_dir=data_dir, alliance_file=alliance_file, ports=ports, passwords=passwords,
                  hub_args=list(hub_args or []))
+
+
+@contextlib.contextmanager
+def running_stack(here: Path, alliance_text: str, spawner_config: dict):
+    """A started stack on its own alliance file and ``QuotaSpawnerMixin`` settings (given to the
+    hub as a --config YAML); stopped on exit, with the end of its log printed."""
+    if not PROXY.exists():
+        pytest.fail(f"configurable-http-proxy is not installed at {PROXY}; run `make install-test`")
+    alliance = here / "alliance.yaml"
+    alliance.write_text(alliance_text)
+    config = here / "hub-config.yaml"
+    config.write_text(yaml.safe_dump({"QuotaSpawnerMixin": spawner_config}))
+    stack = make_stack(here / "data", alliance, hub_args=["--config", str(config)])
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        print(stack.log_tail(100))

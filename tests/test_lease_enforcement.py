@@ -11,13 +11,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import yaml
 
 from gpu_commons_workspace import DEFAULT_WARNINGS, LeaseEnd
 from spawner.backends import LocalQuotaSpawner
 from tests.hub_client import log_in as api_log_in
 from tests.hub_client import wait_for
-from tests.stack import PROXY, make_stack
+from tests.lab_edits import assert_edit_kept, type_unsaved_edit
+from tests.stack import running_stack
 from tests.test_end_to_end import LAB_READY, choose_profile, log_in
 
 ALLIANCE = """
@@ -65,20 +65,8 @@ def test_the_extension_follows_a_lease_that_ends_early():
 
 @pytest.fixture(scope="module")
 def short_lease_stack(tmp_path_factory):
-    if not PROXY.exists():
-        pytest.fail(f"configurable-http-proxy is not installed at {PROXY}; run `make install-test`")
-    here = tmp_path_factory.mktemp("lease-end")
-    alliance = here / "alliance.yaml"
-    alliance.write_text(ALLIANCE)
-    config = here / "hub-config.yaml"
-    config.write_text(yaml.safe_dump({"QuotaSpawnerMixin": {"lease_warning_minutes": [0.75, 0.4]}}))
-    stack = make_stack(here / "data", alliance, hub_args=["--config", str(config)])
-    stack.start()
-    try:
+    with running_stack(tmp_path_factory.mktemp("lease-end"), ALLIANCE, {"lease_warning_minutes": [0.75, 0.4]}) as stack:
         yield stack
-    finally:
-        stack.stop()
-        print(stack.log_tail(100))
 
 
 @pytest.mark.slow
@@ -93,14 +81,7 @@ def test_student_is_warned_in_jupyterlab_and_keeps_their_work_when_the_lease_end
 
         # A file saved earlier, then edited in JupyterLab and not saved by the student.
         student = api_log_in(stack, "c01-s1")
-        with student.contents() as contents:
-            contents.put("/draft.txt", json={"type": "file", "format": "text", "content": "first line\n"})
-        page.goto(f"{stack.url}/user/c01-s1/lab/tree/draft.txt")
-        editor = page.locator(".jp-FileEditor .cm-content").first
-        editor.wait_for(timeout=60_000)
-        editor.click()
-        page.keyboard.press("Control+End")
-        page.keyboard.type("typed but not saved")
+        type_unsaved_edit(page, stack, student)
 
         # Both warnings show inside JupyterLab, in Chinese and English.
         toasts = page.locator(".Toastify__toast", has_text=WARNING)
@@ -120,8 +101,5 @@ def test_student_is_warned_in_jupyterlab_and_keeps_their_work_when_the_lease_end
         context.close()
 
     # The next start finds the file, with the edit saved for the student before the end.
-    again = student.start("cpu")
-    assert again.get("ready"), again
-    with student.contents() as contents:
-        assert contents.get("/draft.txt").json()["content"] == "first line\ntyped but not saved"
+    assert_edit_kept(student)
     student.stop()

@@ -11,11 +11,11 @@ quota service about its lease every 5 s, so the whole story takes about two minu
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from tests.hub_client import log_in as api_log_in
 from tests.hub_client import wait_for
-from tests.stack import PROXY, make_stack
+from tests.lab_edits import assert_edit_kept, type_unsaved_edit
+from tests.stack import running_stack
 from tests.test_end_to_end import LAB_READY, choose_profile, log_in
 
 # one GPU in two slices; equal weights: each school is guaranteed one slice
@@ -36,22 +36,9 @@ schools:
 
 @pytest.fixture(scope="module")
 def reclaim_stack(tmp_path_factory):
-    if not PROXY.exists():
-        pytest.fail(f"configurable-http-proxy is not installed at {PROXY}; run `make install-test`")
-    here = tmp_path_factory.mktemp("reclaim")
-    alliance = here / "alliance.yaml"
-    alliance.write_text(ALLIANCE)
-    config = here / "hub-config.yaml"
-    config.write_text(yaml.safe_dump({"QuotaSpawnerMixin": {
-        "lease_check_interval": 5, "lease_refresh_seconds": 5, "lease_warning_minutes": [0.75, 0.4],
-    }}))
-    stack = make_stack(here / "data", alliance, hub_args=["--config", str(config)])
-    stack.start()
-    try:
+    spawner = {"lease_check_interval": 5, "lease_refresh_seconds": 5, "lease_warning_minutes": [0.75, 0.4]}
+    with running_stack(tmp_path_factory.mktemp("reclaim"), ALLIANCE, spawner) as stack:
         yield stack
-    finally:
-        stack.stop()
-        print(stack.log_tail(100))
 
 
 def leases_of(stack, user):
@@ -72,14 +59,7 @@ def test_a_borrowed_share_is_reclaimed_with_a_warning_in_jupyterlab_and_no_work_
         choose_profile(page, stack, "gpu-slice")
         page.wait_for_selector(LAB_READY, timeout=120_000)
         borrower = api_log_in(stack, "u01-s2")
-        with borrower.contents() as contents:
-            contents.put("/draft.txt", json={"type": "file", "format": "text", "content": "first line\n"})
-        page.goto(f"{stack.url}/user/u01-s2/lab/tree/draft.txt")
-        editor = page.locator(".jp-FileEditor .cm-content").first
-        editor.wait_for(timeout=60_000)
-        editor.click()
-        page.keyboard.press("Control+End")
-        page.keyboard.type("typed but not saved")
+        type_unsaved_edit(page, stack, borrower)
 
         # The county student asks: the pool is full, c01 holds less than its guarantee.
         county = api_log_in(stack, "c01-s1")
@@ -108,9 +88,6 @@ def test_a_borrowed_share_is_reclaimed_with_a_warning_in_jupyterlab_and_no_work_
         context.close()
 
     # The edit made before the reclaim was saved for the student.
-    again = borrower.start("cpu")
-    assert again.get("ready"), again
-    with borrower.contents() as contents:
-        assert contents.get("/draft.txt").json()["content"] == "first line\ntyped but not saved"
+    assert_edit_kept(borrower)
     for student in (borrower, county, within):
         student.stop()
