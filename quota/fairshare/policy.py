@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from dataclasses import replace
 
 from quota.fairshare.budgets import RollingBudget
 from quota.fairshare.model import (
@@ -762,16 +763,7 @@ class Allocator:
         is borrowed is worked out again; ``stop_at`` restores a reclaim warning already
         given (kept only while the session still is borrowed)."""
         pool = self.pool_index[pool_id]
-        spec = self.pools[pool]
-        s = self.school_index[request.school]
-        needs = tuple(spec.need(request.milli) if i == pool else 0 for i in range(len(self.pools)))
-        bucket = (pool, needs)
-        self.bucket_footprint.setdefault(bucket, needs[pool] * spec.slice_milli)
-        self.seq += 1
-        waiting = Waiting(request, start, self.seq, s, needs, bucket)
-        self.waiting[request.id] = waiting
-        self.per_user[request.user] = self.per_user.get(request.user, 0) + 1
-        self.queue.add(waiting, start)
+        waiting = self._enqueue(replace(request, pool=pool_id), start, start)  # pinned to the pool it runs on
         res = self.book.by_id.get(reservation) if reservation is not None else None
         self._admit(waiting, pool, res, start, [])
         session = self.sessions[request.id]
@@ -782,7 +774,7 @@ class Allocator:
         if stop_at is not None and session.borrowed:
             session.stop_at = stop_at
             self.pending[pool] += session.slices
-            self.leaving[s] += session.milli
+            self.leaving[session.school_index] += session.milli
             self._timer(stop_at, _STOP, session.id)
 
     def seed_usage(self, school_id: str, decayed_milli_s: float, now: float) -> None:
