@@ -42,18 +42,19 @@ import math
 from dataclasses import replace
 
 from quota.fairshare.budgets import RollingBudget
+from quota.fairshare.givers import Givers
 from quota.fairshare.model import (
     INF, Action, Admit, Config, Decision, PoolSpec, Queue, Refuse, Renew, Request, Reservation,
     SchoolSpec, Session, Stop, Waiting, Warn,
 )
 from quota.fairshare.priority import UsageLedger
 from quota.fairshare.queue import WaitQueue
-from quota.fairshare.reclaim_bound import ReclaimBound
 from quota.fairshare.reservations import ReservationBook, ReservationError
 from quota.fairshare.shares import guarantees_milli, limits_milli
 
-# a rebalancing search visits the sessions of the qualifying schools when at most this many qualify
-QUALIFYING_LIMIT = 512
+# the rebalance reclaims for the best claims up to this many slices per pool: with that much
+# already on its way back (idle slices, warned sessions) a pass has nothing to do
+REBALANCE_SLICES = 64
 
 # at equal times a reservation window opens or closes before any stop or lease end, so
 # everything decided at that instant already sees the window
@@ -84,14 +85,14 @@ class Allocator:
         self.reserved_now = [0] * len(self.pools)  # slices taken out by active reservations
         self.pending = [0] * len(self.pools)  # slices that warned sessions will give back
         self.leaving = [0] * n  # milli of each school's warned sessions
-        self.reclaim_bound = (ReclaimBound(self.held, self.leaving, self.weight, [p.slice_milli for p in self.pools])
-                              if config.reclaim and config.rebalance else None)
-        self.ledger = UsageLedger(n, config.half_life_s, start)
         rebalancing = config.reclaim and config.rebalance and config.ordering == "fair"
+        self.ledger = UsageLedger(n, config.half_life_s, start)
         self.queue = WaitQueue(self._key, self._claims if rebalancing else None)
         self.waiting: dict[str, Waiting] = {}
         self.sessions: dict[str, Session] = {}
         self.borrowed: list[dict[str, Session]] = [dict() for _ in range(n)]  # per school, start order
+        self.givers = (Givers(self.held, self.leaving, self.weight, self.borrowed, [p.slice_milli for p in self.pools])
+                       if rebalancing else None)
         self.victims: list[list[tuple]] = [[] for _ in self.pools]  # heap (last_active, seq, id)
         self.per_user: dict[str, int] = {}  # sessions + waiting requests per user
         self.timers: list[tuple] = []  # heap (time, kind, seq, ref)
@@ -209,6 +210,8 @@ class Allocator:
             session.last_active = now
             if session.borrowed and session.stop_at is None:
                 heapq.heappush(self.victims[session.pool_index], (now, session.seq, session.id))
+                # Givers needs no call: its entry for the school becomes an earlier bound of
+                # the school's longest idle, which its merge tolerates
 
     def advance(self, now: float) -> list[Action]:
         """Run everything due by ``now`` (stops, lease ends, reservation windows)."""
@@ -433,8 +436,6 @@ class Allocator:
             else:
                 borrowed = True
             self.held[s] += milli
-            if self.reclaim_bound is not None:
-                self.reclaim_bound.raised(s)
         self.seq += 1
         session = Session(
             request.id, request, s, pool, slices, milli, now, lease_end, borrowed,
@@ -445,6 +446,8 @@ class Allocator:
             self.borrowed[s][session.id] = session
             if self.config.reclaim:
                 heapq.heappush(self.victims[pool], (now, session.seq, session.id))
+        if res is None and self.givers is not None:
+            self.givers.changed(s)
         self.ledger.start(s, milli, now, self.config.entry_penalty_s)
         if self.track_budgets:
             self.budgets.start(f"school:{request.school}", session.id, now, milli)
@@ -473,6 +476,8 @@ class Allocator:
             else:
                 self.held_guaranteed[s] -= session.milli
                 self._promote(s, out)
+            if self.givers is not None:
+                self.givers.changed(s)
             if self.rekey:
                 self.queue.touch(s, now)
         self.ledger.stop(s, session.milli, now)
@@ -494,8 +499,6 @@ class Allocator:
                     session.stop_at = None
                     self.pending[session.pool_index] -= session.slices
                     self.leaving[s] -= session.milli
-                    if self.reclaim_bound is not None:
-                        self.reclaim_bound.raised(s)
                     out.append(Renew(session.id, session.lease_end, warning_withdrawn=True))
 
     def _user_done(self, user: str) -> None:
@@ -517,7 +520,10 @@ class Allocator:
         forth. Slices already on their way back (warned sessions, idle slices) are counted
         once across all the waiting requests."""
         avail = [max(0, self.free_slices(p)) + self.pending[p] for p in range(len(self.pools))]
-        for bucket in self.queue.buckets():
+        # under the fair order a line's class is exact (see WaitQueue.lines_in_class); with
+        # FIFO keys class 0 also holds requests that would borrow
+        nobody_below = self.config.ordering == "fair" and not self.queue.lines_in_class(0)
+        for bucket in ([] if nobody_below else self.queue.buckets()):
             for key, waiting in self.queue.peek_many(bucket, now, lambda top: top[0][0] > 0):
                 s = waiting.school_index
                 for pool, need in enumerate(waiting.needs):
@@ -535,28 +541,38 @@ class Allocator:
 
     def _rebalance(self, avail: list[int], now: float, out: list[Action]) -> None:
         """The class-1 part of :meth:`_reclaim`: walk the waiting heads that would borrow
-        by their claim, smallest first (the likeliest to find a school holding more), at
-        most 64 per pool, and stop where nobody can succeed any more: the claim is above
-        what any school could give up (:class:`ReclaimBound`), or a search for one slice
-        found nothing (the schools that qualify only get fewer as the claim grows, and a
-        school never qualifies for its own claim). Claims do not change with time, so
-        unlike the fair keys nothing is re-keyed on the way."""
+        by their claim, smallest first (the likeliest to find a school holding more), for at
+        most ``REBALANCE_SLICES`` slices per pool, and stop where nobody can succeed any
+        more: the claim is above what any school could give up (:class:`Givers`), or a
+        search for one slice found nothing (the schools that qualify only get fewer as the
+        claim grows, and a school never qualifies for its own claim). The slices on their
+        way back are counted off the walk first, so with ``REBALANCE_SLICES`` of them in a
+        pool the pass has nothing to do there. Claims do not change with time, so unlike the
+        fair keys nothing is re-keyed on the way."""
         queue = self.queue
-        bound = self.reclaim_bound
+        givers = self.givers
         done: set[tuple] = set()
         for pool, spec in enumerate(self.pools):
+            if avail[pool] >= REBALANCE_SLICES:
+                first = queue.claim_top(pool)
+                if first is None or first[3][1][pool] <= avail[pool]:
+                    continue  # every claim the walk would reach is covered
             capacity = spec.slices - self.reserved_now[pool]
-            most = bound.most(spec.slice_milli)
+            most = givers.most(pool)
             failed = INF  # the fewest slices a search in this pool failed to find
+            walked = 0
             taken: list[tuple] = []
             while True:
                 entry = queue.claim_top(pool)
-                if entry is None or entry[0] > most or len(taken) >= 64:
+                if entry is None or entry[0] > most:
                     break
-                taken.append(queue.claim_pop(pool))
                 claim, _, s, bucket, _ = entry
-                slot = (s, bucket)
                 need = bucket[1][pool]
+                if walked and walked + need > REBALANCE_SLICES:
+                    break
+                walked += need
+                taken.append(queue.claim_pop(pool))
+                slot = (s, bucket)
                 if slot in done or need > capacity:
                     continue
                 if avail[pool] >= need:
@@ -566,44 +582,39 @@ class Allocator:
                 short = need - avail[pool]
                 if short >= failed:
                     continue  # a larger claim, as many slices or more: fails as well
-                got = self._warn_victims(pool, s, short, now, out, claim)
-                if got:
-                    avail[pool] += got - need
+                chosen = self._givers_for(pool, s, short, claim)
+                if chosen:
+                    self._warn(chosen, pool, now, out, False)
+                    avail[pool] += sum(x.slices for x in chosen) - need
                     done.add(slot)
-                    most = bound.most(spec.slice_milli)
+                    most = givers.most(pool)
                 else:
                     failed = short
                     if failed <= 1:
                         break
             queue.claim_restore(pool, taken)
 
-    def _warn_victims(self, pool: int, school: int, short: int, now: float, out: list[Action],
-                      claim: float | None = None) -> int:
+    def _givers_for(self, pool: int, school: int, short: int, claim: float) -> list[Session]:
+        """Borrowed sessions of other schools in ``pool`` that give ``short`` slices back for
+        ``claim``, longest idle first, taking only from schools that would still hold at
+        least ``claim`` per weight afterwards; none when not enough can be found. Only the
+        schools whose level reaches the claim are visited (:class:`Givers`)."""
+        chooser = _VictimChooser(self, school, short, claim)
+        sessions = self.givers.in_idle_order(pool, claim, school)
+        for session in sessions:
+            if chooser.offer(session):
+                break
+        sessions.close()
+        return chooser.chosen if chooser.got >= short else []
+
+    def _warn_victims(self, pool: int, school: int, short: int, now: float, out: list[Action]) -> int:
         """Warn borrowed sessions of other schools in ``pool``, longest idle first, until
         ``short`` slices are on their way back; returns the slices warned (0: none, when
-        not enough could be found). With ``claim`` only schools that would still hold more
-        than ``claim`` milli per weight after giving the session up qualify.
-
-        When few schools can qualify (their :class:`ReclaimBound` reaches the claim; the
-        others cannot, as every session holds at least one slice), only their sessions are
-        visited, in the same order; otherwise the pool's heap of borrowed sessions is
-        scanned and the sessions passed over go back into it."""
-        if claim is not None and self.reclaim_bound is not None:
-            qualifying = self.reclaim_bound.schools_at_least(claim, self.pools[pool].slice_milli, QUALIFYING_LIMIT)
-            if qualifying is not None:
-                candidates = sorted(
-                    (session for v in qualifying if v != school for session in self.borrowed[v].values()
-                     if session.pool_index == pool and session.stop_at is None),
-                    key=lambda session: (session.last_active, session.seq),
-                )
-                chosen, got = self._choose_victims(candidates, school, short, claim)
-                if got < short:
-                    return 0
-                self._warn(chosen, pool, now, out, False)
-                return got
+        not enough could be found). The pool's heap of borrowed sessions is scanned and the
+        sessions passed over go back into it."""
         heap = self.victims[pool]
         skipped: list[tuple] = []
-        chosen, got = self._choose_victims(self._borrowed_by_idleness(heap, skipped), school, short, claim)
+        chosen, got = self._choose_victims(self._borrowed_by_idleness(heap, skipped), school, short)
         taken = {id(session) for session in chosen} if got >= short else set()
         for entry in skipped:
             session = self.sessions.get(entry[2])
@@ -611,7 +622,7 @@ class Allocator:
                 heapq.heappush(heap, entry)
         if got < short:
             return 0
-        self._warn(chosen, pool, now, out, claim is None)
+        self._warn(chosen, pool, now, out, True)
         return got
 
     def _borrowed_by_idleness(self, heap: list[tuple], popped: list[tuple]):
@@ -625,39 +636,30 @@ class Allocator:
             popped.append(entry)
             yield session
 
-    def _choose_victims(self, sessions, school: int, short: int, claim: float | None) -> tuple[list[Session], int]:
-        """Take sessions in the given order, skipping the waiting school's own and, with
-        ``claim``, those of schools that would then hold less than the claim per weight,
-        until ``short`` slices are found (or the sessions run out)."""
-        chosen: list[Session] = []
-        giving: dict[int, int] = {}
-        got = 0
-        if short <= 0:
-            return chosen, got
+    def _choose_victims(self, sessions, school: int, short: int) -> tuple[list[Session], int]:
+        """Take sessions in the given order, skipping the waiting school's own, until
+        ``short`` slices are found (or the sessions run out)."""
+        chooser = _VictimChooser(self, school, short, None)
         for session in sessions:
-            v = session.school_index
-            if v == school:
-                continue
-            if claim is not None:
-                if (self.held[v] - self.leaving[v] - giving.get(v, 0) - session.milli) / self.weight[v] < claim:
-                    continue
-                giving[v] = giving.get(v, 0) + session.milli
-            chosen.append(session)
-            got += session.slices
-            if got >= short:
+            if chooser.offer(session):
                 break
-        return chosen, got
+        return chooser.chosen, chooser.got
 
     def _warn(self, chosen: list[Session], pool: int, now: float, out: list[Action], for_guarantee: bool) -> None:
         reason = ("a school below its guaranteed share is waiting for this GPU share" if for_guarantee
                   else "a school holding less than its fair share is waiting for this GPU share")
         for session in chosen:
             stop_at = max(now + self.config.warning_s, session.start + self.config.min_runtime_s)
-            session.stop_at = stop_at
-            self.pending[pool] += session.slices
-            self.leaving[session.school_index] += session.milli
-            self._timer(stop_at, _STOP, session.id)
+            self._mark_warned(session, stop_at)
             out.append(Warn(session.id, stop_at, reason))
+
+    def _mark_warned(self, session: Session, stop_at: float) -> None:
+        session.stop_at = stop_at
+        self.pending[session.pool_index] += session.slices
+        self.leaving[session.school_index] += session.milli
+        if self.givers is not None:
+            self.givers.changed(session.school_index)
+        self._timer(stop_at, _STOP, session.id)
 
     # -- timers ------------------------------------------------------------------------------
 
@@ -772,10 +774,7 @@ class Allocator:
             if lease_end < INF:
                 self._timer(lease_end, _LEASE, session.id)
         if stop_at is not None and session.borrowed:
-            session.stop_at = stop_at
-            self.pending[pool] += session.slices
-            self.leaving[session.school_index] += session.milli
-            self._timer(stop_at, _STOP, session.id)
+            self._mark_warned(session, stop_at)
 
     def seed_usage(self, school_id: str, decayed_milli_s: float, now: float) -> None:
         """Add usage of sessions that ended before the allocator was built, already decayed
@@ -790,3 +789,36 @@ class Allocator:
         (the rule for renewing a lease, for callers that renew on request)."""
         session = self.sessions[session_id]
         return session.reservation is None and self._better_claim_waits(session, now)
+
+
+class _VictimChooser:
+    """Takes the sessions offered to it, in the order offered, skipping the waiting
+    school's own and, with ``claim``, those of schools that would then hold less than the
+    claim per weight, until ``short`` slices are found."""
+
+    __slots__ = ("held", "leaving", "weight", "school", "short", "claim", "chosen", "got", "giving")
+
+    def __init__(self, alloc: Allocator, school: int, short: int, claim: float | None) -> None:
+        self.held, self.leaving, self.weight = alloc.held, alloc.leaving, alloc.weight
+        self.school = school
+        self.short = short
+        self.claim = claim
+        self.chosen: list[Session] = []
+        self.got = 0
+        self.giving: dict[int, int] = {}
+
+    def offer(self, session: Session) -> bool:
+        """True once enough is found."""
+        if self.got >= self.short:
+            return True
+        v = session.school_index
+        if v == self.school:
+            return False
+        if self.claim is not None:
+            giving = self.giving.get(v, 0) + session.milli
+            if (self.held[v] - self.leaving[v] - giving) / self.weight[v] < self.claim:
+                return False
+            self.giving[v] = giving
+        self.chosen.append(session)
+        self.got += session.slices
+        return self.got >= self.short

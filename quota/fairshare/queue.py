@@ -33,7 +33,8 @@ ClaimFn = Callable[[int, tuple], list]
 
 
 class WaitQueue:
-    __slots__ = ("key_fn", "claim_fn", "claims", "lines", "heaps", "versions", "by_school", "size")
+    __slots__ = ("key_fn", "claim_fn", "claims", "lines", "heaps", "versions", "by_school", "size", "classes",
+                 "in_class")
 
     def __init__(self, key_fn: KeyFn, claim_fn: ClaimFn | None = None) -> None:
         self.key_fn = key_fn
@@ -44,6 +45,21 @@ class WaitQueue:
         self.versions: dict[tuple[int, tuple], int] = {}
         self.by_school: dict[int, set[tuple]] = {}  # school -> buckets it waits in
         self.size = 0
+        self.classes: dict[tuple[int, tuple], int] = {}  # (school, bucket) -> class of its head's key
+        self.in_class: dict[int, int] = {}  # class -> lines whose head is in it
+
+    def lines_in_class(self, cls: int) -> int:
+        """How many lines have their head in class ``cls`` (the first part of the key). The
+        class of a line only changes when :meth:`touch` re-keys it, so this is exact."""
+        return self.in_class.get(cls, 0)
+
+    def _set_class(self, slot: tuple[int, tuple], cls: int | None) -> None:
+        old = self.classes.pop(slot, None)
+        if old is not None:
+            self.in_class[old] -= 1
+        if cls is not None:
+            self.classes[slot] = cls
+            self.in_class[cls] = self.in_class.get(cls, 0) + 1
 
     def __len__(self) -> int:
         return self.size
@@ -68,9 +84,11 @@ class WaitQueue:
         self.versions[slot] = version
         line = self.lines.get(slot)
         if not line:
+            self._set_class(slot, None)
             return
         head = line[0]
         key = self.key_fn(school, bucket, head, now)
+        self._set_class(slot, key[0])
         heapq.heappush(self.heaps.setdefault(bucket, []), [key[0], key[1], head.seq, school, version])
         if self.claim_fn is not None:
             for pool, claim in self.claim_fn(school, bucket):
@@ -96,6 +114,7 @@ class WaitQueue:
         if not line:
             del self.lines[slot]
             self.versions[slot] = self.versions.get(slot, 0) + 1
+            self._set_class(slot, None)
             buckets = self.by_school[waiting.school_index]
             buckets.discard(waiting.bucket)
             if not buckets:
