@@ -102,6 +102,9 @@ class Allocator:
             s.budget_gpu_hours is not None or s.student_budget_gpu_hours is not None for s in self.schools
         )
         self.bucket_footprint: dict[tuple, int] = {}
+        self.bucket_claims: dict[tuple, list[tuple[int, int]]] = {}  # bucket -> (pool, milli it takes there)
+        self.shapes: dict[tuple, tuple] = {}  # (milli, pool, kind) -> (needs, bucket), see _shape
+        self.fifo = config.ordering == "fifo"
         # keys change with held slices unless FIFO order without any limit
         self.rekey = config.ordering == "fair" or any(x < INF for x in self.limit)
         self.seq = 0
@@ -113,10 +116,9 @@ class Allocator:
     # -- keys ---------------------------------------------------------------------------
 
     def _key(self, school: int, bucket: tuple, head: Waiting, now: float) -> tuple:
-        footprint = self.bucket_footprint[bucket]
-        held = self.held[school] + footprint
+        held = self.held[school] + self.bucket_footprint[bucket]
         cls = 0 if held <= self.guarantee[school] else (1 if held <= self.limit[school] else 2)
-        if self.config.ordering == "fifo":
+        if self.fifo:
             return (0 if cls < 2 else 2), float(head.seq)
         return cls, self.ledger.scaled(school, now) / self.weight[school]
 
@@ -124,12 +126,10 @@ class Allocator:
         """For a head that would borrow (class 1): its claim on each pool it fits, the
         milli per weight its school would hold once admitted there; else nothing."""
         held = self.held[school]
-        footprint = self.bucket_footprint[bucket]
-        if not self.guarantee[school] < held + footprint <= self.limit[school]:
+        if not self.guarantee[school] < held + self.bucket_footprint[bucket] <= self.limit[school]:
             return []
         weight = self.weight[school]
-        return [(pool, (held + need * spec.slice_milli) / weight)
-                for pool, (need, spec) in enumerate(zip(bucket[1], self.pools)) if need]
+        return [(pool, (held + milli) / weight) for pool, milli in self.bucket_claims[bucket]]
 
     def _renew_key(self, session: Session, now: float) -> tuple:
         if self.config.ordering == "fifo":
@@ -170,12 +170,24 @@ class Allocator:
             self._enqueue(request, arrival, now)
         return refusal
 
+    def _shape(self, request: Request) -> tuple[tuple[int, ...], tuple]:
+        """The slices the request takes in each pool (0: it cannot go there) and its bucket
+        (see :mod:`quota.fairshare.queue`); remembered per size, pool and kind."""
+        shape = (request.milli, request.pool, request.kind)
+        found = self.shapes.get(shape)
+        if found is None:
+            needs = tuple(p.need(request.milli) if request.fits_pool(p) else 0 for p in self.pools)
+            bucket = (self.pool_index.get(request.pool, -1), needs)
+            if bucket not in self.bucket_footprint and any(needs):
+                parts = [(pool, n * p.slice_milli) for pool, (n, p) in enumerate(zip(needs, self.pools)) if n]
+                self.bucket_claims[bucket] = parts
+                self.bucket_footprint[bucket] = min(milli for _, milli in parts)
+            found = self.shapes[shape] = needs, bucket
+        return found
+
     def _enqueue(self, request: Request, arrival: float, now: float) -> Waiting:
         s = self.school_index[request.school]
-        needs = tuple(p.need(request.milli) if request.fits_pool(p) else 0 for p in self.pools)
-        bucket = (self.pool_index.get(request.pool, -1), needs)
-        if bucket not in self.bucket_footprint:
-            self.bucket_footprint[bucket] = min(n * p.slice_milli for n, p in zip(needs, self.pools) if n)
+        needs, bucket = self._shape(request)
         self.seq += 1
         waiting = Waiting(request, arrival, self.seq, s, needs, bucket)
         self.waiting[request.id] = waiting
@@ -339,7 +351,8 @@ class Allocator:
             return Refuse(rid, f"pool {request.pool!r} does not exist; choose one of {sorted(self.pool_index)}", None, "unknown_pool")
         if request.kind is not None and not any(p.kind == request.kind for p in self.pools):
             return Refuse(rid, f"no pool has GPU shares of the kind {request.kind!r}; choose another profile", None, "unknown_kind")
-        fits = [p for p in self.pools if request.fits_pool(p) and p.need(request.milli) <= p.slices]
+        needs = self._shape(request)[0]
+        fits = [p for n, p in zip(needs, self.pools) if n and n <= p.slices]
         if not fits:
             return Refuse(rid, f"{request.milli / 1000:g} GPU is more than any pool has; ask for a smaller share", None, "too_large")
         school = self.schools[self.school_index[request.school]]
@@ -378,12 +391,16 @@ class Allocator:
         if self.book:
             self._admit_reserved(now, out)
         queue = self.queue
+        pools = range(len(self.pools))
         while len(queue):
+            free = [self.free_slices(i) for i in pools]
             best = None
             for bucket in queue.buckets():
-                needs = bucket[1]
-                if not any(n and n <= self.free_slices(i) for i, n in enumerate(needs)):
-                    continue
+                for n, room in zip(bucket[1], free):
+                    if n and n <= room:
+                        break
+                else:
+                    continue  # fits nowhere now
                 top = queue.top(bucket, now)
                 if top is not None and top[0][0] < 2 and (best is None or top[0] < best[0]):
                     best = top
@@ -392,7 +409,7 @@ class Allocator:
             waiting = best[1]
             # best fit: the pool where the request holds the least (a MIG slice before a whole GPU)
             pool = min(
-                (i for i, n in enumerate(waiting.needs) if n and n <= self.free_slices(i)),
+                (i for i, n in enumerate(waiting.needs) if n and n <= free[i]),
                 key=lambda i: (waiting.needs[i] * self.pools[i].slice_milli, i),
             )
             self._admit(waiting, pool, None, now, out)
@@ -421,7 +438,7 @@ class Allocator:
         slices = waiting.needs[pool]
         milli = slices * spec.slice_milli
         del self.waiting[request.id]
-        self.queue.remove(waiting, now)
+        self.queue.remove(waiting, now, rekey_head=res is not None or not self.rekey)  # else touched below
         lease_end = now + self.config.max_lease_s
         borrowed = False
         if res is not None:
@@ -555,25 +572,21 @@ class Allocator:
         for pool, spec in enumerate(self.pools):
             if avail[pool] >= REBALANCE_SLICES:
                 first = queue.claim_top(pool)
-                if first is None or first[3][1][pool] <= avail[pool]:
+                if first is None or first[2][1][1][pool] <= avail[pool]:
                     continue  # every claim the walk would reach is covered
             capacity = spec.slices - self.reserved_now[pool]
             most = givers.most(pool)
             failed = INF  # the fewest slices a search in this pool failed to find
             walked = 0
-            taken: list[tuple] = []
-            while True:
-                entry = queue.claim_top(pool)
-                if entry is None or entry[0] > most:
+            walk = queue.by_claim(pool)
+            for claim, _, slot, _ in walk:
+                if claim > most:
                     break
-                claim, _, s, bucket, _ = entry
-                need = bucket[1][pool]
+                need = slot[1][1][pool]
                 if walked and walked + need > REBALANCE_SLICES:
                     break
                 walked += need
-                taken.append(queue.claim_pop(pool))
-                slot = (s, bucket)
-                if slot in done or need > capacity:
+                if need > capacity or slot in done:
                     continue
                 if avail[pool] >= need:
                     avail[pool] -= need  # enough is already on its way back in this pool
@@ -582,7 +595,7 @@ class Allocator:
                 short = need - avail[pool]
                 if short >= failed:
                     continue  # a larger claim, as many slices or more: fails as well
-                chosen = self._givers_for(pool, s, short, claim)
+                chosen = self._givers_for(pool, slot[0], short, claim)
                 if chosen:
                     self._warn(chosen, pool, now, out, False)
                     avail[pool] += sum(x.slices for x in chosen) - need
@@ -592,7 +605,7 @@ class Allocator:
                     failed = short
                     if failed <= 1:
                         break
-            queue.claim_restore(pool, taken)
+            walk.close()
 
     def _givers_for(self, pool: int, school: int, short: int, claim: float) -> list[Session]:
         """Borrowed sessions of other schools in ``pool`` that give ``short`` slices back for

@@ -39,7 +39,7 @@ class WaitQueue:
     def __init__(self, key_fn: KeyFn, claim_fn: ClaimFn | None = None) -> None:
         self.key_fn = key_fn
         self.claim_fn = claim_fn
-        self.claims: dict[int, list[tuple]] = {}  # pool -> heap of (claim, seq, school, bucket, version)
+        self.claims: dict[int, list[tuple]] = {}  # pool -> heap of (claim, seq, (school, bucket), version)
         self.lines: dict[tuple[int, tuple], deque[Waiting]] = {}  # (school, bucket) -> line
         self.heaps: dict[tuple, list[list]] = {}  # bucket -> heap of [k0, k1, seq, school, version]
         self.versions: dict[tuple[int, tuple], int] = {}
@@ -54,11 +54,16 @@ class WaitQueue:
         return self.in_class.get(cls, 0)
 
     def _set_class(self, slot: tuple[int, tuple], cls: int | None) -> None:
-        old = self.classes.pop(slot, None)
+        classes = self.classes
+        old = classes.get(slot)
+        if old == cls:
+            return
         if old is not None:
             self.in_class[old] -= 1
-        if cls is not None:
-            self.classes[slot] = cls
+        if cls is None:
+            del classes[slot]
+        else:
+            classes[slot] = cls
             self.in_class[cls] = self.in_class.get(cls, 0) + 1
 
     def __len__(self) -> int:
@@ -95,9 +100,9 @@ class WaitQueue:
                 heap = self.claims.get(pool)
                 if heap is None:
                     heap = self.claims[pool] = []
-                heapq.heappush(heap, (claim, head.seq, school, bucket, version))
+                heapq.heappush(heap, (claim, head.seq, slot, version))
                 if len(heap) > 64 and len(heap) > 4 * len(self.lines):  # retired entries pile up
-                    heap[:] = [e for e in heap if self.versions.get((e[2], e[3])) == e[4]]
+                    heap[:] = [e for e in heap if self.versions.get(e[2]) == e[3]]
                     heapq.heapify(heap)
 
     def touch(self, school: int, now: float) -> None:
@@ -105,7 +110,9 @@ class WaitQueue:
         for bucket in self.by_school.get(school, ()):
             self._push((school, bucket), now)
 
-    def remove(self, waiting: Waiting, now: float) -> None:
+    def remove(self, waiting: Waiting, now: float, rekey_head: bool = True) -> None:
+        """Take ``waiting`` out of its line; ``rekey_head=False`` when the caller calls
+        :meth:`touch` for the school right after (which keys the new head anyway)."""
         slot = (waiting.school_index, waiting.bucket)
         line = self.lines[slot]
         was_head = line[0] is waiting
@@ -119,7 +126,7 @@ class WaitQueue:
             buckets.discard(waiting.bucket)
             if not buckets:
                 del self.by_school[waiting.school_index]
-        elif was_head:
+        elif was_head and rekey_head:
             self._push(slot, now)
 
     def top(self, bucket: tuple, now: float) -> tuple[tuple, Waiting] | None:
@@ -172,23 +179,33 @@ class WaitQueue:
         return found
 
     def claim_top(self, pool: int) -> tuple | None:
-        """The head with the smallest claim on ``pool``: (claim, seq, school, bucket,
+        """The head with the smallest claim on ``pool``: (claim, seq, (school, bucket),
         version), or None. Retired entries are dropped on the way."""
         heap = self.claims.get(pool)
         versions = self.versions
         while heap:
             entry = heap[0]
-            if versions.get((entry[2], entry[3])) == entry[4]:
+            if versions.get(entry[2]) == entry[3]:
                 return entry
             heapq.heappop(heap)
         return None
 
-    def claim_pop(self, pool: int) -> tuple:
-        """Take the entry :meth:`claim_top` returned off the heap (give it back with
-        :meth:`claim_restore`)."""
-        return heapq.heappop(self.claims[pool])
-
-    def claim_restore(self, pool: int, entries: list[tuple]) -> None:
+    def by_claim(self, pool: int) -> Iterator[tuple]:
+        """The entries of :meth:`claim_top`, smallest claim first; everything taken is put
+        back when the iterator is closed (retired entries are dropped)."""
         heap = self.claims.get(pool)
-        for entry in entries:
-            heapq.heappush(heap, entry)
+        if not heap:
+            return
+        versions = self.versions
+        pop = heapq.heappop
+        taken: list[tuple] = []
+        try:
+            while heap:
+                entry = pop(heap)
+                if versions.get(entry[2]) == entry[3]:
+                    taken.append(entry)
+                    yield entry
+        finally:
+            push = heapq.heappush
+            for entry in taken:
+                push(heap, entry)
