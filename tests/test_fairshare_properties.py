@@ -99,7 +99,9 @@ def test_reclaims_happen_and_stay_within_the_rules():
     examples at least some floods have to end in a reclaim."""
     seen = []
 
-    @settings(max_examples=80, deadline=None)
+    # derandomized: which worlds get drawn must not decide whether this test passes (with
+    # random draws about one run in forty drew no world where a flood ends in a reclaim)
+    @settings(max_examples=80, deadline=None, derandomize=True)
     @given(worlds(reservations=False), st.lists(st.floats(0, 60), min_size=30, max_size=60))
     def flood(world, steps):
         seen.append(reclaim_flood(world, steps))

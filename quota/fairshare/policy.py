@@ -170,9 +170,10 @@ class Allocator:
             self._enqueue(request, arrival, now)
         return refusal
 
-    def _shape(self, request: Request) -> tuple[tuple[int, ...], tuple]:
-        """The slices the request takes in each pool (0: it cannot go there) and its bucket
-        (see :mod:`quota.fairshare.queue`); remembered per size, pool and kind."""
+    def _shape(self, request: Request) -> tuple[tuple[int, ...], tuple, int | None]:
+        """The slices the request takes in each pool (0: it cannot go there), its bucket
+        (see :mod:`quota.fairshare.queue`) and the least it holds in a pool big enough for
+        it (None: none is); remembered per size, pool and kind."""
         shape = (request.milli, request.pool, request.kind)
         found = self.shapes.get(shape)
         if found is None:
@@ -182,12 +183,13 @@ class Allocator:
                 parts = [(pool, n * p.slice_milli) for pool, (n, p) in enumerate(zip(needs, self.pools)) if n]
                 self.bucket_claims[bucket] = parts
                 self.bucket_footprint[bucket] = min(milli for _, milli in parts)
-            found = self.shapes[shape] = needs, bucket
+            smallest = min((n * p.slice_milli for n, p in zip(needs, self.pools) if n and n <= p.slices), default=None)
+            found = self.shapes[shape] = needs, bucket, smallest
         return found
 
     def _enqueue(self, request: Request, arrival: float, now: float) -> Waiting:
         s = self.school_index[request.school]
-        needs, bucket = self._shape(request)
+        needs, bucket, _ = self._shape(request)
         self.seq += 1
         waiting = Waiting(request, arrival, self.seq, s, needs, bucket)
         self.waiting[request.id] = waiting
@@ -221,7 +223,7 @@ class Allocator:
         if session is not None:
             session.last_active = now
             if session.borrowed and session.stop_at is None:
-                heapq.heappush(self.victims[session.pool_index], (now, session.seq, session.id))
+                self._push_victim(session.pool_index, (now, session.seq, session.id))
                 # Givers needs no call: its entry for the school becomes an earlier bound of
                 # the school's longest idle, which its merge tolerates
 
@@ -351,13 +353,11 @@ class Allocator:
             return Refuse(rid, f"pool {request.pool!r} does not exist; choose one of {sorted(self.pool_index)}", None, "unknown_pool")
         if request.kind is not None and not any(p.kind == request.kind for p in self.pools):
             return Refuse(rid, f"no pool has GPU shares of the kind {request.kind!r}; choose another profile", None, "unknown_kind")
-        needs = self._shape(request)[0]
-        fits = [p for n, p in zip(needs, self.pools) if n and n <= p.slices]
-        if not fits:
+        smallest = self._shape(request)[2]
+        if smallest is None:
             return Refuse(rid, f"{request.milli / 1000:g} GPU is more than any pool has; ask for a smaller share", None, "too_large")
-        school = self.schools[self.school_index[request.school]]
         s = self.school_index[request.school]
-        smallest = min(p.need(request.milli) * p.slice_milli for p in fits)
+        school = self.schools[s]
         if smallest > self.limit[s] and not any(r.admits(request.school, request.group) for r in self.book.by_id.values()):
             return Refuse(
                 rid, f"your school may hold at most {self.limit[s] / 1000:.3g} GPU at once and this asks for "
@@ -391,9 +391,8 @@ class Allocator:
         if self.book:
             self._admit_reserved(now, out)
         queue = self.queue
-        pools = range(len(self.pools))
         while len(queue):
-            free = [self.free_slices(i) for i in pools]
+            free = [p.slices - g - r for p, g, r in zip(self.pools, self.general, self.reserved_now)]
             best = None
             for bucket in queue.buckets():
                 for n, room in zip(bucket[1], free):
@@ -462,7 +461,7 @@ class Allocator:
         if borrowed:
             self.borrowed[s][session.id] = session
             if self.config.reclaim:
-                heapq.heappush(self.victims[pool], (now, session.seq, session.id))
+                self._push_victim(pool, (now, session.seq, session.id))
         if res is None and self.givers is not None:
             self.givers.changed(s)
         self.ledger.start(s, milli, now, self.config.entry_penalty_s)
@@ -536,7 +535,8 @@ class Allocator:
         than the waiting school's claim after the move, so capacity never swings back and
         forth. Slices already on their way back (warned sessions, idle slices) are counted
         once across all the waiting requests."""
-        avail = [max(0, self.free_slices(p)) + self.pending[p] for p in range(len(self.pools))]
+        avail = [max(0, p.slices - g - r) + pending
+                 for p, g, r, pending in zip(self.pools, self.general, self.reserved_now, self.pending)]
         # under the fair order a line's class is exact (see WaitQueue.lines_in_class); with
         # FIFO keys class 0 also holds requests that would borrow
         nobody_below = self.config.ordering == "fair" and not self.queue.lines_in_class(0)
@@ -638,6 +638,15 @@ class Allocator:
         self._warn(chosen, pool, now, out, True)
         return got
 
+    def _push_victim(self, pool: int, entry: tuple) -> None:
+        heap = self.victims[pool]
+        heapq.heappush(heap, entry)
+        if len(heap) > 2 * len(self.sessions) + 64:  # entries of ended, warned or touched sessions pile up
+            sessions = self.sessions
+            heap[:] = [e for e in heap if (x := sessions.get(e[2])) is not None
+                       and x.borrowed and x.stop_at is None and x.last_active == e[0]]
+            heapq.heapify(heap)
+
     def _borrowed_by_idleness(self, heap: list[tuple], popped: list[tuple]):
         """The pool's unwarned borrowed sessions, longest idle first, popped from ``heap``
         (stale entries are dropped, the others recorded in ``popped``)."""
@@ -693,7 +702,8 @@ class Allocator:
 
     def _run_timers(self, now: float, out: list[Action]) -> None:
         # every public call starts here, before any key is computed at ``now``
-        if self.ledger.needs_rebase(now):
+        ledger = self.ledger
+        if now - ledger.epoch > ledger.rebase_after:
             factor = self.ledger.rebase(now)
             if self.config.ordering == "fair":  # FIFO keys hold arrival numbers, not usage
                 self.queue.rescale(factor)

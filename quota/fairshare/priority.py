@@ -25,12 +25,13 @@ REBASE_HALF_LIVES = 32.0
 class UsageLedger:
     """Decayed usage of every school, indexed by school position."""
 
-    __slots__ = ("half_life", "c", "epoch", "base", "rate", "_scale_t", "_scale")
+    __slots__ = ("half_life", "c", "epoch", "base", "rate", "_scale_t", "_scale", "rebase_after")
 
     def __init__(self, schools: int, half_life_s: float, epoch: float = 0.0) -> None:
         if half_life_s <= 0:
             raise ValueError("half_life_s must be > 0")
         self.half_life = half_life_s
+        self.rebase_after = REBASE_HALF_LIVES * half_life_s  # callers rebase once t - epoch exceeds this
         self.c = half_life_s / math.log(2.0)
         self.epoch = epoch
         self.base = [0.0] * schools  # scaled closed usage minus running sessions' offsets
@@ -43,9 +44,6 @@ class UsageLedger:
             self._scale_t = t
             self._scale = 2.0 ** ((t - self.epoch) / self.half_life)
         return self._scale
-
-    def needs_rebase(self, t: float) -> bool:
-        return t - self.epoch > REBASE_HALF_LIVES * self.half_life
 
     def rebase(self, t: float) -> float:
         """Move the epoch to ``t``; returns the factor every stored scaled value
