@@ -67,38 +67,52 @@ class Givers:
 
     def changed(self, school: int) -> None:
         """The school's holding, warnings or borrowed sessions changed: file it again."""
-        oldest: dict[int, tuple] = {}
+        if len(self.entry) == 1:  # one pool: no need to sort the sessions by pool
+            oldest = None
+            for session in self.borrowed[school].values():
+                if session.stop_at is None:
+                    idle = (session.last_active, session.seq)
+                    if oldest is None or idle < oldest:
+                        oldest = idle
+            self._file(0, school, oldest)
+            return
+        by_pool: dict[int, tuple] = {}
         for session in self.borrowed[school].values():
             if session.stop_at is None:
                 idle = (session.last_active, session.seq)
                 pool = session.pool_index
-                if pool not in oldest or idle < oldest[pool]:
-                    oldest[pool] = idle
-        for pool, entries in enumerate(self.entry):
-            idle = oldest.get(pool)
-            old = entries.get(school)
-            if idle is None:
-                if old is not None:
-                    del entries[school]
-                    self.version[pool][school] += 1
-                    self._leave(pool, old[0])
-                continue
-            level = self.level(pool, school)
-            entry = (level, *idle)
-            if entry == old:
-                continue
-            entries[school] = entry
-            versions = self.version[pool]
-            version = versions[school] = versions.get(school, 0) + 1
-            heap = self.groups[pool].setdefault(level, [])
-            heapq.heappush(heap, (idle[0], idle[1], school, version))
-            if old is None or old[0] != level:
-                if old is not None:
-                    self._leave(pool, old[0])
-                self._join(pool, level)
-            elif len(heap) > 2 * self.members[pool][level] + 64:  # retired entries pile up: start afresh
-                heap[:] = [e for e in heap if versions[e[2]] == e[3]]
-                heapq.heapify(heap)
+                if pool not in by_pool or idle < by_pool[pool]:
+                    by_pool[pool] = idle
+        for pool in range(len(self.entry)):
+            self._file(pool, school, by_pool.get(pool))
+
+    def _file(self, pool: int, school: int, idle: tuple | None) -> None:
+        """File ``school`` in ``pool`` at its level with ``idle``, the (last_active, seq) of
+        its longest-idle unwarned borrowed session there (None: it has none, it leaves)."""
+        entries = self.entry[pool]
+        old = entries.get(school)
+        if idle is None:
+            if old is not None:
+                del entries[school]
+                self.version[pool][school] += 1
+                self._leave(pool, old[0])
+            return
+        level = self.level(pool, school)
+        entry = (level, *idle)
+        if entry == old:
+            return
+        entries[school] = entry
+        versions = self.version[pool]
+        version = versions[school] = versions.get(school, 0) + 1
+        heap = self.groups[pool].setdefault(level, [])
+        heapq.heappush(heap, (idle[0], idle[1], school, version))
+        if old is None or old[0] != level:
+            if old is not None:
+                self._leave(pool, old[0])
+            self._join(pool, level)
+        elif len(heap) > 2 * self.members[pool][level] + 64:  # retired entries pile up: start afresh
+            heap[:] = [e for e in heap if versions[e[2]] == e[3]]
+            heapq.heapify(heap)
 
     def _join(self, pool: int, level: float) -> None:
         members = self.members[pool]

@@ -55,6 +55,10 @@ from quota.fairshare.shares import guarantees_milli, limits_milli
 # the rebalance reclaims for the best claims up to this many slices per pool: with that much
 # already on its way back (idle slices, warned sessions) a pass has nothing to do
 REBALANCE_SLICES = 64
+# and it tops that up only once this many are missing, so that in a big pool one pass warns
+# several sessions instead of every event walking the claims for one (a pool of fewer slices
+# than REBALANCE_SLICES - REBALANCE_BATCH is never held back by this)
+REBALANCE_BATCH = 8
 
 # at equal times a reservation window opens or closes before any stop or lease end, so
 # everything decided at that instant already sees the window
@@ -393,6 +397,8 @@ class Allocator:
         queue = self.queue
         while len(queue):
             free = [p.slices - g - r for p, g, r in zip(self.pools, self.general, self.reserved_now)]
+            if max(free) <= 0:
+                break  # every pool is full (the usual case under load)
             best = None
             for bucket in queue.buckets():
                 for n, room in zip(bucket[1], free):
@@ -570,10 +576,10 @@ class Allocator:
         givers = self.givers
         done: set[tuple] = set()
         for pool, spec in enumerate(self.pools):
-            if avail[pool] >= REBALANCE_SLICES:
+            if avail[pool] > REBALANCE_SLICES - REBALANCE_BATCH:
                 first = queue.claim_top(pool)
                 if first is None or first[2][1][1][pool] <= avail[pool]:
-                    continue  # every claim the walk would reach is covered
+                    continue  # enough is on its way back for the best claims
             capacity = spec.slices - self.reserved_now[pool]
             most = givers.most(pool)
             failed = INF  # the fewest slices a search in this pool failed to find
