@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Iterator
 from dataclasses import replace
 
 from quota.fairshare.budgets import RollingBudget
@@ -331,17 +332,36 @@ class Allocator:
         reason = "waiting for a free GPU share"
         if mine[0] == 2:
             reason = "your school is using all it may borrow; waiting for one of its sessions to end"
-        ends = sorted(
-            (min(s.lease_end, s.stop_at if s.stop_at is not None else INF), s.milli)
-            for s in self.sessions.values() if waiting.needs[s.pool_index] and s.reservation is None
-        )
         estimate = INF
-        for end, milli in ends:
-            free += milli
-            if free >= need:
-                estimate = max(0.0, end - now)
-                break
+        for end, session in self._session_ends():
+            if waiting.needs[session.pool_index] and session.reservation is None:
+                free += session.milli
+                if free >= need:
+                    estimate = max(0.0, end - now)
+                    break
         return Queue(request_id, ahead + 1, estimate, reason)
+
+    def _session_ends(self) -> Iterator[tuple[float, Session]]:
+        """Running sessions by the time their lease ends or their reclaim stop falls,
+        soonest first, each once (sessions whose lease never ends are left out). Read off
+        the timer heap in order without changing it: a frontier of heap positions, each
+        step taking the smallest and adding its two children, so a caller that stops early
+        pays for what it read, not for sorting every session."""
+        timers = self.timers
+        sessions = self.sessions
+        seen: set[str] = set()
+        frontier = [(timers[0], 0)] if timers else []
+        size = len(timers)
+        while frontier:
+            timer, i = heapq.heappop(frontier)
+            for child in (2 * i + 1, 2 * i + 2):
+                if child < size:
+                    heapq.heappush(frontier, (timers[child], child))
+            t, kind, _, ref = timer
+            if kind == _BOUNDARY or ref in seen or not self._timer_valid(timer):
+                continue
+            seen.add(ref)  # its first valid timer is the sooner of its lease end and its stop
+            yield t, sessions[ref]
 
     # -- refusals -----------------------------------------------------------------------
 
