@@ -198,9 +198,10 @@ class Renew:
 Action = Admit | Warn | Stop | Renew
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Session:
-    """A running lease (mutable: the allocator updates it)."""
+    """A running lease (mutable: the allocator updates it). Compared by identity: two
+    sessions are the same only if they are one object."""
 
     id: str
     request: Request
@@ -217,9 +218,10 @@ class Session:
     seq: int = 0
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Waiting:
-    """A queued request (mutable: the allocator updates it)."""
+    """A queued request (mutable: the allocator updates it). Compared by identity, so taking
+    one out of its line does not compare every field of those before it."""
 
     request: Request
     arrival: float

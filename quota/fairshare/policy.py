@@ -92,7 +92,12 @@ class Allocator:
         self.leaving = [0] * n  # milli of each school's warned sessions
         rebalancing = config.reclaim and config.rebalance and config.ordering == "fair"
         self.ledger = UsageLedger(n, config.half_life_s, start)
-        self.queue = WaitQueue(self._key, self._claims if rebalancing else None)
+        self.bucket_footprint: dict[tuple, int] = {}  # bucket -> the least milli it takes in a pool
+        self.bucket_claims: dict[tuple, list[tuple[int, int]]] = {}  # bucket -> (pool, milli it takes there)
+        self.shapes: dict[tuple, tuple] = {}  # (milli, pool, kind) -> see _shape
+        self.fifo = config.ordering == "fifo"
+        self._key = self._key_function()
+        self.queue = WaitQueue(self._key, self._claim_function() if rebalancing else None)
         self.waiting: dict[str, Waiting] = {}
         self.sessions: dict[str, Session] = {}
         self.borrowed: list[dict[str, Session]] = [dict() for _ in range(n)]  # per school, start order
@@ -106,10 +111,6 @@ class Allocator:
         self.track_budgets = any(
             s.budget_gpu_hours is not None or s.student_budget_gpu_hours is not None for s in self.schools
         )
-        self.bucket_footprint: dict[tuple, int] = {}
-        self.bucket_claims: dict[tuple, list[tuple[int, int]]] = {}  # bucket -> (pool, milli it takes there)
-        self.shapes: dict[tuple, tuple] = {}  # (milli, pool, kind) -> (needs, bucket), see _shape
-        self.fifo = config.ordering == "fifo"
         # keys change with held slices unless FIFO order without any limit
         self.rekey = config.ordering == "fair" or any(x < INF for x in self.limit)
         self.seq = 0
@@ -120,21 +121,44 @@ class Allocator:
 
     # -- keys ---------------------------------------------------------------------------
 
-    def _key(self, school: int, bucket: tuple, head: Waiting, now: float) -> tuple:
-        held = self.held[school] + self.bucket_footprint[bucket]
-        cls = 0 if held <= self.guarantee[school] else (1 if held <= self.limit[school] else 2)
-        if self.fifo:
-            return (0 if cls < 2 else 2), float(head.seq)
-        return cls, self.ledger.scaled(school, now) / self.weight[school]
+    # The queue calls these two for every line it (re-)keys: closures over the allocator's
+    # lists (updated in place) rather than methods, as attribute look-ups add up there.
 
-    def _claims(self, school: int, bucket: tuple) -> list[tuple[int, float]]:
-        """For a head that would borrow (class 1): its claim on each pool it fits, the
-        milli per weight its school would hold once admitted there; else nothing."""
-        held = self.held[school]
-        if not self.guarantee[school] < held + self.bucket_footprint[bucket] <= self.limit[school]:
-            return []
-        weight = self.weight[school]
-        return [(pool, (held + milli) / weight) for pool, milli in self.bucket_claims[bucket]]
+    def _key_function(self):
+        """``key(school, bucket, head, now)``: (class, decayed usage per weight) under the
+        fair order, (0 or 2, arrival number) under FIFO; class 0 within the guarantee, 1
+        borrowing, 2 at the borrowing limit."""
+        held, guarantee, limit, weight = self.held, self.guarantee, self.limit, self.weight
+        footprint = self.bucket_footprint
+        ledger = self.ledger
+        base, rate, c = ledger.base, ledger.rate, ledger.c
+        fifo = self.fifo
+
+        def key(school: int, bucket: tuple, head: Waiting, now: float) -> tuple:
+            h = held[school] + footprint[bucket]
+            cls = 0 if h <= guarantee[school] else (1 if h <= limit[school] else 2)
+            if fifo:
+                return (0 if cls < 2 else 2), float(head.seq)
+            x = ledger.last_scale if ledger.last_scale_t == now else ledger.scale(now)
+            return cls, (base[school] + rate[school] * c * x) / weight[school]  # UsageLedger.scaled
+
+        return key
+
+    def _claim_function(self):
+        """``claims(school, bucket)``: for a head that would borrow (class 1), its claim on
+        each pool it fits, the milli per weight its school would hold once admitted there;
+        else nothing."""
+        held, guarantee, limit, weight = self.held, self.guarantee, self.limit, self.weight
+        footprint, parts = self.bucket_footprint, self.bucket_claims
+
+        def claims(school: int, bucket: tuple) -> list[tuple[int, float]]:
+            h = held[school]
+            if not guarantee[school] < h + footprint[bucket] <= limit[school]:
+                return []
+            w = weight[school]
+            return [(pool, (h + milli) / w) for pool, milli in parts[bucket]]
+
+        return claims
 
     def _renew_key(self, session: Session, now: float) -> tuple:
         if self.config.ordering == "fifo":

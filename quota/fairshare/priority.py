@@ -25,7 +25,7 @@ REBASE_HALF_LIVES = 32.0
 class UsageLedger:
     """Decayed usage of every school, indexed by school position."""
 
-    __slots__ = ("half_life", "c", "epoch", "base", "rate", "_scale_t", "_scale", "rebase_after")
+    __slots__ = ("half_life", "c", "epoch", "base", "rate", "last_scale_t", "last_scale", "rebase_after")
 
     def __init__(self, schools: int, half_life_s: float, epoch: float = 0.0) -> None:
         if half_life_s <= 0:
@@ -36,14 +36,14 @@ class UsageLedger:
         self.epoch = epoch
         self.base = [0.0] * schools  # scaled closed usage minus running sessions' offsets
         self.rate = [0] * schools  # milli held now by running sessions
-        self._scale_t = math.nan
-        self._scale = 1.0
+        self.last_scale_t = math.nan  # scale(t) remembered for the last t asked
+        self.last_scale = 1.0
 
     def scale(self, t: float) -> float:
-        if t != self._scale_t:
-            self._scale_t = t
-            self._scale = 2.0 ** ((t - self.epoch) / self.half_life)
-        return self._scale
+        if t != self.last_scale_t:
+            self.last_scale_t = t
+            self.last_scale = 2.0 ** ((t - self.epoch) / self.half_life)
+        return self.last_scale
 
     def rebase(self, t: float) -> float:
         """Move the epoch to ``t``; returns the factor every stored scaled value
@@ -51,9 +51,9 @@ class UsageLedger:
         # 2^-(Δ/h) rather than 1/2^(Δ/h): after a long idle spell (weeks of holidays)
         # the forward scale would overflow, the inverse merely underflows to 0
         factor = 2.0 ** (-(t - self.epoch) / self.half_life)
-        self.base = [b * factor for b in self.base]
+        self.base[:] = [b * factor for b in self.base]  # in place: the allocator's key function holds the list
         self.epoch = t
-        self._scale_t = math.nan
+        self.last_scale_t = math.nan
         return factor
 
     def start(self, school: int, milli: int, t: float, penalty_s: float = 0.0) -> None:

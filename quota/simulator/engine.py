@@ -153,7 +153,8 @@ def _replay(
         i = origin[a]
         request = Request(str(a), users[i], school_ids[i], milli[i], groups[i])
         decision, actions = alloc.submit(request, now, explain=explain)
-        apply(actions, now)
+        if actions:
+            apply(actions, now)
         if decision.kind == "admit":
             apply([decision], now)
         elif decision.kind == "refuse":
@@ -226,13 +227,17 @@ def _replay(
                     continue
                 finish(a, t, "completed")
                 mark(t)
-                apply(alloc.release(str(a), t), t)
+                actions = alloc.release(str(a), t)
+                if actions:
+                    apply(actions, t)
             elif kind == _ARRIVE:  # a stopped student asks again for the rest
                 submit(a, t)
             elif state[a] == 0:  # patience ran out while queued
                 state[a] = 2
                 outcome[origin[a]] = "abandoned"
-                apply(alloc.cancel(str(a), t), t)
+                actions = alloc.cancel(str(a), t)
+                if actions:
+                    apply(actions, t)
         elif t_wake <= t_arr:
             apply(alloc.advance(t_wake), t_wake)
         else:
