@@ -94,7 +94,12 @@ class WaitQueue:
         head = line[0]
         key = self.key_fn(school, bucket, head, now)
         self._set_class(slot, key[0])
-        heapq.heappush(self.heaps.setdefault(bucket, []), [key[0], key[1], head.seq, school, version])
+        heap = self.heaps.setdefault(bucket, [])
+        heapq.heappush(heap, [key[0], key[1], head.seq, school, version])
+        if len(heap) > 64 and len(heap) > 4 * len(self.lines):  # retired entries pile up
+            versions = self.versions
+            heap[:] = [e for e in heap if versions.get((e[3], bucket)) == e[4]]
+            heapq.heapify(heap)
         if self.claim_fn is not None:
             for pool, claim in self.claim_fn(school, bucket):
                 heap = self.claims.get(pool)
