@@ -41,7 +41,7 @@ class WaitQueue:
         self.claim_fn = claim_fn
         self.claims: dict[int, list[tuple]] = {}  # pool -> heap of (claim, seq, (school, bucket), version)
         self.lines: dict[tuple[int, tuple], deque[Waiting]] = {}  # (school, bucket) -> line
-        self.heaps: dict[tuple, list[list]] = {}  # bucket -> heap of [k0, k1, seq, school, version]
+        self.heaps: dict[tuple, list[list]] = {}  # bucket -> heap of [k0, k1, seq, (school, bucket), version]
         self.versions: dict[tuple[int, tuple], int] = {}
         self.by_school: dict[int, set[tuple]] = {}  # school -> buckets it waits in
         self.size = 0
@@ -93,12 +93,13 @@ class WaitQueue:
             return
         head = line[0]
         key = self.key_fn(school, bucket, head, now)
-        self._set_class(slot, key[0])
+        if self.classes.get(slot) != key[0]:
+            self._set_class(slot, key[0])
         heap = self.heaps.setdefault(bucket, [])
-        heapq.heappush(heap, [key[0], key[1], head.seq, school, version])
+        heapq.heappush(heap, [key[0], key[1], head.seq, slot, version])
         if len(heap) > 64 and len(heap) > 4 * len(self.lines):  # retired entries pile up
             versions = self.versions
-            heap[:] = [e for e in heap if versions.get((e[3], bucket)) == e[4]]
+            heap[:] = [e for e in heap if versions.get(e[3]) == e[4]]
             heapq.heapify(heap)
         if self.claim_fn is not None:
             for pool, claim in self.claim_fn(school, bucket):
@@ -142,15 +143,15 @@ class WaitQueue:
         lines = self.lines
         while heap:
             entry = heap[0]
-            slot = (entry[3], bucket)
+            slot = entry[3]
             if versions.get(slot) != entry[4]:
                 heapq.heappop(heap)
                 continue
             head = lines[slot][0]
-            key = key_fn(entry[3], bucket, head, now)
+            key = key_fn(slot[0], bucket, head, now)
             if key[0] == entry[0] and key[1] <= entry[1]:
                 return (key[0], key[1], head.seq), head
-            heapq.heapreplace(heap, [key[0], key[1], head.seq, entry[3], entry[4]])
+            heapq.heapreplace(heap, [key[0], key[1], head.seq, slot, entry[4]])
         return None
 
     def rescale(self, factor: float) -> None:

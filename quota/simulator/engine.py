@@ -21,6 +21,7 @@ from __future__ import annotations
 import gc
 import heapq
 import math
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -118,7 +119,10 @@ def _replay(
     violations = 0
     warnings = 0
     resubmitted = 0
-    events: list[tuple] = []
+    events: list[tuple] = []  # heap of (time, kind, seq, attempt)
+    # abandonments mostly come in time order (one patience for all): those go to a plain
+    # line instead of the heap; the next event is the smaller of the two heads
+    abandons: deque[tuple] = deque()
     seq = 0
     slice_of = {p.id: p.slice_milli for p in pools}
     capacity = sum(p.capacity_milli for p in pools)
@@ -165,7 +169,11 @@ def _replay(
             if a == i and decision.wait_estimate_s is not None:
                 estimate[i] = decision.wait_estimate_s
             seq += 1
-            push(events, (now + patience[i], _ABANDON, seq, a))
+            event = (now + patience[i], _ABANDON, seq, a)
+            if not abandons or abandons[-1] <= event:
+                abandons.append(event)
+            else:
+                push(events, event)
 
     def apply(actions: list, now: float) -> None:
         nonlocal allocated, violations, warnings, seq, resubmitted
@@ -215,13 +223,16 @@ def _replay(
     inf = math.inf
     while True:
         t_arr = arrival[next_arrival] if next_arrival < n else inf
-        t_evt = events[0][0] if events else inf
+        first = events[0] if events else None
+        if abandons and (first is None or abandons[0] < first):
+            first = abandons[0]
+        t_evt = first[0] if first is not None else inf
         wake = alloc.next_wake()
         t_wake = inf if wake is None else wake
         if t_arr == inf and t_evt == inf and t_wake == inf:
             break
-        if t_evt <= t_wake and t_evt <= t_arr and (t_evt < t_arr or events[0][1] <= _ARRIVE):
-            t, kind, _, a = pop(events)
+        if t_evt <= t_wake and t_evt <= t_arr and (t_evt < t_arr or first[1] <= _ARRIVE):
+            t, kind, _, a = abandons.popleft() if abandons and first is abandons[0] else pop(events)
             if kind == _COMPLETE:
                 if state[a] != 1 or began[a] + work[a] != t:
                     continue
