@@ -89,6 +89,7 @@ class Allocator(Reclaiming):
         self.bucket_claims: dict[tuple, list[tuple[int, int]]] = {}  # bucket -> (pool, milli it takes there)
         self.shapes: dict[tuple, tuple] = {}  # (milli, pool, kind) -> see _shape
         self.fifo = config.ordering == "fifo"
+        self.reclaim_on = config.reclaim
         self._key = self._key_function()
         self.queue = WaitQueue(self._key, self._claim_function() if rebalancing else None)
         self.waiting: dict[str, Waiting] = {}
@@ -429,10 +430,10 @@ class Allocator(Reclaiming):
     def _schedule(self, now: float, out: list[Action]) -> None:
         """Admit what fits (reservations first, then the general line), then reclaim."""
         self.now = now
-        if self.book:
+        if self.book.by_id:
             self._admit_reserved(now, out)
         queue = self.queue
-        while len(queue):
+        while queue.size:
             free = [p.slices - g - r for p, g, r in zip(self.pools, self.general, self.reserved_now)]
             if max(free) <= 0:
                 break  # every pool is full (the usual case under load)
@@ -455,7 +456,7 @@ class Allocator(Reclaiming):
                 key=lambda i: (waiting.needs[i] * self.pools[i].slice_milli, i),
             )
             self._admit(waiting, pool, None, now, out)
-        if self.config.reclaim and len(queue):
+        if self.reclaim_on and queue.size:
             self._reclaim(now, out)
 
     def _admit_reserved(self, now: float, out: list[Action]) -> None:

@@ -45,11 +45,13 @@ class Reclaiming:
         than the waiting school's claim after the move, so capacity never swings back and
         forth. Slices already on their way back (warned sessions, idle slices) are counted
         once across all the waiting requests."""
-        avail = [max(0, p.slices - g - r) + pending
-                 for p, g, r, pending in zip(self.pools, self.general, self.reserved_now, self.pending)]
         # under the fair order a line's class is exact (see WaitQueue.lines_in_class); with
         # FIFO keys class 0 also holds requests that would borrow
-        nobody_below = self.config.ordering == "fair" and not self.queue.lines_in_class(0)
+        nobody_below = not self.fifo and not self.queue.in_class.get(0)
+        if nobody_below and self.givers is None:
+            return
+        avail = [max(0, p.slices - g - r) + pending
+                 for p, g, r, pending in zip(self.pools, self.general, self.reserved_now, self.pending)]
         for bucket in ([] if nobody_below else self.queue.buckets()):
             for key, waiting in self.queue.peek_many(bucket, now, lambda top: top[0][0] > 0):
                 s = waiting.school_index
@@ -63,7 +65,7 @@ class Reclaiming:
                     if got:
                         avail[pool] += got - need
                         break
-        if self.queue.claim_fn is not None:
+        if self.givers is not None:
             self._rebalance(avail, now, out)
 
     def _rebalance(self, avail: list[int], now: float, out: list[Action]) -> None:
