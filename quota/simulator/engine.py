@@ -221,14 +221,16 @@ def _replay(
 
     next_arrival = 0
     inf = math.inf
+    t_wake = None  # the allocator's next wake-up; None: ask it (its timers change only in its calls)
     while True:
         t_arr = arrival[next_arrival] if next_arrival < n else inf
         first = events[0] if events else None
         if abandons and (first is None or abandons[0] < first):
             first = abandons[0]
         t_evt = first[0] if first is not None else inf
-        wake = alloc.next_wake()
-        t_wake = inf if wake is None else wake
+        if t_wake is None:
+            wake = alloc.next_wake()
+            t_wake = inf if wake is None else wake
         if t_arr == inf and t_evt == inf and t_wake == inf:
             break
         if t_evt <= t_wake and t_evt <= t_arr and (t_evt < t_arr or first[1] <= _ARRIVE):
@@ -238,20 +240,25 @@ def _replay(
                     continue
                 finish(a, t, "completed")
                 mark(t)
+                t_wake = None
                 actions = alloc.release(str(a), t)
                 if actions:
                     apply(actions, t)
             elif kind == _ARRIVE:  # a stopped student asks again for the rest
+                t_wake = None
                 submit(a, t)
             elif state[a] == 0:  # patience ran out while queued
                 state[a] = 2
                 outcome[origin[a]] = "abandoned"
+                t_wake = None
                 actions = alloc.cancel(str(a), t)
                 if actions:
                     apply(actions, t)
         elif t_wake <= t_arr:
-            apply(alloc.advance(t_wake), t_wake)
+            t, t_wake = t_wake, None
+            apply(alloc.advance(t), t)
         else:
+            t_wake = None
             submit(next_arrival, t_arr)
             next_arrival += 1
     for a, s in enumerate(state):
