@@ -67,15 +67,6 @@ class Givers:
 
     def changed(self, school: int) -> None:
         """The school's holding, warnings or borrowed sessions changed: file it again."""
-        if len(self.entry) == 1:  # one pool: no need to sort the sessions by pool
-            oldest = None
-            for session in self.borrowed[school].values():
-                if session.stop_at is None:
-                    idle = (session.last_active, session.seq)
-                    if oldest is None or idle < oldest:
-                        oldest = idle
-            self._file(0, school, oldest)
-            return
         by_pool: dict[int, tuple] = {}
         for session in self.borrowed[school].values():
             if session.stop_at is None:

@@ -155,7 +155,7 @@ class Allocator(Reclaiming):
         return claims
 
     def _renew_key(self, session: Session, now: float) -> tuple:
-        if self.config.ordering == "fifo":
+        if self.fifo:
             return 1 if session.borrowed else 0, -math.inf, -1
         s = session.school_index
         return (1 if session.borrowed else 0), self.ledger.scaled(s, now) / self.weight[s], -1
@@ -202,11 +202,11 @@ class Allocator(Reclaiming):
         if found is None:
             needs = tuple(p.need(request.milli) if request.fits_pool(p) else 0 for p in self.pools)
             bucket = (self.pool_index.get(request.pool, -1), needs)
-            if bucket not in self.bucket_footprint and any(needs):
-                parts = [(pool, n * p.slice_milli) for pool, (n, p) in enumerate(zip(needs, self.pools)) if n]
+            parts = [(pool, n * p.slice_milli) for pool, (n, p) in enumerate(zip(needs, self.pools)) if n]
+            if bucket not in self.bucket_footprint and parts:
                 self.bucket_claims[bucket] = parts
                 self.bucket_footprint[bucket] = min(milli for _, milli in parts)
-            smallest = min((n * p.slice_milli for n, p in zip(needs, self.pools) if n and n <= p.slices), default=None)
+            smallest = min((milli for pool, milli in parts if needs[pool] <= self.pools[pool].slices), default=None)
             found = self.shapes[shape] = needs, bucket, smallest
         return found
 
@@ -315,6 +315,11 @@ class Allocator(Reclaiming):
 
     def free_slices(self, pool: int) -> int:
         return self.pools[pool].slices - self.general[pool] - self.reserved_now[pool]
+
+    def _free_per_pool(self) -> list[int]:
+        """:meth:`free_slices` of every pool at once (negative while a window takes slices
+        still held by leases that run into it)."""
+        return [p.slices - g - r for p, g, r in zip(self.pools, self.general, self.reserved_now)]
 
     def priority(self, school_id: str, now: float) -> float:
         """Decayed usage (milli-GPU-seconds) over weight: lower is served first."""
@@ -434,7 +439,7 @@ class Allocator(Reclaiming):
             self._admit_reserved(now, out)
         queue = self.queue
         while queue.size:
-            free = [p.slices - g - r for p, g, r in zip(self.pools, self.general, self.reserved_now)]
+            free = self._free_per_pool()
             if max(free) <= 0:
                 break  # every pool is full (the usual case under load)
             best = None
@@ -599,8 +604,8 @@ class Allocator(Reclaiming):
         # every public call starts here, before any key is computed at ``now``
         ledger = self.ledger
         if now - ledger.epoch > ledger.rebase_after:
-            factor = self.ledger.rebase(now)
-            if self.config.ordering == "fair":  # FIFO keys hold arrival numbers, not usage
+            factor = ledger.rebase(now)
+            if not self.fifo:  # FIFO keys hold arrival numbers, not usage
                 self.queue.rescale(factor)
         timers = self.timers
         while timers and timers[0][0] <= now:
@@ -707,4 +712,3 @@ class Allocator(Reclaiming):
         (the rule for renewing a lease, for callers that renew on request)."""
         session = self.sessions[session_id]
         return session.reservation is None and self._better_claim_waits(session, now)
-

@@ -95,21 +95,18 @@ class WaitQueue:
         key = self.key_fn(school, bucket, head, now)
         if self.classes.get(slot) != key[0]:
             self._set_class(slot, key[0])
-        heap = self.heaps.setdefault(bucket, [])
-        heapq.heappush(heap, [key[0], key[1], head.seq, slot, version])
-        if len(heap) > 64 and len(heap) > 4 * len(self.lines):  # retired entries pile up
-            versions = self.versions
-            heap[:] = [e for e in heap if versions.get(e[3]) == e[4]]
-            heapq.heapify(heap)
+        self._push_entry(self.heaps.setdefault(bucket, []), [key[0], key[1], head.seq, slot, version])
         if self.claim_fn is not None:
             for pool, claim in self.claim_fn(school, bucket):
-                heap = self.claims.get(pool)
-                if heap is None:
-                    heap = self.claims[pool] = []
-                heapq.heappush(heap, (claim, head.seq, slot, version))
-                if len(heap) > 64 and len(heap) > 4 * len(self.lines):  # retired entries pile up
-                    heap[:] = [e for e in heap if self.versions.get(e[2]) == e[3]]
-                    heapq.heapify(heap)
+                self._push_entry(self.claims.setdefault(pool, []), (claim, head.seq, slot, version))
+
+    def _push_entry(self, heap: list, entry) -> None:
+        """Push onto a bucket's or a pool's heap; entries of both end in (slot, version)."""
+        heapq.heappush(heap, entry)
+        if len(heap) > 64 and len(heap) > 4 * len(self.lines):  # retired entries pile up
+            versions = self.versions
+            heap[:] = [e for e in heap if versions.get(e[-2]) == e[-1]]
+            heapq.heapify(heap)
 
     def touch(self, school: int, now: float) -> None:
         """The school's keys may have dropped (or its class changed): re-key its lines."""

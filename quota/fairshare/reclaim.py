@@ -47,11 +47,10 @@ class Reclaiming:
         once across all the waiting requests."""
         # under the fair order a line's class is exact (see WaitQueue.lines_in_class); with
         # FIFO keys class 0 also holds requests that would borrow
-        nobody_below = not self.fifo and not self.queue.in_class.get(0)
+        nobody_below = not self.fifo and not self.queue.lines_in_class(0)
         if nobody_below and self.givers is None:
             return
-        avail = [max(0, p.slices - g - r) + pending
-                 for p, g, r, pending in zip(self.pools, self.general, self.reserved_now, self.pending)]
+        avail = [max(0, free) + pending for free, pending in zip(self._free_per_pool(), self.pending)]
         for bucket in ([] if nobody_below else self.queue.buckets()):
             for key, waiting in self.queue.peek_many(bucket, now, lambda top: top[0][0] > 0):
                 s = waiting.school_index
@@ -124,13 +123,10 @@ class Reclaiming:
         ``claim``, longest idle first, taking only from schools that would still hold at
         least ``claim`` per weight afterwards; none when not enough can be found. Only the
         schools whose level reaches the claim are visited (:class:`Givers`)."""
-        chooser = _VictimChooser(self, school, short, claim)
         sessions = self.givers.in_idle_order(pool, claim, school)
-        for session in sessions:
-            if chooser.offer(session):
-                break
+        chosen, got = self._choose_victims(sessions, school, short, claim)
         sessions.close()
-        return chooser.chosen if chooser.got >= short else []
+        return chosen if got >= short else []
 
     def _warn_victims(self, pool: int, school: int, short: int, now: float, out: list[Action]) -> int:
         """Warn borrowed sessions of other schools in ``pool``, longest idle first, until
@@ -139,7 +135,7 @@ class Reclaiming:
         sessions passed over go back into it."""
         heap = self.victims[pool]
         skipped: list[tuple] = []
-        chosen, got = self._choose_victims(self._borrowed_by_idleness(heap, skipped), school, short)
+        chosen, got = self._choose_victims(self._borrowed_by_idleness(heap, skipped), school, short, None)
         taken = {id(session) for session in chosen} if got >= short else set()
         for entry in skipped:
             session = self.sessions.get(entry[2])
@@ -154,26 +150,31 @@ class Reclaiming:
         heap = self.victims[pool]
         heapq.heappush(heap, entry)
         if len(heap) > 2 * len(self.sessions) + 64:  # entries of ended, warned or touched sessions pile up
-            sessions = self.sessions
-            heap[:] = [e for e in heap if (x := sessions.get(e[2])) is not None
-                       and x.borrowed and x.stop_at is None and x.last_active == e[0]]
+            heap[:] = [e for e in heap if self._victim_of(e) is not None]
             heapq.heapify(heap)
+
+    def _victim_of(self, entry: tuple) -> Session | None:
+        """The session of a ``victims`` entry (last_active, seq, id) while it still is a
+        candidate: running, borrowed, not warned, and not used since the entry was made."""
+        session = self.sessions.get(entry[2])
+        if session is None or not session.borrowed or session.stop_at is not None or session.last_active != entry[0]:
+            return None
+        return session
 
     def _borrowed_by_idleness(self, heap: list[tuple], popped: list[tuple]):
         """The pool's unwarned borrowed sessions, longest idle first, popped from ``heap``
         (stale entries are dropped, the others recorded in ``popped``)."""
         while heap:
             entry = heapq.heappop(heap)
-            session = self.sessions.get(entry[2])
-            if session is None or not session.borrowed or session.stop_at is not None or session.last_active != entry[0]:
-                continue
-            popped.append(entry)
-            yield session
+            session = self._victim_of(entry)
+            if session is not None:
+                popped.append(entry)
+                yield session
 
-    def _choose_victims(self, sessions, school: int, short: int) -> tuple[list[Session], int]:
-        """Take sessions in the given order, skipping the waiting school's own, until
-        ``short`` slices are found (or the sessions run out)."""
-        chooser = _VictimChooser(self, school, short, None)
+    def _choose_victims(self, sessions, school: int, short: int, claim: float | None) -> tuple[list[Session], int]:
+        """Take sessions in the given order as :class:`_VictimChooser` does, until ``short``
+        slices are found (or the sessions run out)."""
+        chooser = _VictimChooser(self, school, short, claim)
         for session in sessions:
             if chooser.offer(session):
                 break

@@ -59,11 +59,10 @@ class Replay:
 
 @contextmanager
 def cycle_collector_paused() -> Iterator[None]:
-    """A replay creates and drops millions of small objects and no reference cycles until
-    it ends (the allocator refers to itself through its queue's key function, so it is one
-    cycle, freed at the next collection after the replay). Reference counting frees
-    everything else, and the cycle collector, run as the heap grows, would only traverse the
-    growing heap again and again: about 15 % of a large replay."""
+    """A replay creates and drops millions of small objects and no reference cycles (a
+    collection right after one finds nothing to free), so reference counting frees them
+    all, and the cycle collector, run as the heap grows, would only traverse the growing
+    heap again and again: about 15 % of a large replay."""
     enabled = gc.isenabled()
     gc.disable()
     try:
