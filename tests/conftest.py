@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import PROXY, make_stack
+from tests.stack import started_stack
 
 pytest_plugins = ["tests.quota_fixtures", "tests.docker_engine"]
 
@@ -53,15 +53,8 @@ def e2e_alliance(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, e2e_alliance):
-    if not PROXY.exists():
-        pytest.fail(f"configurable-http-proxy is not installed at {PROXY}; run `make install-test`")
-    platform = make_stack(tmp_path_factory.mktemp("data"), e2e_alliance)
-    platform.start()
-    try:
+    with started_stack(tmp_path_factory.mktemp("data"), e2e_alliance, tail=200) as platform:
         yield platform
-    finally:
-        platform.stop()
-        print(platform.log_tail(200))
 
 
 @pytest.fixture(scope="module")

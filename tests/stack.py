@@ -120,19 +120,27 @@ def make_stack(data_dir: Path, alliance_file: Path, hub_args: list[str] | None =
 
 
 @contextlib.contextmanager
-def running_stack(here: Path, alliance_text: str, spawner_config: dict):
-    """A started stack on its own alliance file and ``QuotaSpawnerMixin`` settings (given to the
-    hub as a --config YAML); stopped on exit, with the end of its log printed."""
+def started_stack(data_dir: Path, alliance_file: Path, hub_args: list[str] = (), tail: int = 100):
+    """A started stack; stopped on exit (also when it did not come up), with the last
+    ``tail`` lines of its log printed."""
     if not PROXY.exists():
         pytest.fail(f"configurable-http-proxy is not installed at {PROXY}; run `make install-test`")
-    alliance = here / "alliance.yaml"
-    alliance.write_text(alliance_text)
-    config = here / "hub-config.yaml"
-    config.write_text(yaml.safe_dump({"QuotaSpawnerMixin": spawner_config}))
-    stack = make_stack(here / "data", alliance, hub_args=["--config", str(config)])
-    stack.start()
+    stack = make_stack(data_dir, alliance_file, hub_args=list(hub_args))
     try:
+        stack.start()
         yield stack
     finally:
         stack.stop()
-        print(stack.log_tail(100))
+        print(stack.log_tail(tail))
+
+
+@contextlib.contextmanager
+def running_stack(here: Path, alliance_text: str, hub_config: dict, hub_args: list[str] = (), tail: int = 100):
+    """:func:`started_stack` on its own alliance file and hub settings (``hub_config``, given
+    to the hub as a --config YAML), both written into ``here``."""
+    alliance = here / "alliance.yaml"
+    alliance.write_text(alliance_text)
+    config = here / "hub-config.yaml"
+    config.write_text(yaml.safe_dump(hub_config))
+    with started_stack(here / "data", alliance, [*hub_args, "--config", str(config)], tail) as stack:
+        yield stack

@@ -10,11 +10,10 @@ volumes cannot be mounted.
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from tests.docker_engine import FAKE_GPU_DEVICES
 from tests.hub_client import log_in, wait_for
-from tests.stack import PROXY, free_port, make_stack
+from tests.stack import free_port, running_stack
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -39,14 +38,9 @@ HOME_LABEL = "gpu-commons.user"
 
 @pytest.fixture(scope="module")
 def docker_stack(tmp_path_factory, docker_engine, workspace_cpu_image):
-    if not PROXY.exists():
-        pytest.fail(f"configurable-http-proxy is not installed at {PROXY}; run `make install-test`")
     here = tmp_path_factory.mktemp("docker-hub")
-    alliance = here / "alliance.yaml"
-    alliance.write_text(ALLIANCE)
     host = {"docker_url": docker_engine.url, "network": "host", "host_ip": "127.0.0.1"}
-    config = here / "hub-config.yaml"
-    config.write_text(yaml.safe_dump({
+    config = {
         "DockerQuotaSpawner": {
             "pools": {
                 "docker-pool": host,
@@ -61,14 +55,9 @@ def docker_stack(tmp_path_factory, docker_engine, workspace_cpu_image):
             "host_port_base": free_port(),
         },
         "Spawner": {"http_timeout": 120},
-    }))
-    stack = make_stack(here / "data", alliance, hub_args=["--backend", "docker", "--config", str(config)])
-    stack.start()
-    try:
+    }
+    with running_stack(here, ALLIANCE, config, ["--backend", "docker"], tail=150) as stack:
         yield stack
-    finally:
-        stack.stop()
-        print(stack.log_tail(150))
 
 
 def leases(stack, user: str) -> list[dict]:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 
 import pytest
-import yaml
 
 from tests.hub_client import log_in, wait_for
 from tests.k8s_emulator import Cluster
-from tests.stack import PROXY, make_stack
+from tests.stack import running_stack
 
 pytestmark = [pytest.mark.slow]
 
@@ -49,16 +48,11 @@ POOL = {
 
 @pytest.fixture(scope="module")
 def kube_stack(tmp_path_factory):
-    if not PROXY.exists():
-        pytest.fail(f"configurable-http-proxy is not installed at {PROXY}; run `make install-test`")
     here = tmp_path_factory.mktemp("kube-hub")
     # Namespaces need not exist: kmock keeps objects in any.
     cluster = Cluster(here / "cluster", missing_images=frozenset({MISSING_IMAGE}))
     cluster.start()
-    alliance = here / "alliance.yaml"
-    alliance.write_text(ALLIANCE)
-    config = here / "hub-config.yaml"
-    config.write_text(yaml.safe_dump({
+    config = {
         "KubeQuotaSpawner": {
             "namespace": "gpu-commons",
             "pools": {"k8s-pool": POOL},  # uncharted-pool is left out on purpose
@@ -67,21 +61,18 @@ def kube_stack(tmp_path_factory):
             "profile_images": {"broken-image": MISSING_IMAGE},
             "unschedulable_timeout": 10,
         },
-    }))
+    }
     previous = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = str(cluster.kubeconfig(here / "kubeconfig.yaml"))
-    stack = make_stack(here / "data", alliance, hub_args=["--backend", "kubernetes", "--config", str(config)])
     try:
-        stack.start()
-        yield stack, cluster
+        with running_stack(here, ALLIANCE, config, ["--backend", "kubernetes"], tail=150) as stack:
+            yield stack, cluster
     finally:
-        stack.stop()
         cluster.stop()
         if previous is None:
             os.environ.pop("KUBECONFIG", None)
         else:
             os.environ["KUBECONFIG"] = previous
-        print(stack.log_tail(150))
 
 
 def leases(stack, user: str) -> list[dict]:

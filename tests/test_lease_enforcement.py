@@ -65,7 +65,8 @@ def test_the_extension_follows_a_lease_that_ends_early():
 
 @pytest.fixture(scope="module")
 def short_lease_stack(tmp_path_factory):
-    with running_stack(tmp_path_factory.mktemp("lease-end"), ALLIANCE, {"lease_warning_minutes": [0.75, 0.4]}) as stack:
+    with running_stack(tmp_path_factory.mktemp("lease-end"), ALLIANCE,
+                       {"QuotaSpawnerMixin": {"lease_warning_minutes": [0.75, 0.4]}}) as stack:
         yield stack
 
 

@@ -37,7 +37,7 @@ schools:
 @pytest.fixture(scope="module")
 def reclaim_stack(tmp_path_factory):
     spawner = {"lease_check_interval": 5, "lease_refresh_seconds": 5, "lease_warning_minutes": [0.75, 0.4]}
-    with running_stack(tmp_path_factory.mktemp("reclaim"), ALLIANCE, spawner) as stack:
+    with running_stack(tmp_path_factory.mktemp("reclaim"), ALLIANCE, {"QuotaSpawnerMixin": spawner}) as stack:
         yield stack
 
 
