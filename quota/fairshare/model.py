@@ -229,3 +229,4 @@ class Waiting:
     school_index: int
     needs: tuple[int, ...]  # slices per pool (0 = cannot go to that pool)
     bucket: tuple = field(default_factory=tuple)
+    slot: int = -1  # its line in the WaitQueue (set when it joins one)

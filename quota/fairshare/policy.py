@@ -462,7 +462,7 @@ class Allocator(Reclaiming):
             )
             self._admit(waiting, pool, None, now, out)
         if self.reclaim_on and queue.size:
-            self._reclaim(now, out)
+            self._reclaim(free, now, out)  # free as of the loop's last round (nothing admitted since)
 
     def _admit_reserved(self, now: float, out: list[Action]) -> None:
         for res in list(self.book.by_id.values()):

@@ -33,19 +33,25 @@ ClaimFn = Callable[[int, tuple], list]
 
 
 class WaitQueue:
+    """Lines are numbered (a *slot* per school and bucket, kept for good) so that the heaps
+    and tables below are keyed by small integers: ``school_of[slot]``, ``bucket_of[slot]``."""
+
     __slots__ = ("key_fn", "claim_fn", "claims", "lines", "heaps", "versions", "by_school", "size", "classes",
-                 "in_class")
+                 "in_class", "slot_of", "school_of", "bucket_of")
 
     def __init__(self, key_fn: KeyFn, claim_fn: ClaimFn | None = None) -> None:
         self.key_fn = key_fn
         self.claim_fn = claim_fn
-        self.claims: dict[int, list[tuple]] = {}  # pool -> heap of (claim, seq, (school, bucket), version)
-        self.lines: dict[tuple[int, tuple], deque[Waiting]] = {}  # (school, bucket) -> line
-        self.heaps: dict[tuple, list[list]] = {}  # bucket -> heap of [k0, k1, seq, (school, bucket), version]
-        self.versions: dict[tuple[int, tuple], int] = {}
-        self.by_school: dict[int, set[tuple]] = {}  # school -> buckets it waits in
+        self.slot_of: dict[tuple[int, tuple], int] = {}  # (school, bucket) -> slot
+        self.school_of: list[int] = []  # slot -> school
+        self.bucket_of: list[tuple] = []  # slot -> bucket
+        self.versions: list[int] = []  # slot -> version of its live heap entries
+        self.classes: list[int | None] = []  # slot -> class of its head's key (None: empty line)
+        self.claims: dict[int, list[tuple]] = {}  # pool -> heap of (claim, seq, slot, version)
+        self.lines: dict[int, deque[Waiting]] = {}  # slot -> line (only lines with requests)
+        self.heaps: dict[tuple, list[list]] = {}  # bucket -> heap of [k0, k1, seq, slot, version]
+        self.by_school: dict[int, set[int]] = {}  # school -> slots of its lines
         self.size = 0
-        self.classes: dict[tuple[int, tuple], int] = {}  # (school, bucket) -> class of its head's key
         self.in_class: dict[int, int] = {}  # class -> lines whose head is in it
 
     def lines_in_class(self, cls: int) -> int:
@@ -53,17 +59,14 @@ class WaitQueue:
         class of a line only changes when :meth:`touch` re-keys it, so this is exact."""
         return self.in_class.get(cls, 0)
 
-    def _set_class(self, slot: tuple[int, tuple], cls: int | None) -> None:
-        classes = self.classes
-        old = classes.get(slot)
+    def _set_class(self, slot: int, cls: int | None) -> None:
+        old = self.classes[slot]
         if old == cls:
             return
         if old is not None:
             self.in_class[old] -= 1
-        if cls is None:
-            del classes[slot]
-        else:
-            classes[slot] = cls
+        self.classes[slot] = cls
+        if cls is not None:
             self.in_class[cls] = self.in_class.get(cls, 0) + 1
 
     def __len__(self) -> int:
@@ -73,27 +76,35 @@ class WaitQueue:
         return [b for b, heap in self.heaps.items() if heap]
 
     def add(self, waiting: Waiting, now: float) -> None:
-        slot = (waiting.school_index, waiting.bucket)
+        school = waiting.school_index
+        slot = self.slot_of.get((school, waiting.bucket))
+        if slot is None:
+            slot = self.slot_of[(school, waiting.bucket)] = len(self.school_of)
+            self.school_of.append(school)
+            self.bucket_of.append(waiting.bucket)
+            self.versions.append(0)
+            self.classes.append(None)
+        waiting.slot = slot
         line = self.lines.get(slot)
         if line is None:
             line = self.lines[slot] = deque()
-            self.by_school.setdefault(waiting.school_index, set()).add(waiting.bucket)
+            self.by_school.setdefault(school, set()).add(slot)
         line.append(waiting)
         self.size += 1
         if len(line) == 1:
             self._push(slot, now)
 
-    def _push(self, slot: tuple[int, tuple], now: float) -> None:
-        school, bucket = slot
-        version = self.versions.get(slot, 0) + 1
-        self.versions[slot] = version
+    def _push(self, slot: int, now: float) -> None:
+        versions = self.versions
+        version = versions[slot] = versions[slot] + 1
         line = self.lines.get(slot)
         if not line:
             self._set_class(slot, None)
             return
         head = line[0]
+        school, bucket = self.school_of[slot], self.bucket_of[slot]
         key = self.key_fn(school, bucket, head, now)
-        if self.classes.get(slot) != key[0]:
+        if self.classes[slot] != key[0]:
             self._set_class(slot, key[0])
         self._push_entry(self.heaps.setdefault(bucket, []), [key[0], key[1], head.seq, slot, version])
         if self.claim_fn is not None:
@@ -105,29 +116,29 @@ class WaitQueue:
         heapq.heappush(heap, entry)
         if len(heap) > 64 and len(heap) > 4 * len(self.lines):  # retired entries pile up
             versions = self.versions
-            heap[:] = [e for e in heap if versions.get(e[-2]) == e[-1]]
+            heap[:] = [e for e in heap if versions[e[-2]] == e[-1]]
             heapq.heapify(heap)
 
     def touch(self, school: int, now: float) -> None:
         """The school's keys may have dropped (or its class changed): re-key its lines."""
-        for bucket in self.by_school.get(school, ()):
-            self._push((school, bucket), now)
+        for slot in self.by_school.get(school, ()):
+            self._push(slot, now)
 
     def remove(self, waiting: Waiting, now: float, rekey_head: bool = True) -> None:
         """Take ``waiting`` out of its line; ``rekey_head=False`` when the caller calls
         :meth:`touch` for the school right after (which keys the new head anyway)."""
-        slot = (waiting.school_index, waiting.bucket)
+        slot = waiting.slot
         line = self.lines[slot]
         was_head = line[0] is waiting
         line.remove(waiting)
         self.size -= 1
         if not line:
             del self.lines[slot]
-            self.versions[slot] = self.versions.get(slot, 0) + 1
+            self.versions[slot] += 1
             self._set_class(slot, None)
-            buckets = self.by_school[waiting.school_index]
-            buckets.discard(waiting.bucket)
-            if not buckets:
+            slots = self.by_school[waiting.school_index]
+            slots.discard(slot)
+            if not slots:
                 del self.by_school[waiting.school_index]
         elif was_head and rekey_head:
             self._push(slot, now)
@@ -138,14 +149,15 @@ class WaitQueue:
         versions = self.versions
         key_fn = self.key_fn
         lines = self.lines
+        school_of = self.school_of
         while heap:
             entry = heap[0]
             slot = entry[3]
-            if versions.get(slot) != entry[4]:
+            if versions[slot] != entry[4]:
                 heapq.heappop(heap)
                 continue
             head = lines[slot][0]
-            key = key_fn(slot[0], bucket, head, now)
+            key = key_fn(school_of[slot], bucket, head, now)
             if key[0] == entry[0] and key[1] <= entry[1]:
                 return (key[0], key[1], head.seq), head
             heapq.heapreplace(heap, [key[0], key[1], head.seq, slot, entry[4]])
@@ -158,12 +170,12 @@ class WaitQueue:
                 entry[1] *= factor
 
     def lines_of(self, school: int) -> Iterator[deque[Waiting]]:
-        for bucket in self.by_school.get(school, ()):
-            yield self.lines[(school, bucket)]
+        for slot in self.by_school.get(school, ()):
+            yield self.lines[slot]
 
     def all_lines(self) -> Iterator[tuple[int, tuple, deque[Waiting]]]:
-        for (school, bucket), line in self.lines.items():
-            yield school, bucket, line
+        for slot, line in self.lines.items():
+            yield self.school_of[slot], self.bucket_of[slot], line
 
     def peek_many(self, bucket: tuple, now: float, stop: Callable[[tuple], bool], limit: int = 64):
         """The best entries of ``bucket`` in order until ``stop(top)`` is true (at most
@@ -182,13 +194,13 @@ class WaitQueue:
         return found
 
     def claim_top(self, pool: int) -> tuple | None:
-        """The head with the smallest claim on ``pool``: (claim, seq, (school, bucket),
-        version), or None. Retired entries are dropped on the way."""
+        """The head with the smallest claim on ``pool``: (claim, seq, slot, version), or
+        None. Retired entries are dropped on the way."""
         heap = self.claims.get(pool)
         versions = self.versions
         while heap:
             entry = heap[0]
-            if versions.get(entry[2]) == entry[3]:
+            if versions[entry[2]] == entry[3]:
                 return entry
             heapq.heappop(heap)
         return None
@@ -205,7 +217,7 @@ class WaitQueue:
         try:
             while heap:
                 entry = pop(heap)
-                if versions.get(entry[2]) == entry[3]:
+                if versions[entry[2]] == entry[3]:
                     taken.append(entry)
                     yield entry
         finally:

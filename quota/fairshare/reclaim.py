@@ -36,8 +36,9 @@ REBALANCE_BATCH = 8
 class Reclaiming:
     """The reclaim searches of :class:`~quota.fairshare.policy.Allocator`."""
 
-    def _reclaim(self, now: float, out: list[Action]) -> None:
-        """Warn borrowed sessions so that waiting requests get their share.
+    def _reclaim(self, free: list[int], now: float, out: list[Action]) -> None:
+        """Warn borrowed sessions so that waiting requests get their share (``free``: the
+        free slices of every pool, see ``_free_per_pool``).
 
         First for requests within their school's guarantee (class 0, the best 64 of each
         size in queue order), then, with ``Config.rebalance``, for requests that would
@@ -50,7 +51,7 @@ class Reclaiming:
         nobody_below = not self.fifo and not self.queue.lines_in_class(0)
         if nobody_below and self.givers is None:
             return
-        avail = [max(0, free) + pending for free, pending in zip(self._free_per_pool(), self.pending)]
+        avail = [max(0, f) + pending for f, pending in zip(free, self.pending)]
         for bucket in ([] if nobody_below else self.queue.buckets()):
             for key, waiting in self.queue.peek_many(bucket, now, lambda top: top[0][0] > 0):
                 s = waiting.school_index
@@ -79,11 +80,11 @@ class Reclaiming:
         fair keys nothing is re-keyed on the way."""
         queue = self.queue
         givers = self.givers
-        done: set[tuple] = set()
+        done: set[int] = set()  # lines (slots) served by this pass (in some pool)
         for pool, spec in enumerate(self.pools):
             if avail[pool] > REBALANCE_SLICES - REBALANCE_BATCH:
                 first = queue.claim_top(pool)
-                if first is None or first[2][1][1][pool] <= avail[pool]:
+                if first is None or queue.bucket_of[first[2]][1][pool] <= avail[pool]:
                     continue  # enough is on its way back for the best claims
             capacity = spec.slices - self.reserved_now[pool]
             most = givers.most(pool)
@@ -93,7 +94,7 @@ class Reclaiming:
             for claim, _, slot, _ in walk:
                 if claim > most:
                     break
-                need = slot[1][1][pool]
+                need = queue.bucket_of[slot][1][pool]
                 if walked and walked + need > REBALANCE_SLICES:
                     break
                 walked += need
@@ -106,7 +107,7 @@ class Reclaiming:
                 short = need - avail[pool]
                 if short >= failed:
                     continue  # a larger claim, as many slices or more: fails as well
-                chosen = self._givers_for(pool, slot[0], short, claim)
+                chosen = self._givers_for(pool, queue.school_of[slot], short, claim)
                 if chosen:
                     self._warn(chosen, pool, now, out, False)
                     avail[pool] += sum(x.slices for x in chosen) - need
