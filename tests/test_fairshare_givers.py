@@ -48,8 +48,9 @@ def check_givers(alloc: Allocator) -> None:
         return
     for pool in range(len(alloc.pools)):
         levels = brute_levels(alloc, pool)
-        assert givers.levels[pool] == sorted(set(levels.values())), f"pool {pool}: levels out of date"
+        # reading the index (most, in_idle_order) first files the schools changed since
         assert givers.most(pool) == (max(levels.values()) if levels else -math.inf)
+        assert givers.levels[pool] == sorted(set(levels.values())), f"pool {pool}: levels out of date"
         claims = sorted(set(levels.values())) + [-math.inf, math.inf]
         for claim in claims:
             for exclude in (-1, *levels):

@@ -23,10 +23,11 @@ practice (holdings are whole slices, weights come from a handful of tiers), so
   many that hold one session that has idled longest).
 
 The allocator calls :meth:`changed` after anything that moves a school's holding, its
-reclaim warnings or its borrowed sessions. A touch (a session used again) needs no call: it
-only makes the school's filed idle time an earlier bound of the true one, and the merge,
-which visits a school at its filed time and then its sessions at their own, still yields
-them in the right order.
+reclaim warnings or its borrowed sessions; the school is filed again when the index is
+next read (a rebalance search happens for a few events in a hundred, most of the others
+change a school). A touch (a session used again) needs no call: it only makes the school's
+filed idle time an earlier bound of the true one, and the merge, which visits a school at
+its filed time and then its sessions at their own, still yields them in the right order.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Givers:
     """Reads the allocator's ``held``, ``leaving``, ``weight`` and ``borrowed``, updated in place."""
 
     __slots__ = ("held", "leaving", "weight", "borrowed", "slice_milli", "entry", "version", "groups",
-                 "levels", "members")
+                 "levels", "members", "dirty")
 
     def __init__(self, held: list[int], leaving: list[int], weight: list[float],
                  borrowed: list[dict[str, Session]], slice_milli: list[int]) -> None:
@@ -58,6 +59,7 @@ class Givers:
         self.groups: list[dict[float, list]] = [{} for _ in pools]  # pool -> level -> heap (last_active, seq, school, version)
         self.levels: list[list[float]] = [[] for _ in pools]  # pool -> levels with members, ascending
         self.members: list[dict[float, int]] = [{} for _ in pools]  # pool -> level -> schools at it
+        self.dirty: set[int] = set()  # schools changed since they were last filed
 
     def level(self, pool: int, school: int) -> float:
         weight = self.weight[school]
@@ -66,7 +68,17 @@ class Givers:
         return (self.held[school] - self.leaving[school] - self.slice_milli[pool]) / weight
 
     def changed(self, school: int) -> None:
-        """The school's holding, warnings or borrowed sessions changed: file it again."""
+        """The school's holding, warnings or borrowed sessions changed: file it again
+        before the next read."""
+        self.dirty.add(school)
+
+    def _refresh(self) -> None:
+        """File every school changed since the last read."""
+        for school in self.dirty:
+            self._refile(school)
+        self.dirty.clear()
+
+    def _refile(self, school: int) -> None:
         by_pool: dict[int, tuple] = {}
         for session in self.borrowed[school].values():
             if session.stop_at is None:
@@ -124,12 +136,16 @@ class Givers:
 
     def most(self, pool: int) -> float:
         """The highest level in ``pool`` (-inf without members): no claim above it can be met."""
+        if self.dirty:
+            self._refresh()
         levels = self.levels[pool]
         return levels[-1] if levels else -math.inf
 
     def in_idle_order(self, pool: int, claim: float, exclude: int) -> Iterator[Session]:
         """The unwarned borrowed sessions in ``pool`` of the schools (but ``exclude``) whose
         level reaches ``claim``, longest idle first. Close the iterator when done with it."""
+        if self.dirty:
+            self._refresh()
         groups = self.groups[pool]
         versions = self.version[pool]
         # one item per group (its longest-idle school), then per school visited its sessions;
