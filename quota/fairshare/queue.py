@@ -106,7 +106,12 @@ class WaitQueue:
         key = self.key_fn(school, bucket, head, now)
         if self.classes[slot] != key[0]:
             self._set_class(slot, key[0])
-        self._push_entry(self.heaps.setdefault(bucket, []), [key[0], key[1], head.seq, slot, version])
+        heap = self.heaps.setdefault(bucket, [])
+        entry = [key[0], key[1], head.seq, slot, version]
+        if heap and heap[0][3] == slot:
+            heapq.heapreplace(heap, entry)  # its retired entry is on top (the line just served): reuse the place
+        else:
+            self._push_entry(heap, entry)
         if self.claim_fn is not None:
             for pool, claim in self.claim_fn(school, bucket):
                 self._push_entry(self.claims.setdefault(pool, []), (claim, head.seq, slot, version))
