@@ -98,7 +98,8 @@ class Allocator(Reclaiming):
         self.givers = (Givers(self.held, self.leaving, self.weight, self.borrowed, [p.slice_milli for p in self.pools])
                        if rebalancing else None)
         self.victims: list[list[tuple]] = [[] for _ in self.pools]  # heap (last_active, seq, id)
-        self.per_user: dict[str, int] = {}  # sessions + waiting requests per user
+        self.per_user: dict[str, int] = {}  # sessions + waiting requests per user (counted only if a school caps them)
+        self.track_users = any(s.max_sessions_per_student is not None for s in self.schools)
         self.timers: list[tuple] = []  # heap (time, kind, seq, ref)
         self.book = ReservationBook(self.pools)
         self.budgets = RollingBudget(config.budget_period_s)
@@ -216,7 +217,8 @@ class Allocator(Reclaiming):
         self.seq += 1
         waiting = Waiting(request, arrival, self.seq, s, needs, bucket)
         self.waiting[request.id] = waiting
-        self.per_user[request.user] = self.per_user.get(request.user, 0) + 1
+        if self.track_users:
+            self.per_user[request.user] = self.per_user.get(request.user, 0) + 1
         self.queue.add(waiting, now)
         return waiting
 
@@ -236,7 +238,8 @@ class Allocator(Reclaiming):
         waiting = self.waiting.pop(request_id, None)
         if waiting is not None:
             self.queue.remove(waiting, now)
-            self._user_done(waiting.request.user)
+            if self.track_users:
+                self._user_done(waiting.request.user)
             self._schedule(now, out)
         return out
 
@@ -527,7 +530,8 @@ class Allocator(Reclaiming):
         s = session.school_index
         pool = session.pool_index
         del self.sessions[session.id]
-        self._user_done(session.request.user)
+        if self.track_users:
+            self._user_done(session.request.user)
         if session.stop_at is not None:
             self.pending[pool] -= session.slices
             self.leaving[s] -= session.milli

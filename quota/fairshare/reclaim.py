@@ -150,8 +150,9 @@ class Reclaiming:
     def _push_victim(self, pool: int, entry: tuple) -> None:
         heap = self.victims[pool]
         heapq.heappush(heap, entry)
-        if len(heap) > 2 * len(self.sessions) + 64:  # entries of ended, warned or touched sessions pile up
-            heap[:] = [e for e in heap if self._victim_of(e) is not None]
+        if len(heap) > 4 * len(self.sessions) + 64:  # entries of ended, warned or touched sessions pile up
+            victim_of = self._victim_of
+            heap[:] = [e for e in heap if victim_of(e) is not None]
             heapq.heapify(heap)
 
     def _victim_of(self, entry: tuple) -> Session | None:
