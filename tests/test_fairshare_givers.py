@@ -114,3 +114,19 @@ def test_nobody_gives_when_every_school_would_drop_below_the_claim():
     decision, actions = alloc.submit(Request("b9", "b-u9", "b", 1000), 100.0)
     assert decision.kind == "queue" and actions == []
     assert alloc.advance(10_000.0) == []
+
+
+def test_a_session_used_again_loses_its_place_as_its_schools_longest_idle():
+    # a2 and a3 borrow (a holds 4 of a 2,000-milli guarantee), b6 borrows; a2 is used at
+    # t=10, so the longest-idle order is a3, b6, a2 (not admission order), also once a is
+    # filed again.
+    alloc = Allocator([PoolSpec("p", 8)], [SchoolSpec(x) for x in "abcd"],
+                      Config(max_lease_s=math.inf, min_runtime_s=0.0, warning_s=60.0))
+    for t, rid in enumerate(["a0", "a1", "a2", "a3", "b4", "b5", "b6"]):
+        decision, _ = alloc.submit(Request(rid, f"{rid[0]}-u{rid[1]}", rid[0], 1000), float(t))
+        assert decision.kind == "admit"
+    check_givers(alloc)  # files a by a2 and b by b6
+    alloc.touch("a2", 10.0)
+    alloc.givers.changed(alloc.school_index["a"])  # as any admission or end of a would
+    assert [s.id for s in alloc.givers.in_idle_order(0, -math.inf, -1)] == ["a3", "b6", "a2"]
+    check_givers(alloc)
