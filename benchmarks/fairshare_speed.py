@@ -2,11 +2,14 @@
 
 (a) replay: a school-timetable scenario (``quota.simulator.scenario``: 60 % county, 40 %
     urban schools) of --requests requests over --schools schools, its pool sized so that
-    demand is --oversubscription times capacity. Only ``quota.simulator.engine.replay``
-    is timed, with ``explain=False`` (no queue positions or wait estimates, as
-    ``gpu-commons simulate --no-explain``) and the student asking again after a stop
-    (the default); generating the trace is timed apart, and the offline optimum, the
-    metrics and the plots are not run.
+    demand is --oversubscription times capacity. A child process generates it and writes
+    the trace CSV; this process reads it as ``gpu-commons simulate`` does (timed apart) and
+    replays it. Only ``quota.simulator.engine.replay`` is timed, with ``explain=False`` (no
+    queue positions or wait estimates, as ``gpu-commons simulate --no-explain``) and the
+    student asking again after a stop (the default); the offline optimum, the metrics and
+    the plots are not run. (Generating a million rows in the replaying process leaves its
+    memory fragmented, which slows the replay by about a tenth: ``--in-process`` measures
+    that way, as this benchmark did before 2026-11-30.)
 (b) admission: an allocator with --sessions active sessions across --schools schools in a
     full pool, then --decisions calls of ``Allocator.submit`` (one request each, from a
     random school; between two of them a random session ends, so the number of active
@@ -29,10 +32,13 @@ import dataclasses
 import gc
 import json
 import math
+import multiprocessing
 import platform
 import random
 import sys
+import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -40,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from quota.fairshare import Allocator, Config, PoolSpec, Request, SchoolSpec, fcfs_config  # noqa: E402
 from quota.simulator.engine import replay  # noqa: E402
 from quota.simulator.scenario import DEFAULT_PODS, ScenarioSpec, generate, load_pods, open_seconds  # noqa: E402
+from quota.simulator.trace import read_trace, write_trace  # noqa: E402
 
 POLICIES = {"fair": Config, "fcfs": fcfs_config, "fair-no-rebalance": lambda: Config(rebalance=False)}
 
@@ -67,22 +74,44 @@ def big_scenario(requests: int, schools: int, oversubscription: float, seed: int
     return spec, scenario
 
 
-def bench_replay(args: argparse.Namespace) -> dict:
+def write_scenario(args: argparse.Namespace, path: Path) -> dict:
+    """Generate the replay's scenario and write its trace to ``path``; returns the rest of
+    what the replay needs (run in a child process, see the module's docstring)."""
     began = time.perf_counter()
     spec, scenario = big_scenario(args.requests, args.schools, args.oversubscription, args.seed, args.pods)
-    trace = scenario.trace()
     generated_s = time.perf_counter() - began
-    schools = [SchoolSpec(school, tier, spec.tier_weights[tier]) for school, tier in scenario.schools]
-    pools = [PoolSpec("uni-a", scenario.gpus)]
+    write_trace(path, scenario.rows)
+    return {
+        "schools": [(school, tier, spec.tier_weights[tier]) for school, tier in scenario.schools],
+        "gpus": scenario.gpus, "days": spec.days, "demand_over_capacity": scenario.demand_over_capacity,
+        "generate_seconds": generated_s,
+    }
+
+
+def bench_replay(args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "trace.csv"
+        if args.in_process:
+            made = write_scenario(args, path)
+        else:
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+                made = child.submit(write_scenario, args, path).result()
+        began = time.perf_counter()
+        trace = read_trace(path)
+        read_s = time.perf_counter() - began
+    schools = [SchoolSpec(school, tier, weight) for school, tier, weight in made["schools"]]
+    pools = [PoolSpec("uni-a", made["gpus"])]
     gc.collect()
     began, began_cpu = time.perf_counter(), time.process_time()
     result = replay(trace, pools, schools, POLICIES[args.policy](), explain=False)
     replay_s = time.perf_counter() - began
     cpu_s = time.process_time() - began_cpu  # less sensitive than the wall clock to other work on the machine
     return {
-        "requests": len(trace), "schools": len(schools), "days": spec.days, "gpus": scenario.gpus,
-        "demand_over_capacity": round(scenario.demand_over_capacity, 3), "policy": args.policy,
-        "generate_seconds": round(generated_s, 2), "replay_seconds": round(replay_s, 2),
+        "requests": len(trace), "schools": len(schools), "days": made["days"], "gpus": made["gpus"],
+        "demand_over_capacity": round(made["demand_over_capacity"], 3), "policy": args.policy,
+        "generated_in": "this process" if args.in_process else "a child process",
+        "generate_seconds": round(made["generate_seconds"], 2), "read_seconds": round(read_s, 2),
+        "replay_seconds": round(replay_s, 2),
         "replay_cpu_seconds": round(cpu_s, 2), "python": f"{sys.executable} ({platform.python_version()})",
         "requests_per_second": round(len(trace) / replay_s), "outcomes": result.counts, "stops": result.stops,
         "capacity_violations": result.capacity_violations,
@@ -165,6 +194,8 @@ def main() -> int:
     parser.add_argument("--pods", type=Path, default=DEFAULT_PODS,
                         help="openb_pod_list_default.csv of the Alibaba GPU trace")
     parser.add_argument("--only", choices=["replay", "admission"], help="run one of the two")
+    parser.add_argument("--in-process", action="store_true",
+                        help="generate the replay's trace in this process (slower replay, see above)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     figures: dict = {}
@@ -173,7 +204,8 @@ def main() -> int:
         print(f"replay ({r['policy']}): {r['requests']:,} requests, {r['schools']:,} schools, {r['days']} days, "
               f"{r['gpus']:,} GPUs, demand {r['demand_over_capacity']} x capacity")
         print(f"  {r['python']}")
-        print(f"  generate {r['generate_seconds']} s; replay {r['replay_seconds']} s ({r['replay_cpu_seconds']} s CPU) "
+        print(f"  generate {r['generate_seconds']} s (in {r['generated_in']}); read the CSV {r['read_seconds']} s; "
+              f"replay {r['replay_seconds']} s ({r['replay_cpu_seconds']} s CPU) "
               f"({r['requests_per_second']:,} requests/s); outcomes {r['outcomes']}; stops {r['stops']}; "
               f"capacity violations {r['capacity_violations']}")
     if args.only != "replay":
