@@ -512,7 +512,7 @@ class Allocator(Reclaiming):
         self.sessions[session.id] = session
         if borrowed:
             self.borrowed[s][session.id] = session
-            if self.config.reclaim:
+            if self.reclaim_on:
                 self._push_victim(pool, (now, session.seq, session.id))
         if res is None and self.givers is not None:
             self.givers.changed(s)
