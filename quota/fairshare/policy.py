@@ -42,6 +42,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import replace
 
+from quota.fairshare.answers import Answering
 from quota.fairshare.budgets import RollingBudget
 from quota.fairshare.givers import Givers
 from quota.fairshare.model import (
@@ -59,7 +60,7 @@ from quota.fairshare.shares import guarantees_milli, limits_milli
 _BOUNDARY, _STOP, _LEASE = 0, 1, 2
 
 
-class Allocator(Reclaiming):
+class Allocator(Reclaiming, Answering):
     def __init__(
         self,
         pools: list[PoolSpec],
@@ -329,110 +330,6 @@ class Allocator(Reclaiming):
         s = self.school_index[school_id]
         return self.ledger.decayed(s, now) / self.weight[s]
 
-    def explain(self, request_id: str, now: float) -> Queue:
-        """Place in the line and a wait estimate for a queued request.
-
-        The estimate walks the running leases by their end (or announced stop) and
-        returns when the slices they free cover this request and every request ahead of
-        it. Sessions often end before their lease does, so it is an upper bound unless a
-        request with a better claim arrives later."""
-        waiting = self.waiting[request_id]
-        mine = self._key(waiting.school_index, waiting.bucket, waiting, now)
-        mine = (mine[0], mine[1], waiting.seq)
-        ahead = 0
-        ahead_milli = 0
-        for school, bucket, line in self.queue.all_lines():
-            if not any(a and b for a, b in zip(bucket[1], waiting.needs)):
-                continue  # waits for other pools (another kind of GPU): not ahead in this line
-            key = self._key(school, bucket, line[0], now)
-            for other in line:
-                if other is waiting:
-                    break
-                if school == waiting.school_index or (key[0], key[1], other.seq) < mine:
-                    ahead += 1
-                    ahead_milli += self.bucket_footprint[bucket]
-        need = self.bucket_footprint[waiting.bucket] + ahead_milli
-        free = sum(
-            max(0, self.free_slices(i)) * p.slice_milli for i, p in enumerate(self.pools) if waiting.needs[i]
-        )
-        reason = "waiting for a free GPU share"
-        if mine[0] == 2:
-            reason = "your school is using all it may borrow; waiting for one of its sessions to end"
-        estimate = INF
-        for end, session in self._session_ends():
-            if waiting.needs[session.pool_index] and session.reservation is None:
-                free += session.milli
-                if free >= need:
-                    estimate = max(0.0, end - now)
-                    break
-        return Queue(request_id, ahead + 1, estimate, reason)
-
-    def _session_ends(self) -> Iterator[tuple[float, Session]]:
-        """Running sessions by the time their lease ends or their reclaim stop falls,
-        soonest first, each once (sessions whose lease never ends are left out). Read off
-        the timer heap in order without changing it: a frontier of heap positions, each
-        step taking the smallest and adding its two children, so a caller that stops early
-        pays for what it read, not for sorting every session."""
-        timers = self.timers
-        sessions = self.sessions
-        seen: set[str] = set()
-        frontier = [(timers[0], 0)] if timers else []
-        size = len(timers)
-        while frontier:
-            timer, i = heapq.heappop(frontier)
-            for child in (2 * i + 1, 2 * i + 2):
-                if child < size:
-                    heapq.heappush(frontier, (timers[child], child))
-            t, kind, _, ref = timer
-            if kind == _BOUNDARY or ref in seen or not self._timer_valid(timer):
-                continue
-            seen.add(ref)  # its first valid timer is the sooner of its lease end and its stop
-            yield t, sessions[ref]
-
-    # -- refusals -----------------------------------------------------------------------
-
-    def _refusal(self, request: Request, now: float) -> Refuse | None:
-        rid = request.id
-        if request.school not in self.school_index:
-            return Refuse(rid, f"school {request.school!r} is not in the alliance; ask staff to add it", None, "unknown_school")
-        if request.id in self.waiting or request.id in self.sessions:
-            return Refuse(rid, f"request {rid!r} is already queued or running", None, "duplicate")
-        if request.milli <= 0:
-            return Refuse(rid, "a request must ask for a positive GPU share", None, "bad_request")
-        if request.pool is not None and request.pool not in self.pool_index:
-            return Refuse(rid, f"pool {request.pool!r} does not exist; choose one of {sorted(self.pool_index)}", None, "unknown_pool")
-        if request.kind is not None and not any(p.kind == request.kind for p in self.pools):
-            return Refuse(rid, f"no pool has GPU shares of the kind {request.kind!r}; choose another profile", None, "unknown_kind")
-        smallest = self._shape(request)[2]
-        if smallest is None:
-            return Refuse(rid, f"{request.milli / 1000:g} GPU is more than any pool has; ask for a smaller share", None, "too_large")
-        s = self.school_index[request.school]
-        school = self.schools[s]
-        if smallest > self.limit[s] and not any(r.admits(request.school, request.group) for r in self.book.by_id.values()):
-            return Refuse(
-                rid, f"your school may hold at most {self.limit[s] / 1000:.3g} GPU at once and this asks for "
-                f"{smallest / 1000:.3g}; ask for a smaller share or ask staff to raise the school's share", None, "over_limit")
-        cap = school.max_sessions_per_student
-        if cap is not None and self.per_user.get(request.user, 0) >= cap:
-            mine = [x.lease_end for x in self.sessions.values() if x.request.user == request.user]
-            return Refuse(
-                rid, f"you already have {cap} workspace(s) running or waiting, the most your school allows; "
-                "stop one and try again", min(mine) if mine else None, "concurrency_cap")
-        if self.track_budgets:
-            for key, budget, whose in (
-                (f"school:{school.id}", school.budget_gpu_hours, "your school's"),
-                (f"user:{request.user}", school.student_budget_gpu_hours, "your"),
-            ):
-                if budget is not None:
-                    used = self.budgets.used_gpu_hours(key, now)
-                    if used >= budget:
-                        days = self.config.budget_period_s / 86400
-                        return Refuse(
-                            rid, f"{whose} GPU budget is used up ({used:.1f} of {budget:g} GPU-hours in the last "
-                            f"{days:g} days); try again later or ask your teacher",
-                            self.budgets.retry_at(key, now, budget), "budget_exhausted")
-        return None
-
     # -- the scheduling loop -------------------------------------------------------------
 
     def _schedule(self, now: float, out: list[Action]) -> None:
@@ -603,6 +500,28 @@ class Allocator(Reclaiming):
         if kind == _STOP:
             return session.stop_at == t
         return session.lease_end == t and (session.stop_at is None or session.stop_at > t)
+
+    def _session_ends(self) -> Iterator[tuple[float, Session]]:
+        """Running sessions by the time their lease ends or their reclaim stop falls,
+        soonest first, each once (sessions whose lease never ends are left out). Read off
+        the timer heap in order without changing it: a frontier of heap positions, each
+        step taking the smallest and adding its two children, so a caller that stops early
+        pays for what it read, not for sorting every session."""
+        timers = self.timers
+        sessions = self.sessions
+        seen: set[str] = set()
+        frontier = [(timers[0], 0)] if timers else []
+        size = len(timers)
+        while frontier:
+            timer, i = heapq.heappop(frontier)
+            for child in (2 * i + 1, 2 * i + 2):
+                if child < size:
+                    heapq.heappush(frontier, (timers[child], child))
+            t, kind, _, ref = timer
+            if kind == _BOUNDARY or ref in seen or not self._timer_valid(timer):
+                continue
+            seen.add(ref)  # its first valid timer is the sooner of its lease end and its stop
+            yield t, sessions[ref]
 
     def _run_timers(self, now: float, out: list[Action]) -> None:
         # every public call starts here, before any key is computed at ``now``
