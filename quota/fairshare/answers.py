@@ -10,10 +10,14 @@ it reads the allocator's state (``school_index``, ``schools``, ``pools``, ``pool
 * :meth:`Answering._refusal`: the checks a request must pass before it may wait at all,
   each with the reason a student reads, the fix, and when retrying can help.
 * :meth:`Answering.explain`: a queued request's place in the line and an honest wait
-  estimate.
+  estimate; :meth:`Answering.places`: the same for every queued request at once, in
+  O(n log n) rather than n times O(n).
 """
 
 from __future__ import annotations
+
+from bisect import bisect_left
+from itertools import accumulate
 
 from quota.fairshare.model import INF, Queue, Refuse, Request
 
@@ -100,3 +104,69 @@ class Answering:
                     estimate = max(0.0, end - now)
                     break
         return Queue(request_id, ahead + 1, estimate, reason)
+
+    def places(self, now: float) -> dict[str, Queue]:
+        """:meth:`explain` of every waiting request, with the same answers, in one pass per
+        set of pools that requests wait for (the service's kinds of GPU: one or two).
+
+        Who is ahead of a request (see :meth:`explain`): every request of its own school
+        in an overlapping line, but those behind it in its own line; and every request of
+        another school whose (line key, arrival number) is smaller than its own. Sorting
+        all those tuples once answers the second part by bisection for each request, with
+        running sums of the slices they take; the wait estimate is one walk over the
+        running sessions' ends, shared by every request of the same pools."""
+        lines = list(self.queue.all_lines())
+        footprint = self.bucket_footprint
+        answers: dict[str, Queue] = {}
+        patterns: dict[tuple, list] = {}
+        for school, bucket, line in lines:
+            pattern = tuple(bool(n) for n in bucket[1])
+            patterns.setdefault(pattern, []).append((school, bucket, line))
+        for pattern, mine in patterns.items():
+            overlapping = [(school, bucket, line) for school, bucket, line in lines
+                           if any(a and b for a, b in zip(bucket[1], pattern))]
+            entries = []  # (class, usage key, arrival number, school, milli)
+            school_count: dict[int, int] = {}
+            school_milli: dict[int, int] = {}
+            for school, bucket, line in overlapping:
+                k = self._key(school, bucket, line[0], now)
+                fp = footprint[bucket]
+                for other in line:
+                    entries.append((k[0], k[1], other.seq, school, fp))
+                school_count[school] = school_count.get(school, 0) + len(line)
+                school_milli[school] = school_milli.get(school, 0) + fp * len(line)
+            entries.sort()
+            keys = [e[:3] for e in entries]
+            milli_before = [0, *accumulate(e[4] for e in entries)]
+            by_school: dict[int, tuple[list, list]] = {}
+            for e in entries:
+                ks, ms = by_school.setdefault(e[3], ([], [0]))
+                ks.append(e[:3])
+                ms.append(ms[-1] + e[4])
+            free = sum(max(0, self.free_slices(i)) * p.slice_milli for i, p in enumerate(self.pools) if pattern[i])
+            ends = [(end, session.milli) for end, session in self._session_ends()
+                    if pattern[session.pool_index] and session.reservation is None]
+            freed = list(accumulate(milli for _, milli in ends))
+            for school, bucket, line in mine:
+                fp = footprint[bucket]
+                for index, waiting in enumerate(line):
+                    key = self._key(school, bucket, waiting, now)
+                    me = (key[0], key[1], waiting.seq)
+                    ks, ms = by_school[school]
+                    at, at_own = bisect_left(keys, me), bisect_left(ks, me)
+                    behind_in_line = len(line) - index
+                    ahead = at - at_own + school_count[school] - behind_in_line
+                    ahead_milli = milli_before[at] - ms[at_own] + school_milli[school] - fp * behind_in_line
+                    need = fp + ahead_milli - free
+                    estimate = INF
+                    if need <= 0 and ends:
+                        estimate = max(0.0, ends[0][0] - now)
+                    elif ends:
+                        reach = bisect_left(freed, need)
+                        if reach < len(ends):
+                            estimate = max(0.0, ends[reach][0] - now)
+                    reason = "waiting for a free GPU share"
+                    if me[0] == 2:
+                        reason = "your school is using all it may borrow; waiting for one of its sessions to end"
+                    answers[waiting.request.id] = Queue(waiting.request.id, ahead + 1, estimate, reason)
+        return answers

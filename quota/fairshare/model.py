@@ -124,6 +124,7 @@ class Request:
     group: str | None = None  # the class, for reservations
     pool: str | None = None  # a pool the request must land in, or None for any
     kind: str | None = None  # a kind of pool the request must land in (a MIG slice, not a whole GPU), or None
+    lease_s: float | None = None  # length of its lease and of each renewal; None = Config.max_lease_s
 
     def fits_pool(self, pool: PoolSpec) -> bool:
         return self.pool in (None, pool.id) and self.kind in (None, pool.kind)

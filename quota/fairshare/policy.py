@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -387,7 +388,7 @@ class Allocator(Reclaiming, Answering):
         milli = slices * spec.slice_milli
         del self.waiting[request.id]
         self.queue.remove(waiting, now, rekey_head=res is not None or not self.rekey)  # else touched below
-        lease_end = now + self.config.max_lease_s
+        lease_end = now + (self.config.max_lease_s if request.lease_s is None else request.lease_s)
         borrowed = False
         if res is not None:
             lease_end = min(lease_end, res.end)
@@ -563,41 +564,74 @@ class Allocator(Reclaiming, Answering):
                 return True
         return False
 
-    def _lease_end(self, session: Session, now: float, out: list[Action]) -> None:
-        """Renew the lease unless a request with a better claim could use the slices, a
-        budget is used up, or a reservation needs them."""
+    def _renewal_refusal(self, session: Session, now: float) -> tuple[str, str] | None:
+        """Why the session's lease may not be renewed at ``now``: (stop reason, phrase), or
+        None. The one rule for renewals, at a lease's end and asked for before it."""
         pool = session.pool_index
         spec = self.pools[pool]
-        reason = None
         if session.reservation is not None:
-            res = self.book.by_id[session.reservation]
-            if now >= res.end:
-                reason = "the class reservation ended"
+            if now >= self.book.by_id[session.reservation].end:
+                return "lease_expired", "the class reservation ended"
         elif self.general[pool] > spec.slices - self.book.reserved_at(spec.id, now):
-            reason = "a class reservation starts now on this pool"
-        if reason is None and self.track_budgets:
+            return "lease_expired", "a class reservation starts now on this pool"
+        if self.track_budgets:
             school = self.schools[session.school_index]
             for key, budget in ((f"school:{school.id}", school.budget_gpu_hours),
                                 (f"user:{session.request.user}", school.student_budget_gpu_hours)):
                 if budget is not None and self.budgets.used_gpu_hours(key, now) >= budget:
-                    self._end(session, now, out)
-                    out.append(Stop(session.id, "budget_exhausted", "the GPU-hour budget is used up"))
-                    return
-        if reason is None and session.reservation is None and self._better_claim_waits(session, now):
-            reason = "someone with a better claim is waiting"
-        if reason is not None:
-            self._end(session, now, out)
-            out.append(Stop(session.id, "lease_expired", f"the lease ended and was not renewed: {reason}"))
-            return
-        lease_end = now + self.config.max_lease_s
+                    return "budget_exhausted", "the GPU-hour budget is used up"
+        if session.reservation is None and self._better_claim_waits(session, now):
+            return "lease_expired", "someone with a better claim is waiting"
+        return None
+
+    def _renewed_end(self, session: Session, now: float) -> float:
+        request = session.request
+        lease_end = now + (self.config.max_lease_s if request.lease_s is None else request.lease_s)
         if session.reservation is not None:
-            lease_end = min(lease_end, self.book.by_id[session.reservation].end)
-        elif self.book:
-            lease_end = self.book.clip(spec.id, now, lease_end, self.general[pool])
+            return min(lease_end, self.book.by_id[session.reservation].end)
+        if self.book:
+            spec = self.pools[session.pool_index]
+            return self.book.clip(spec.id, now, lease_end, self.general[session.pool_index])
+        return lease_end
+
+    def _lease_end(self, session: Session, now: float, out: list[Action]) -> None:
+        """Renew the lease unless a request with a better claim could use the slices, a
+        budget is used up, or a reservation needs them."""
+        refusal = self._renewal_refusal(session, now)
+        if refusal is not None:
+            code, reason = refusal
+            self._end(session, now, out)
+            message = reason if code == "budget_exhausted" else f"the lease ended and was not renewed: {reason}"
+            out.append(Stop(session.id, code, message))
+            return
+        lease_end = self._renewed_end(session, now)
         session.lease_end = lease_end
         if lease_end < INF:
             self._timer(lease_end, _LEASE, session.id)
         out.append(Renew(session.id, lease_end))
+
+    def renew(self, session_id: str, now: float) -> tuple[Renew | Refuse, list[Action]]:
+        """Renew a running lease before its end, by the rule of :meth:`_lease_end`: the new
+        end is a full lease length from ``now`` (never earlier than the current end). A
+        refusal changes nothing: the lease runs to its end, where the rule is asked again.
+        A session being reclaimed is not renewed."""
+        out: list[Action] = []
+        self._run_timers(now, out)
+        session = self.sessions.get(session_id)
+        if session is None:
+            return Refuse(session_id, "the lease is not running", None, "not_running"), out
+        if session.stop_at is not None:
+            return Refuse(session_id, "its GPU share is being given back to a school below its guarantee",
+                          session.stop_at, "being_reclaimed"), out
+        refusal = self._renewal_refusal(session, now)
+        if refusal is not None:
+            return Refuse(session_id, refusal[1], session.lease_end, refusal[0]), out
+        lease_end = self._renewed_end(session, now)
+        if lease_end > session.lease_end:
+            session.lease_end = lease_end
+            if lease_end < INF:
+                self._timer(lease_end, _LEASE, session.id)
+        return Renew(session_id, session.lease_end), out
 
     # -- rebuilding state (the quota service keeps its state in a database) ---------------
 
@@ -630,8 +664,10 @@ class Allocator(Reclaiming, Answering):
         if self.rekey:
             self.queue.touch(s, now)
 
-    def renewal_blocked(self, session_id: str, now: float) -> bool:
-        """True when a waiting request with a better claim could use the session's slices
-        (the rule for renewing a lease, for callers that renew on request)."""
-        session = self.sessions[session_id]
-        return session.reservation is None and self._better_claim_waits(session, now)
+    def seed_budget(self, school_id: str, user: str, start: float, end: float, milli: int) -> None:
+        """Count a session that ended before the allocator was built against the school's
+        and the student's GPU-hour budgets; call in the order the sessions ended."""
+        if end <= start or not self.track_budgets:
+            return
+        for key in (f"school:{school_id}", f"user:{user}"):
+            self.budgets.closed.setdefault(key, deque()).append((start, end, milli))
