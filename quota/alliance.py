@@ -46,7 +46,9 @@ class _Limits(_Strict):
         None, ge=0, description="GPU-hours one student may use per budget period (rolling); empty = unlimited."
     )
     max_sessions_per_student: int | None = Field(
-        None, ge=1, description="Workspaces one student may have running or waiting at once; empty = no cap."
+        None, ge=1,
+        description="GPU workspaces one student may have running or waiting at once; empty = the tier's, else "
+        "the alliance's default (fairshare.max_sessions_per_student).",
     )
 
 
@@ -140,6 +142,11 @@ class FairShareSettings(_Strict):
     warning_minutes: float = Field(2, ge=0, description="Warning before a borrowed session is stopped.")
     max_lease_minutes: float = Field(240, gt=0, description="A lease is renewed after this only if nobody better waits.")
     budget_period_days: float = Field(7, gt=0, description="Rolling window of the GPU-hour budgets.")
+    max_sessions_per_student: int | None = Field(
+        1, ge=1,
+        description="GPU workspaces one student may have running or waiting at once, where neither the school nor "
+        "its tier sets it; null = no cap. The one default of this limit, for the service and the simulator.",
+    )
 
 
 class Alliance(_Strict):
@@ -242,9 +249,14 @@ class Alliance(_Strict):
         return school.weight if school.weight is not None else self.tiers[school.tier].weight
 
     def limit_of(self, school: School, name: str):
-        """A fair-share limit of the school, falling back to its tier's (None = unlimited)."""
+        """A fair-share limit of the school, falling back to its tier's, then (for the
+        session cap) the alliance's default; None = unlimited."""
         value = getattr(school, name)
-        return value if value is not None else getattr(self.tiers[school.tier], name)
+        if value is None:
+            value = getattr(self.tiers[school.tier], name)
+        if value is None and name == "max_sessions_per_student":
+            value = self.fairshare.max_sessions_per_student
+        return value
 
     def accounts(self) -> dict[str, str]:
         """Every account with its role: student, teacher, school_admin, staff or operator."""

@@ -1,27 +1,30 @@
 """The quota service as a FastAPI app: ``create_app(settings)``.
 
-Builds the database (migrated by Alembic), the inventory, the LeaseBook and the metrics,
-and a background sweep that ends expired leases and abandoned queue places.
+Builds the database (migrated by Alembic), the inventory, the LeaseBook with its one
+allocator, the writer lock (:mod:`quota.writer`), the metrics, and the ticker that
+advances the allocator on time (:mod:`quota.ticker`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from quota.alliance import load_alliance
 from quota.auth import TokenResolver, hub_oauth_client, hub_token_resolver
 from quota.db import make_engine, session_factory, upgrade
 from quota.inventory import Unit, alliance_units
-from quota.leases import Clock, LeaseBook, utc_now
+from quota.leases import Clock, JournalUnavailable, LeaseBook, utc_now
 from quota.metrics import QuotaMetrics
 from quota.reconcile import reconciler_for
 from quota.routes import health, inventory, leases, oauth, pools, queue, reservations, schools, tiers, usage
 from quota.settings import QuotaSettings
+from quota.ticker import Ticker
+from quota.writer import Leadership, writer_lock
 
 log = logging.getLogger("quota")
 
@@ -31,8 +34,11 @@ def create_app(
     clock: Clock = utc_now,
     units: list[Unit] | None = None,
     token_resolver: TokenResolver | None = None,
+    run_timers: bool = True,
 ) -> FastAPI:
-    """``token_resolver`` maps a JupyterHub token to a user name; by default the hub is asked."""
+    """``token_resolver`` maps a JupyterHub token to a user name; by default the hub is asked.
+    ``run_timers=False``: no ticker; the caller advances the allocator (tests with a settable clock).
+    Raises :class:`quota.writer.AnotherWriter` when another process writes the SQLite database."""
     alliance = load_alliance(settings.alliance)
     if units is None:
         units = alliance_units(alliance, use_nvml=settings.use_nvml)
@@ -46,19 +52,30 @@ def create_app(
         heartbeat_timeout_s=settings.queue_heartbeat_timeout_s, listener=metrics.listener(),
     )
     metrics.watch(book)
-    book.promote()
+    leadership = Leadership(writer_lock(engine), book, settings.standby_poll_s)
+    book.is_writer = leadership.is_writer
+    leadership.start()
+    if leadership.leader:
+        book.change_policy(lambda session, now: book.policy.book_alliance_reservations(session, now))
+        book.promote()
     reconciler = reconciler_for(book, settings, metrics.registry, clock)  # None unless run under a hub
+    ticker = Ticker(book, settings.timer_max_sleep_s, leadership.is_writer) if run_timers else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        sweeper = asyncio.create_task(_sweep_forever(book, settings.expiry_check_seconds))
+        import asyncio
+
+        if ticker:
+            ticker.start()
         reconciling = reconciler and asyncio.create_task(reconciler.run_forever(settings.reconcile_interval_s))
         try:
             yield
         finally:
-            sweeper.cancel()
             if reconciling:
                 reconciling.cancel()
+            if ticker:
+                ticker.stop()
+            leadership.stop()
             engine.dispose()
 
     app = FastAPI(
@@ -69,11 +86,18 @@ def create_app(
     )
     app.state.settings = settings
     app.state.book = book
+    app.state.leadership = leadership
     app.state.metrics = metrics
     app.state.hub_oauth = hub_oauth_client(settings.api_token)
     app.state.resolve_token = token_resolver or hub_token_resolver(app.state.hub_oauth)
     for module in (leases, queue, reservations, usage, schools, tiers, pools, inventory, oauth, health):
         app.include_router(module.router)
+
+    @app.exception_handler(JournalUnavailable)
+    async def _unavailable(request: Request, exc: JournalUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": f"The quota service cannot decide right now: {exc}"}, status_code=503,
+                            headers={"Retry-After": "2"})
+
     return ServicePrefix(app, os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "")) if os.environ.get("JUPYTERHUB_SERVICE_PREFIX") else app
 
 
@@ -94,14 +118,3 @@ class ServicePrefix:
             if path == self.prefix or path.startswith(self.prefix + "/"):
                 scope = dict(scope, root_path=self.prefix)  # Starlette routes on path minus root_path
         await self.app(scope, receive, send)
-
-
-async def _sweep_forever(book: LeaseBook, every_seconds: float) -> None:
-    while True:
-        await asyncio.sleep(every_seconds)
-        try:
-            ended = await asyncio.to_thread(book.sweep)
-            if ended:
-                log.info("ended %d expired or abandoned lease(s)", ended)
-        except Exception:  # keep sweeping: one bad pass must not stop expiry for good
-            log.exception("the lease sweep failed")

@@ -1,11 +1,11 @@
-"""The quota service's adapter around the fair-share allocator (:mod:`quota.fairshare`).
+"""The allocator built from the quota service's database (:mod:`quota.fairshare`).
 
 The database is the system of record; the allocator is pure and keeps its state in
-memory. So for each decision the lease book rebuilds an allocator from the rows inside
-its transaction (pools open now, staff's shares and weights, reservations, running
-leases oldest first, decayed past usage, queued leases) and asks it. That costs one pass
-over the active leases and the recent usage, and means no state can drift between the
-database and the allocator, and several service processes agree.
+memory. At start-up, when a process takes over as the writer, after a failed write and
+after a change of policy, the lease book builds an allocator from the rows (pools open
+now, staff's shares, weights, caps and budgets, reservations, running leases oldest
+first, decayed past usage, the budget periods' usage, queued leases) and then feeds that
+one allocator every input (:mod:`quota.leases`).
 
 Mapping between the two worlds:
 
@@ -13,38 +13,45 @@ Mapping between the two worlds:
   :func:`quota.fairshare.from_alliance.pool_specs`), each counted in slices of its kind;
   a request for a profile's kind lands only in pools of that kind;
 * times are seconds since the epoch (UTC);
-* the service checks per-student caps and GPU-hour budgets itself (they need the
-  ledger's history), so the schools given to the allocator carry none;
-* leases have no allocator-side maximum length: the profile's length and the renew
-  endpoint rule (``LeaseBook.renew``) decide it.
+* per-student caps and GPU-hour budgets are the allocator's rules; the budgets' periods
+  are seeded from the usage ledger;
+* a lease lasts its profile's ``max_minutes`` and is renewed by the allocator's rule (at
+  its end, or earlier when asked).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from quota.alliance import Alliance
-from quota.fairshare import Allocator, Config, PoolSpec, Request, Reservation, SchoolSpec
+from quota.fairshare import Allocator, PoolSpec, Request, Reservation, SchoolSpec
 from quota.fairshare.from_alliance import config_from, pool_specs_of
 from quota.fairshare.model import INF, Action, Decision
 from quota.fairshare.reservations import ReservationError
 from quota.policy_store import PolicyStore
-from quota.tables import LeaseRow
+from quota.tables import LeaseRow, UsageRecord
 
 log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class QueuePlace:
     """Where a queued lease stands: 1 = next, and an upper bound of the wait in seconds
-    (None when no running lease's end would make room)."""
+    (None when no running lease's end would make room). ``room_at``: the moment the
+    estimate points at, so a place computed a moment ago answers for now."""
 
     position: int
     wait_estimate_s: float | None
+    room_at: float | None = None
+
+    def at(self, t: float) -> "QueuePlace":
+        if self.room_at is None:
+            return self
+        return QueuePlace(self.position, max(0.0, self.room_at - t), self.room_at)
 
 
 @dataclass(frozen=True)
@@ -72,31 +79,34 @@ class Snapshot:
 
     @property
     def t(self) -> float:
+        """The moment the allocator was built."""
         return self.now.timestamp()
 
     reserved_class_of: dict[tuple[str, str], str] = field(default_factory=dict)  # (school, student) -> class
+    lease_s_of: dict[str, float] = field(default_factory=dict)  # profile -> lease length
 
-    def request_for(self, lease_id: str, user: str, school: str, kind: str) -> Request:
+    def request_for(self, lease_id: str, user: str, school: str, kind: str, profile: str) -> Request:
         group = self.reserved_class_of.get((school, user))
-        return Request(lease_id, user, school, self.milli_of_kind.get(kind, 1000), group=group, kind=kind)
+        return Request(lease_id, user, school, self.milli_of_kind.get(kind, 1000), group=group, kind=kind,
+                       lease_s=self.lease_s_of.get(profile))
 
-    def submit(self, lease_id: str, user: str, school: str, kind: str) -> tuple[Decision, list[Action]]:
-        return self.allocator.submit(self.request_for(lease_id, user, school, kind), self.t)
+    def submit(self, lease_id: str, user: str, school: str, kind: str, profile: str,
+               t: float) -> tuple[Decision, list[Action]]:
+        return self.allocator.submit(self.request_for(lease_id, user, school, kind, profile), t, explain=False)
 
-    def places(self) -> dict[str, QueuePlace]:
+    def places(self, t: float) -> dict[str, QueuePlace]:
         places = {}
-        for lease_id in list(self.allocator.waiting):
-            queued = self.allocator.explain(lease_id, self.t)
+        for lease_id, queued in self.allocator.places(t).items():
             estimate = queued.wait_estimate_s
-            places[lease_id] = QueuePlace(queued.position or 1, None if estimate is None or estimate == INF else estimate)
+            known = estimate is not None and estimate != INF
+            places[lease_id] = QueuePlace(queued.position or 1, estimate if known else None, t + estimate if known else None)
         return places
 
-
-    def shares(self) -> list[SchoolShare]:
+    def shares(self, t: float) -> list[SchoolShare]:
         allocator = self.allocator
         return [
             SchoolShare(school.id, school.tier, allocator.guarantee[i] / 1000, allocator.held[i] / 1000,
-                        allocator.priority(school.id, self.t) / 1000)
+                        allocator.priority(school.id, t) / 1000)
             for i, school in enumerate(allocator.schools)
         ]
 
@@ -117,10 +127,11 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
     for spec in specs:  # the smallest slice of a kind: one slice in every pool of that kind
         milli_of_kind[spec.kind] = min(milli_of_kind.get(spec.kind, spec.slice_milli), spec.slice_milli)
     schools = [_school_spec(policy, session, school.id) for school in alliance.schools]
-    config = config_from(alliance, Config(max_lease_s=INF))
+    config = config_from(alliance)
     t = now.timestamp()
     allocator = Allocator(specs, schools, config, start=t)
     snapshot = Snapshot(allocator, now, pool_of, milli_of_kind)
+    snapshot.lease_s_of = {profile.id: profile.max_minutes * 60 for profile in alliance.profiles}
     spec_of = {value: key for key, value in pool_of.items()}
 
     for booking in policy.reservations(session, include_past_of=now):
@@ -143,7 +154,7 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
         spec_id = spec_of.get((lease.pool, lease.unit_kind))
         if spec_id is None or lease.school not in known_schools:
             continue  # on a draining pool: it keeps its unit but takes nothing from the open ones
-        request = snapshot.request_for(lease.id, lease.user, lease.school, lease.unit_kind)
+        request = snapshot.request_for(lease.id, lease.user, lease.school, lease.unit_kind, lease.profile)
         allocator.resume(
             request, spec_id, lease.granted_at.timestamp(),
             lease.expires_at.timestamp() if lease.expires_at else INF,
@@ -154,6 +165,17 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
     for school in sorted(usage):  # ended leases' usage, decayed to now
         if school in known_schools:
             allocator.seed_usage(school, usage[school], t)
+    if allocator.track_budgets:  # the budget period's ended leases, in the order they ended
+        since = now - timedelta(seconds=config.budget_period_s)
+        records = session.scalars(
+            select(UsageRecord).where(UsageRecord.ended_at > since, UsageRecord.gpu_seconds > 0)
+            .order_by(UsageRecord.ended_at, UsageRecord.id)
+        )
+        for record in records:
+            if record.school in known_schools and record.held_seconds > 0:
+                milli = int(round(1000 * record.gpu_seconds / record.held_seconds))
+                allocator.seed_budget(record.school, record.user, record.started_at.timestamp(),
+                                      record.ended_at.timestamp(), milli)
 
     queued = session.scalars(
         select(LeaseRow).where(LeaseRow.state == "queued", LeaseRow.kind.is_not(None)).order_by(LeaseRow.seq)
@@ -161,7 +183,7 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
     for lease in queued:
         if lease.school not in known_schools:
             continue
-        request = snapshot.request_for(lease.id, lease.user, lease.school, lease.kind)
+        request = snapshot.request_for(lease.id, lease.user, lease.school, lease.kind, lease.profile)
         decision = allocator.wait_again(request, lease.requested_at.timestamp(), t)
         if decision is not None:
             snapshot.decisions.append(decision)
@@ -175,6 +197,8 @@ def _school_spec(policy: PolicyStore, session: Session, school_id: str) -> Schoo
     return SchoolSpec(
         id=school_id, tier=view["tier"], weight=float(view["weight"]), guaranteed_share=view.get("guaranteed_share"),
         borrowing_limit_milli=None if limit is None else int(round(limit * 1000)),
+        budget_gpu_hours=view.get("budget_gpu_hours"), student_budget_gpu_hours=view.get("student_budget_gpu_hours"),
+        max_sessions_per_student=view.get("max_sessions_per_student"),
     )
 
 

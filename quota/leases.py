@@ -1,40 +1,80 @@
-"""LeaseBook: the adapter between the allocator (pure) and the database.
+"""LeaseBook: the quota service's one long-lived allocator, with the database as its journal.
 
-Every change happens inside one lock and one transaction: rebuild the fair-share
-allocator from what is held and who waits (``quota.fair_snapshot``), ask it, store the
-answer (grants, reclaim warnings, stops). The clock is injected so tests can move
-time. Usage is written, append-only, in the same transaction that ends a lease, so a
-crash can never end a lease without its record (or record one twice).
+At start-up (and when this process takes over as the writer) the book rebuilds the
+fair-share allocator from the database (:mod:`quota.fair_snapshot`). From then on every
+input is fed to that same allocator as it happens: a request, a release, a withdrawn
+queue place, a renewal, an abandoned place, the passing of time (:meth:`LeaseBook.advance`,
+called by :class:`quota.ticker.Ticker` at the allocator's next wake-up). Each input, with
+every action it produced (grants, reclaim warnings, stops, renewals) and the usage records
+of the leases it ended, is written in one transaction before anyone is answered.
+
+If that write fails, the allocator's memory may be ahead of the database, so it is
+dropped and rebuilt from the database (which holds what it held before): the caller gets
+:class:`JournalUnavailable` (answered 503) and nothing is granted that is not stored.
+
+A change of policy (a tier, a school, a pool opened or drained, a reservation booked or
+cancelled) is a staff action: it is stored, then the allocator is rebuilt from the
+database, so the new shares apply to everything at once.
+
+Reads (a lease, the queue, places and wait estimates, the inventory, schools' standing)
+come from memory; only history (ended leases, the usage ledger) is read from the database.
+
+What is kept in memory only: a queued lease's heartbeat (after a restart every queued lease
+gets a fresh heartbeat window and keeps its place) and a session's last activity.
 """
 
 from __future__ import annotations
 
+import heapq
+import logging
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import Callable, Iterable
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from quota import fair_snapshot
 from quota.alliance import Alliance
 from quota.decayed_usage import DecayedUsage
 from quota.errors import InvalidField
+from quota.fairshare.model import INF
 from quota.inventory import Unit
 from quota.policy_store import PolicyStore
 from quota.tables import LeaseRow, UsageRecord, WithdrawnKey
+
+log = logging.getLogger(__name__)
 
 ACTIVE = ("granted", "queued")
 NO_SUCH_KIND = "No GPU of this kind exists in the alliance; choose another profile."
 END_STATE = {"released": "released", "reconciled": "released", "expired": "expired", "reclaimed": "expired",
              "abandoned": "abandoned"}
+# the columns an input may change on a lease already stored
+_MUTABLE = ("state", "pool", "device", "unit_id", "unit_kind", "gpu_fraction", "simulated", "granted_at",
+            "expires_at", "released_at", "reclaim_at", "reason")
+_COLUMNS = tuple(column.key for column in LeaseRow.__table__.columns)
 Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _at(t: float) -> datetime:
+    return datetime.fromtimestamp(t, timezone.utc)
+
+
+class JournalUnavailable(RuntimeError):
+    """The database did not store an input (or the allocator could not be rebuilt from it):
+    nothing was decided. Answered 503 with the reason."""
+
+
+class NotWriter(JournalUnavailable):
+    """This process is a standby (:mod:`quota.writer`): another one decides."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +83,48 @@ class Listener:
 
     on_request: Callable[[str, str], None] = lambda outcome, tier: None  # outcome, tier
     on_grant: Callable[[str, str], None] = lambda pool, tier: None
+
+
+@dataclass
+class _Memory:
+    """The allocator and the active leases as the database holds them after the last commit."""
+
+    snap: fair_snapshot.Snapshot
+    rows: dict[str, LeaseRow]  # granted and queued leases
+    by_key: dict[str, str]  # idempotency key -> id, of active leases
+    withdrawn: set[str]
+    free_units: dict[tuple[str, str], list[int]]  # (pool, kind) -> heap of unit positions
+    holder: dict[str, str]  # unit id -> lease id
+    seq: int
+    abandon_check_at: float = INF  # no queued lease's heartbeat runs out before this
+    version: int = 0  # counts committed inputs (the queue places' cache key)
+    places: tuple = (-1, 0.0, {})  # (version, time, places) of the last computation
+
+    @property
+    def allocator(self):
+        return self.snap.allocator
+
+
+@dataclass
+class _Journal:
+    """What one input writes: new leases, changed leases, usage records."""
+
+    session: Session
+    added: list[LeaseRow] = field(default_factory=list)
+    changed: dict[str, LeaseRow] = field(default_factory=dict)
+    usage: list[UsageRecord] = field(default_factory=list)
+    granted: list[LeaseRow] = field(default_factory=list)
+
+    def write(self) -> None:
+        new = {row.id for row in self.added}
+        self.session.add_all(self.added)
+        updates = [
+            {"id": row.id, **{name: getattr(row, name) for name in _MUTABLE}}
+            for lease_id, row in self.changed.items() if lease_id not in new
+        ]
+        if updates:
+            self.session.execute(update(LeaseRow), updates)
+        self.session.add_all(self.usage)
 
 
 class LeaseBook:
@@ -57,23 +139,31 @@ class LeaseBook:
     ):
         self.alliance = alliance
         self.units = list(units)
-        self._unit_by_id = {unit.id: unit for unit in self.units}
+        self._unit_position = {unit.id: i for i, unit in enumerate(self.units)}
         self._kinds = {unit.kind for unit in self.units}
         self._gpu_fraction = _gpu_fractions(self.units)
         self._sessions = sessions
         self._clock = clock
         self._heartbeat_timeout = timedelta(seconds=heartbeat_timeout_s)
         self._listener = listener or Listener()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.policy = PolicyStore(alliance)
         fs = alliance.fairshare
         self._usage = DecayedUsage(fs.half_life_minutes * 60, fs.entry_penalty_minutes * 60)
+        self._mem: _Memory | None = None
+        self.next_wake: float = INF  # when advance() must run next (read by the ticker without the lock)
+        self.on_wake_change: Callable[[], None] = lambda: None  # the ticker's alarm
+        self.is_writer: Callable[[], bool] = lambda: True  # quota.writer.Leadership.is_writer
 
     @property
     def simulated(self) -> bool:
         return any(unit.simulated for unit in self.units)
 
-    # -- requests -----------------------------------------------------------------------
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    # -- the inputs -------------------------------------------------------------------------
 
     def request(self, user: str, school_id: str, profile_id: str, idempotency_key: str | None) -> tuple[LeaseRow, bool]:
         """Decide a request. Returns the lease and whether it is new (False: the same
@@ -89,113 +179,195 @@ class LeaseBook:
             known = ", ".join(p.id for p in self.alliance.profiles)
             raise InvalidField("profile", f"unknown profile '{profile_id}'. Choose one of: {known}.") from None
         kind = None if profile.gpu == "none" else profile.gpu
-        with self._lock, self._transaction(write=True) as session:
+
+        def decide(mem: _Memory, journal: _Journal, now: datetime):
             if idempotency_key:
-                existing = session.scalar(select(LeaseRow).where(LeaseRow.idempotency_key == idempotency_key))
-                if existing is not None:
-                    return existing, False
-            now = self._clock()
+                if idempotency_key in mem.by_key:
+                    return _view(mem.rows[mem.by_key[idempotency_key]]), False
+                stored = journal.session.scalar(select(LeaseRow).where(LeaseRow.idempotency_key == idempotency_key))
+                if stored is not None:
+                    return _view(stored), False
+            mem.seq += 1
             lease = LeaseRow(
                 id=f"l-{uuid.uuid4().hex[:16]}", user=user, school=school.id, tier=school.tier, profile=profile.id,
                 state="queued", kind=kind, requested_at=now, last_seen_at=now, idempotency_key=idempotency_key,
-                seq=(session.scalar(select(func.max(LeaseRow.seq))) or 0) + 1, gpu_fraction=0.0,
-                simulated=self.simulated,
+                seq=mem.seq, gpu_fraction=0.0, simulated=self.simulated, pool=None, device=None, unit_id=None,
+                unit_kind=None, granted_at=None, expires_at=None, released_at=None, reclaim_at=None, reason=None,
             )
-            if idempotency_key and session.get(WithdrawnKey, idempotency_key) is not None:
-                lease.state, lease.released_at = "refused", now
-                lease.reason = "This request was withdrawn by the hub before it arrived; nothing was booked."
-                session.add(lease)
-                self._listener.on_request("refused", school.tier)
-                return lease, True
-            outcome = self._decide(session, lease, now)
-            session.flush()
+            journal.added.append(lease)
+            outcome = self._decide(mem, journal, lease, now)
             self._listener.on_request(outcome, school.tier)
-            if outcome == "granted":
-                self._listener.on_grant(lease.pool or "", school.tier)
-            return lease, True
+            return _view(lease), True
 
-    def get(self, lease_id: str, heartbeat: bool = True) -> LeaseRow | None:
-        """The lease; asking about a queued lease keeps its place (heartbeat)."""
-        with self._transaction() as session:
-            lease = session.get(LeaseRow, lease_id)
-            if lease is not None and heartbeat and lease.state == "queued":
-                lease.last_seen_at = self._clock()
-            return lease
+        return self._input(decide)
+
+    def _decide(self, mem: _Memory, journal: _Journal, lease: LeaseRow, now: datetime) -> str:
+        """Decide a new lease; returns the outcome."""
+        if lease.idempotency_key and lease.idempotency_key in mem.withdrawn:
+            lease.state, lease.released_at = "refused", now
+            lease.reason = "This request was withdrawn by the hub before it arrived; nothing was booked."
+            return "refused"
+        if lease.kind is None:  # CPU only: nothing scarce to allocate, so the lease has no end
+            lease.state, lease.granted_at = "granted", now
+            self._remember(mem, lease)
+            return "granted"
+        if lease.kind not in self._kinds:
+            lease.state, lease.reason, lease.released_at = "refused", NO_SUCH_KIND, now
+            return "refused"
+        self._remember(mem, lease)
+        if lease.kind not in mem.snap.milli_of_kind:
+            mem.abandon_check_at = min(mem.abandon_check_at, now.timestamp() + self._heartbeat_timeout.total_seconds())
+            return "queued"  # only draining pools have this kind: it waits until one opens again
+        decision, actions = mem.snap.submit(lease.id, lease.user, lease.school, lease.kind, lease.profile,
+                                            now.timestamp())
+        if decision.kind == "admit":
+            pool, kind = mem.snap.pool_of[decision.pool]
+            self._grant(mem, journal, lease, pool, kind, now, decision.lease_end)
+        elif decision.kind == "refuse":
+            lease.state, lease.reason, lease.released_at = "refused", _sentence(decision.reason), now
+            if decision.retry_at is not None and decision.retry_at < INF:
+                lease.reason += f" You can ask again from {_at(decision.retry_at):%Y-%m-%d %H:%M} UTC."
+            self._forget(mem, lease)
+        else:
+            mem.abandon_check_at = min(mem.abandon_check_at, now.timestamp() + self._heartbeat_timeout.total_seconds())
+        self._apply(mem, journal, actions, now)
+        return {"admit": "granted", "queue": "queued", "refuse": "refused"}[decision.kind]
 
     def release(self, lease_id: str, end_reason: str = "released") -> LeaseRow | None:
-        with self._lock, self._transaction(write=True) as session:
-            lease = session.get(LeaseRow, lease_id)
-            if lease is None:
-                return None
-            if lease.state in ACTIVE:
-                self._end(session, lease, end_reason, self._clock())
-                self._promote(session)
-            return lease
+        """End a lease (its unit goes to whoever is next); an ended lease is returned as it is."""
 
-    def renew(self, lease_id: str) -> LeaseRow:
-        """Extend a granted lease by its profile's length from now, unless someone waits
-        for the same kind of unit (then InvalidField says so and when the lease ends)."""
-        with self._lock, self._transaction(write=True) as session:
-            lease = session.get(LeaseRow, lease_id)
-            if lease is None or lease.state != "granted":
-                raise InvalidField("lease", f"lease '{lease_id}' is not granted (it is {lease.state if lease else 'unknown'}); ask for a new one.")
-            now = self._clock()
-            if lease.reclaim_at is not None:
-                raise InvalidField(
-                    "lease",
-                    f"this GPU share goes back to a school below its guaranteed share at {lease.reclaim_at:%H:%M} UTC, "
-                    "so it cannot be renewed; save your work before then.",
-                )
-            if lease.unit_id is not None:
-                snap = self._snapshot(session, now)
-                if lease.id in snap.allocator.sessions and snap.allocator.renewal_blocked(lease.id, snap.t):
-                    raise InvalidField(
-                        "lease",
-                        "students with a better fair-share claim are waiting for this kind of GPU, so it cannot be "
-                        f"renewed; save your work: it ends at {lease.expires_at:%H:%M} UTC.",
-                    )
-            profile = self.alliance.profile(lease.profile)
-            lease.expires_at = now + timedelta(minutes=profile.max_minutes)
-            return lease
+        def decide(mem: _Memory, journal: _Journal, now: datetime):
+            lease = mem.rows.get(lease_id)
+            if lease is None:
+                stored = journal.session.get(LeaseRow, lease_id)
+                return _view(stored) if stored is not None else None
+            actions = []
+            if lease.kind is not None:
+                t = now.timestamp()
+                if lease.state == "granted":
+                    actions = mem.allocator.release(lease.id, t)
+                else:
+                    actions = mem.allocator.cancel(lease.id, t)
+            self._end(mem, journal, lease, end_reason, now)
+            self._apply(mem, journal, actions, now)
+            return _view(lease)
+
+        return self._input(decide)
 
     def release_by_key(self, idempotency_key: str) -> LeaseRow | None:
         """Release the lease made with this key. If no request with it has arrived yet,
         the key is remembered as withdrawn so the late request is refused (returns None)."""
-        with self._lock, self._transaction(write=True) as session:
-            lease_id = session.scalar(select(LeaseRow.id).where(LeaseRow.idempotency_key == idempotency_key))
-            if lease_id is None:
-                if session.get(WithdrawnKey, idempotency_key) is None:
-                    session.add(WithdrawnKey(idempotency_key=idempotency_key, withdrawn_at=self._clock()))
-                return None
-        return self.release(lease_id)
 
-    def sweep(self) -> int:
-        """End granted leases past their expiry and queued ones nobody asks about any more.
-        Returns how many leases it ended."""
-        with self._lock, self._transaction(write=True) as session:
-            now = self._clock()
-            ended = 0
-            due = (
-                (LeaseRow.state == "granted", LeaseRow.expires_at <= now, "expired"),
-                (LeaseRow.state == "granted", LeaseRow.reclaim_at <= now, "reclaimed"),
-                (LeaseRow.state == "queued", LeaseRow.last_seen_at <= now - self._heartbeat_timeout, "abandoned"),
-            )
-            for state, overdue, end_reason in due:  # autoflush: a lease ended by one line is not found again
-                for lease in session.scalars(select(LeaseRow).where(state, overdue)).all():
-                    self._end(session, lease, end_reason, now)
-                    ended += 1
-            if ended:
-                self._promote(session)
-            return ended
+        def decide(mem: _Memory, journal: _Journal, now: datetime):
+            lease_id = mem.by_key.get(idempotency_key) or journal.session.scalar(
+                select(LeaseRow.id).where(LeaseRow.idempotency_key == idempotency_key))
+            if lease_id is None and idempotency_key not in mem.withdrawn:
+                journal.session.add(WithdrawnKey(idempotency_key=idempotency_key, withdrawn_at=now))
+                mem.withdrawn.add(idempotency_key)
+            return lease_id
+
+        lease_id = self._input(decide)
+        return None if lease_id is None else self.release(lease_id)
+
+    def renew(self, lease_id: str) -> LeaseRow:
+        """Renew a granted lease now, by the allocator's rule (a full lease length from now).
+        Refused (InvalidField naming ``lease``) while someone with a better claim waits,
+        a budget is used up, a class reservation needs the unit or the share is being
+        reclaimed; the refusal is also written on the lease for the workspace to show."""
+
+        def decide(mem: _Memory, journal: _Journal, now: datetime):
+            lease = mem.rows.get(lease_id)
+            if lease is None or lease.state != "granted":
+                return None, "only a granted lease can be renewed; this one is not running."
+            if lease.kind is None or lease.id not in mem.allocator.sessions:
+                return _view(lease), None  # a CPU lease (or one on a draining pool) has nothing to renew
+            answer, actions = mem.allocator.renew(lease.id, now.timestamp())
+            refusal = None
+            if answer.kind == "renew":
+                lease.expires_at = _at(answer.lease_end) if answer.lease_end < INF else None
+                if lease.reclaim_at is None:
+                    lease.reason = None
+            else:
+                ends = lease.reclaim_at or lease.expires_at
+                refusal = f"It cannot be renewed now: {_sentence(answer.reason)} Save your work: it ends at {ends:%H:%M} UTC."
+                if lease.reclaim_at is None:  # a reclaim warning already says why it ends
+                    lease.reason = f"Your GPU lease {refusal[0].lower()}{refusal[1:]}"
+            journal.changed[lease.id] = lease
+            self._apply(mem, journal, actions, now)
+            return _view(lease), refusal
+
+        lease, refusal = self._input(decide)
+        if refusal is not None:
+            raise InvalidField("lease", refusal)
+        return lease
+
+    def touch(self, lease_id: str) -> bool:
+        """The student used the workspace now (kept in memory: the reclaim takes the longest
+        idle first). False when the lease is not running."""
+        with self._lock:
+            mem = self._memory()
+            lease = mem.rows.get(lease_id)
+            if lease is None or lease.state != "granted":
+                return False
+            mem.allocator.touch(lease_id, self._clock().timestamp())
+            return True
+
+    def advance(self) -> int:
+        """Take the decisions that time alone makes (reservation windows, reclaim stops,
+        lease ends and renewals, abandoned queue places). Returns how many leases ended."""
+
+        def decide(mem: _Memory, journal: _Journal, now: datetime):
+            t = now.timestamp()
+            self._apply(mem, journal, mem.allocator.advance(t), now)
+            if t >= mem.abandon_check_at:
+                cutoff = now - self._heartbeat_timeout
+                oldest = INF
+                for lease in [row for row in mem.rows.values() if row.state == "queued"]:
+                    if lease.last_seen_at <= cutoff:
+                        actions = mem.allocator.cancel(lease.id, t) if lease.kind is not None else []
+                        self._end(mem, journal, lease, "abandoned", now)
+                        self._apply(mem, journal, actions, now)
+                    else:
+                        oldest = min(oldest, lease.last_seen_at.timestamp())
+                mem.abandon_check_at = oldest + self._heartbeat_timeout.total_seconds()
+            return sum(1 for row in journal.changed.values() if row.state not in ACTIVE)
+
+        return self._input(decide)
+
+    sweep = advance  # the name of the periodic pass before time drove the allocator
 
     def promote(self) -> None:
-        """Grant what can be granted now (also run at start-up)."""
-        with self._lock, self._transaction(write=True) as session:
-            self._promote(session)
+        """Build the allocator now (at start-up) and take what the rebuild decided."""
+        with self._lock:
+            self._memory()
 
-    # -- reading --------------------------------------------------------------------------
+    def drop_memory(self) -> None:
+        """Forget the allocator (this process stops being the writer); the next input rebuilds it."""
+        with self._lock:
+            self._mem = None
+            self.next_wake = INF
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get(self, lease_id: str, heartbeat: bool = True) -> LeaseRow | None:
+        """The lease; asking about a queued lease keeps its place (heartbeat)."""
+        with self._lock:
+            mem = self._memory()
+            lease = mem.rows.get(lease_id)
+            if lease is not None:
+                if heartbeat and lease.state == "queued":
+                    lease.last_seen_at = self._clock()
+                return _view(lease)
+        with self._transaction() as session:
+            stored = session.get(LeaseRow, lease_id)
+            return _view(stored) if stored is not None else None
 
     def leases(self, state: str | None = None, user: str | None = None, school: str | None = None) -> list[LeaseRow]:
+        if state in ACTIVE:
+            with self._lock:
+                rows = [_view(row) for row in self._memory().rows.values() if row.state == state
+                        and (user is None or row.user == user) and (school is None or row.school == school)]
+            return sorted(rows, key=lambda row: row.seq)
         query = select(LeaseRow).order_by(LeaseRow.seq)
         if state:
             query = query.where(LeaseRow.state == state)
@@ -204,22 +376,33 @@ class LeaseBook:
         if school:
             query = query.where(LeaseRow.school == school)
         with self._transaction() as session:
-            return list(session.scalars(query).all())
+            return [_view(row) for row in session.scalars(query).all()]
 
     def queue(self) -> list[LeaseRow]:
-        with self._transaction() as session:
-            return list(session.scalars(select(LeaseRow).where(LeaseRow.state == "queued").order_by(LeaseRow.seq)))
+        return self.leases(state="queued")
 
     def queue_positions(self) -> dict[str, fair_snapshot.QueuePlace]:
-        """Each queued lease's place in the fair-share order and its wait estimate."""
-        with self._transaction() as session:
-            return self._snapshot(session, self._clock()).places()
+        """Each queued lease's place in the fair-share order and its wait estimate, computed
+        for all at once and kept until the next input or for one second."""
+        with self._lock:
+            mem = self._memory()
+            t = self._clock().timestamp()
+            version, computed_at, places = mem.places
+            if version != mem.version or not computed_at <= t < computed_at + 1.0:
+                places = mem.snap.places(t)
+                mem.places = (mem.version, t, places)
+            return {lease_id: place.at(t) for lease_id, place in places.items()}
 
     def holders(self) -> dict[str, LeaseRow]:
         """unit id -> the granted lease holding it."""
-        with self._transaction() as session:
-            rows = session.scalars(select(LeaseRow).where(LeaseRow.state == "granted", LeaseRow.unit_id.is_not(None)))
-            return {row.unit_id: row for row in rows}
+        with self._lock:
+            mem = self._memory()
+            return {unit_id: _view(mem.rows[lease_id]) for unit_id, lease_id in mem.holder.items()}
+
+    def fair_share(self) -> list[fair_snapshot.SchoolShare]:
+        """Each school's guaranteed GPUs, GPUs held and fair-share priority now."""
+        with self._lock:
+            return self._memory().snap.shares(self._clock().timestamp())
 
     def usage(self, user: str | None = None, school: str | None = None) -> list[UsageRecord]:
         query = select(UsageRecord).order_by(UsageRecord.id)
@@ -229,11 +412,6 @@ class LeaseBook:
             query = query.where(UsageRecord.school == school)
         with self._transaction() as session:
             return list(session.scalars(query).all())
-
-    def fair_share(self) -> list[fair_snapshot.SchoolShare]:
-        """Each school's guaranteed GPUs, GPUs held and fair-share priority now."""
-        with self._transaction() as session:
-            return self._snapshot(session, self._clock()).shares()
 
     def reclaimed_by_tier(self) -> dict[str, int]:
         """Leases ended to give their GPU share back, from the usage ledger."""
@@ -252,42 +430,6 @@ class LeaseBook:
             )
             return {(school, tier): float(total or 0) for school, tier, total in rows}
 
-    # -- inside a transaction ---------------------------------------------------------------
-
-    def _transaction(self, write: bool = False):
-        return _Transaction(self._sessions, write)
-
-    def _budget_spent(self, session: Session, school: str, user: str, now: datetime) -> tuple[str, float] | None:
-        """Compare GPU-seconds used in the rolling period with the school's and student's budgets."""
-        period = timedelta(days=self.alliance.fairshare.budget_period_days)
-        for whose, limit_name, column, who in (
-            ("school", "budget_gpu_hours", LeaseRow.school, school),
-            ("student", "student_budget_gpu_hours", LeaseRow.user, user),
-        ):
-            budget_hours = self.policy.limit(session, school, limit_name)
-            if budget_hours is None:
-                continue
-            used, oldest = self._gpu_seconds_since(session, column, who, now - period, now)
-            if used >= budget_hours * 3600:
-                retry_after = max(60.0, ((oldest or now) + period - now).total_seconds())
-                return whose, retry_after
-        return None
-
-    def _gpu_seconds_since(self, session: Session, column, who: str, since: datetime, now: datetime):
-        """GPU-seconds of ``who`` inside [since, now]: ended leases from the ledger plus running ones."""
-        usage_column = UsageRecord.school if column is LeaseRow.school else UsageRecord.user
-        used, oldest = 0.0, None
-        for record in session.scalars(select(UsageRecord).where(usage_column == who, UsageRecord.ended_at > since)):
-            start = max(record.started_at, since)
-            fraction = record.gpu_seconds / record.held_seconds if record.held_seconds else 0.0
-            used += max(0.0, (record.ended_at - start).total_seconds()) * fraction
-            oldest = start if oldest is None or start < oldest else oldest
-        for lease in session.scalars(select(LeaseRow).where(column == who, LeaseRow.state == "granted")):
-            start = max(lease.granted_at, since)
-            used += max(0.0, (now - start).total_seconds()) * lease.gpu_fraction
-            oldest = start if oldest is None or start < oldest else oldest
-        return used, oldest
-
     # -- staff and operator settings, reservations (quota.policy_store) ----------------------
 
     def read_policy(self, action):
@@ -296,138 +438,161 @@ class LeaseBook:
             return action(session, self._clock())
 
     def change_policy(self, action):
-        """Run ``action(session, now)`` in a write transaction, then grant what the change
-        made possible (a reopened pool, a cancelled reservation)."""
-        with self._lock, self._transaction(write=True) as session:
-            result = action(session, self._clock())
-            session.flush()
-            self._promote(session)
+        """Run ``action(session, now)`` in a write transaction, then rebuild the allocator
+        from the database so the change applies to everyone (and grant what it made possible)."""
+        with self._lock:
+            try:
+                with self._transaction(write=True) as session:
+                    result = action(session, self._clock())
+                    session.flush()
+            except SQLAlchemyError as exc:
+                raise JournalUnavailable(f"the database did not store the change: {exc}") from exc
+            self._mem = None
+            try:
+                self._memory()
+            except JournalUnavailable:
+                log.exception("the allocator could not be rebuilt after a policy change; the next call retries")
             return result
 
-    def _decide(self, session: Session, lease: LeaseRow, now: datetime) -> str:
-        """Decide a new request and add it to the session; returns the outcome."""
-        if lease.kind is None:  # CPU only: no GPU share to allocate
-            self._grant(lease, None, now)
-            session.add(lease)
-            return "granted"
-        refusal = self._refusal(session, lease, now)
-        if refusal is None and lease.kind not in self._kinds:
-            refusal = NO_SUCH_KIND
-        if refusal is not None:
-            lease.state, lease.reason, lease.released_at = "refused", refusal, now
-            session.add(lease)
-            return "refused"
-        # built before the new lease is in the session, so it is not among the queued ones
-        snap = self._snapshot(session, now)
-        self._apply(session, snap, snap.actions)
-        if lease.kind not in snap.milli_of_kind:
-            session.add(lease)
-            return "queued"  # only draining pools have this kind: wait until one opens again
-        decision, actions = snap.submit(lease.id, lease.user, lease.school, lease.kind)
-        if decision.kind == "admit":
-            pool, kind = snap.pool_of[decision.pool]
-            self._grant(lease, self._free_unit(session, pool, kind), now, decision.lease_end)
-        elif decision.kind == "refuse":
-            lease.state, lease.reason, lease.released_at = "refused", _sentence(decision.reason), now
-        session.add(lease)
-        session.flush()
-        self._apply(session, snap, actions)
-        return {"admit": "granted", "queue": "queued", "refuse": "refused"}[decision.kind]
+    # -- one input, one transaction ------------------------------------------------------------
 
-    def _refusal(self, session: Session, lease: LeaseRow, now: datetime) -> str | None:
-        """The per-student cap and the GPU-hour budgets (they need the ledger's history)."""
-        cap = self.policy.limit(session, lease.school, "max_sessions_per_student") or 1
-        mine = session.scalar(
-            select(func.count()).select_from(LeaseRow).where(
-                LeaseRow.user == lease.user, LeaseRow.state.in_(ACTIVE), LeaseRow.kind.is_not(None),
-                LeaseRow.id != lease.id,
-            )
-        )
-        if mine >= cap:
-            return (
-                f"You already have {mine} GPU workspace(s) running or waiting, the most one student may have. "
-                "Stop one before starting another."
-            )
-        spent = self._budget_spent(session, lease.school, lease.user, now)
-        if spent is not None:
-            whose, retry_after = spent
-            return (
-                f"{'Your school' if whose == 'school' else 'You'} used all GPU hours of this period. "
-                f"Try again in {retry_after / 3600:.1f} hours, or choose the CPU-only profile now."
-            )
-        return None
+    def _input(self, decide):
+        """Run ``decide(memory, journal, now)`` on the allocator and store what it did in one
+        transaction; on any failure forget the allocator (rebuilt from the database next)."""
+        with self._lock:
+            mem = self._memory()
+            now = self._clock()
+            try:
+                with self._transaction(write=True) as session:
+                    journal = _Journal(session)
+                    result = decide(mem, journal, now)
+                    journal.write()
+            except SQLAlchemyError as exc:
+                self._mem = None
+                raise JournalUnavailable(f"the database did not store the change: {_short(exc)}") from exc
+            except BaseException:
+                self._mem = None
+                raise
+            for lease in journal.granted:
+                self._listener.on_grant(lease.pool or "", lease.tier)
+            mem.version += 1
+            self._set_wake(mem)
+            return result
 
-    def _snapshot(self, session: Session, now: datetime) -> fair_snapshot.Snapshot:
-        return fair_snapshot.build(self.alliance, self.policy, session, now, self._usage.at(session, now))
+    def _memory(self) -> _Memory:
+        if not self.is_writer():
+            self._mem = None
+            raise NotWriter("this quota service process is a standby; the writer answers (or one takes over within "
+                            "seconds): try again shortly.")
+        if self._mem is None:
+            self._mem = self._rebuild()
+            self._set_wake(self._mem)
+        return self._mem
 
-    def _apply(self, session: Session, snap: fair_snapshot.Snapshot, actions) -> None:
+    def _rebuild(self) -> _Memory:
+        now = self._clock()
+        try:
+            with self._transaction(write=True) as session:
+                snap = fair_snapshot.build(
+                    self.alliance, self.policy, session, now, self._usage.at(session, now))
+                active = session.scalars(select(LeaseRow).where(LeaseRow.state.in_(ACTIVE)).order_by(LeaseRow.seq))
+                mem = _Memory(
+                    snap=snap, rows={}, by_key={}, withdrawn=set(session.scalars(select(WithdrawnKey.idempotency_key))),
+                    free_units={}, holder={}, seq=session.scalar(select(func.max(LeaseRow.seq))) or 0,
+                )
+                for position, unit in enumerate(self.units):
+                    mem.free_units.setdefault((unit.pool, unit.kind), []).append(position)
+                for lease in active:
+                    if lease.state == "queued":
+                        lease.last_seen_at = now  # a fresh heartbeat window: the student keeps the place
+                    self._remember(mem, lease)
+                    if lease.state == "granted" and lease.unit_id in self._unit_position:
+                        self._hold(mem, lease.unit_id, lease.id)
+                if any(row.state == "queued" for row in mem.rows.values()):
+                    mem.abandon_check_at = now.timestamp() + self._heartbeat_timeout.total_seconds()
+                journal = _Journal(session)
+                for refusal in snap.decisions:  # queued leases that can no longer wait
+                    lease = mem.rows.get(refusal.request_id)
+                    if lease is not None and lease.state == "queued":
+                        lease.state, lease.reason, lease.released_at = "refused", _sentence(refusal.reason), now
+                        journal.changed[lease.id] = lease
+                        self._forget(mem, lease)
+                self._apply(mem, journal, snap.actions, now)
+                journal.write()
+        except SQLAlchemyError as exc:
+            raise JournalUnavailable(f"the allocator could not be rebuilt from the database: {_short(exc)}") from exc
+        log.info("allocator built from the database: %d running, %d queued leases",
+                 sum(1 for row in mem.rows.values() if row.state == "granted"),
+                 sum(1 for row in mem.rows.values() if row.state == "queued"))
+        return mem
+
+    def _set_wake(self, mem: _Memory) -> None:
+        wake = mem.allocator.next_wake()
+        wake = min(INF if wake is None else wake, mem.abandon_check_at)
+        earlier = wake < self.next_wake
+        self.next_wake = wake
+        if earlier:
+            self.on_wake_change()
+
+    # -- applying the allocator's actions -------------------------------------------------------
+
+    def _apply(self, mem: _Memory, journal: _Journal, actions, now: datetime) -> None:
         """Store what the allocator decided: grants (each on a free unit of the pool it
-        chose), reclaim warnings, withdrawn warnings, stops, and refusals of queued leases."""
-        now = snap.now
-        for refusal in snap.decisions:
-            lease = session.get(LeaseRow, refusal.request_id)
-            if lease is not None and lease.state == "queued":
-                lease.state, lease.reason, lease.released_at = "refused", _sentence(refusal.reason), now
-        snap.decisions.clear()
+        chose), reclaim warnings, withdrawn warnings, renewals, stops."""
         for action in actions:
             if action.kind == "admit":
-                lease = session.get(LeaseRow, action.request_id)
+                lease = mem.rows.get(action.request_id)
                 if lease is None or lease.state != "queued":
                     continue
-                pool, kind = snap.pool_of[action.pool]
-                self._grant(lease, self._free_unit(session, pool, kind), now, action.lease_end)
-                session.flush()
-                self._listener.on_grant(lease.pool or "", lease.tier)
+                pool, kind = mem.snap.pool_of[action.pool]
+                self._grant(mem, journal, lease, pool, kind, now, action.lease_end)
                 continue
-            lease = session.get(LeaseRow, action.session_id)
+            lease = mem.rows.get(action.session_id)
             if lease is None or lease.state != "granted":
                 continue
+            journal.changed[lease.id] = lease
             if action.kind == "warn":
-                lease.reclaim_at = datetime.fromtimestamp(action.stop_at, timezone.utc)
+                lease.reclaim_at = _at(action.stop_at)
                 lease.reason = (
                     f"Your GPU share goes back at {lease.reclaim_at:%H:%M} UTC: {_sentence(action.reason)} "
                     "Save your work before then."
                 )
-            elif action.kind == "renew" and action.warning_withdrawn:
-                lease.reclaim_at, lease.reason = None, None
+            elif action.kind == "renew":
+                lease.expires_at = _at(action.lease_end) if action.lease_end < INF else None
+                if action.warning_withdrawn:
+                    lease.reclaim_at, lease.reason = None, None
             elif action.kind == "stop":
-                self._end(session, lease, "reclaimed" if action.reason == "reclaimed" else "expired", now)
-            session.flush()
+                lease.reason = _sentence(action.message)
+                self._end(mem, journal, lease, "reclaimed" if action.reason == "reclaimed" else "expired", now)
 
-    def _free_unit(self, session: Session, pool: str, kind: str) -> Unit:
-        taken = set(
-            session.scalars(select(LeaseRow.unit_id).where(LeaseRow.state == "granted", LeaseRow.unit_id.is_not(None)))
-        )
-        for unit in self.units:
-            if unit.pool == pool and unit.kind == kind and unit.id not in taken:
-                return unit
-        raise RuntimeError(f"the allocator granted a {kind} unit of pool {pool} but none is free")
-
-    def _grant(self, lease: LeaseRow, unit: Unit | None, now: datetime, lease_end: float = float("inf")) -> None:
-        profile = self.alliance.profile(lease.profile)
+    def _grant(self, mem: _Memory, journal: _Journal, lease: LeaseRow, pool: str, kind: str, now: datetime,
+               lease_end: float) -> None:
+        free = mem.free_units.get((pool, kind))
+        if not free:
+            raise RuntimeError(f"the allocator granted a {kind} unit of pool {pool} but none is free")
+        unit = self.units[heapq.heappop(free)]
         lease.state, lease.granted_at = "granted", now
-        lease.expires_at = now + timedelta(minutes=profile.max_minutes)
-        if lease_end < lease.expires_at.timestamp():  # a class reservation needs the unit then
-            lease.expires_at = datetime.fromtimestamp(lease_end, timezone.utc)
-        if unit is not None:
-            lease.unit_id, lease.pool, lease.device, lease.unit_kind = unit.id, unit.pool, unit.device, unit.kind
-            lease.gpu_fraction = self._gpu_fraction[unit.id]
-            lease.simulated = unit.simulated
+        lease.expires_at = _at(lease_end) if lease_end < INF else None
+        lease.unit_id, lease.pool, lease.device, lease.unit_kind = unit.id, unit.pool, unit.device, unit.kind
+        lease.gpu_fraction = self._gpu_fraction[unit.id]
+        lease.simulated = unit.simulated
+        mem.holder[unit.id] = lease.id
+        journal.changed[lease.id] = lease
+        journal.granted.append(lease)
 
-    def _promote(self, session: Session) -> None:
-        session.flush()
-        snap = self._snapshot(session, self._clock())
-        self._apply(session, snap, snap.actions)
-        session.flush()
-
-    def _end(self, session: Session, lease: LeaseRow, end_reason: str, now: datetime) -> None:
+    def _end(self, mem: _Memory, journal: _Journal, lease: LeaseRow, end_reason: str, now: datetime) -> None:
         was_granted = lease.state == "granted"
         lease.state = END_STATE[end_reason]
         lease.released_at = now
+        journal.changed[lease.id] = lease
+        self._forget(mem, lease)
         if not was_granted:
             return  # a queued lease held nothing: no usage to record
+        if lease.unit_id is not None and mem.holder.get(lease.unit_id) == lease.id:
+            del mem.holder[lease.unit_id]
+            heapq.heappush(mem.free_units[(lease.pool, lease.unit_kind)], self._unit_position[lease.unit_id])
         held = max(0.0, (now - lease.granted_at).total_seconds())
-        session.add(
+        journal.usage.append(
             UsageRecord(
                 lease_id=lease.id, user=lease.user, school=lease.school, tier=lease.tier, profile=lease.profile,
                 pool=lease.pool, device=lease.device, unit_kind=lease.unit_kind, started_at=lease.granted_at,
@@ -435,10 +600,33 @@ class LeaseBook:
             )
         )
 
+    def _hold(self, mem: _Memory, unit_id: str, lease_id: str) -> None:
+        unit = self.units[self._unit_position[unit_id]]
+        free = mem.free_units[(unit.pool, unit.kind)]
+        free.remove(self._unit_position[unit_id])
+        heapq.heapify(free)
+        mem.holder[unit_id] = lease_id
+
+    @staticmethod
+    def _remember(mem: _Memory, lease: LeaseRow) -> None:
+        mem.rows[lease.id] = lease
+        if lease.idempotency_key:
+            mem.by_key[lease.idempotency_key] = lease.id
+
+    @staticmethod
+    def _forget(mem: _Memory, lease: LeaseRow) -> None:
+        mem.rows.pop(lease.id, None)
+        if lease.idempotency_key:
+            mem.by_key.pop(lease.idempotency_key, None)
+
+    def _transaction(self, write: bool = False):
+        return _Transaction(self._sessions, write)
+
 
 class _Transaction:
     """``with`` block: one session, committed on success, rolled back on error. On
-    PostgreSQL an advisory lock serialises writers across service processes."""
+    PostgreSQL an advisory lock serialises writers across service processes (there is one
+    writer; the lock guards against a second one started by mistake)."""
 
     def __init__(self, sessions: sessionmaker, write: bool):
         self._session = sessions()
@@ -460,6 +648,12 @@ class _Transaction:
         return False
 
 
+def _view(row: LeaseRow) -> SimpleNamespace:
+    """A copy of a lease's columns: what a reader gets, so that no later input changes it
+    under the reader's feet."""
+    return SimpleNamespace(**{name: getattr(row, name) for name in _COLUMNS})
+
+
 def _gpu_fractions(units: list[Unit]) -> dict[str, float]:
     """How much of one GPU each unit is: 1 for a whole GPU, 1/n for one of n slices."""
     slices_per_gpu: dict[tuple[str, int], int] = {}
@@ -478,4 +672,8 @@ def _sentence(text: str) -> str:
     return (text[:1].upper() + text[1:]).rstrip(".") + "."
 
 
-__all__ = ["LeaseBook", "Listener", "ACTIVE", "utc_now"]
+def _short(exc: Exception) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
+
+
+__all__ = ["LeaseBook", "Listener", "JournalUnavailable", "NotWriter", "ACTIVE", "utc_now"]

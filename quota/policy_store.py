@@ -8,8 +8,9 @@ the caller's session, so they run inside the LeaseBook's transactions.
 
 from __future__ import annotations
 
+import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import select
@@ -19,6 +20,8 @@ from quota.alliance import Alliance, reservable_units
 from quota.errors import InvalidField, NotFound
 from quota.reservations import peak_units
 from quota.tables import PoolSetting, Reservation, SchoolSetting, TierSetting
+
+log = logging.getLogger(__name__)
 
 TIER_FIELDS = ("weight", "budget_gpu_hours", "student_budget_gpu_hours", "max_sessions_per_student")
 SCHOOL_FIELDS = (
@@ -60,6 +63,8 @@ class PolicyStore:
                 value = getattr(base, name)
             if value is None and name in tier:
                 value = tier[name]  # the tier's default
+            if value is None and name == "max_sessions_per_student":
+                value = self.alliance.fairshare.max_sessions_per_student  # the alliance's
             view[name] = value
         return view
 
@@ -125,7 +130,7 @@ class PolicyStore:
 
     def reserve(
         self, session: Session, *, pool: str, school: str, class_id: str | None, units: int,
-        starts_at: datetime, ends_at: datetime, note: str, by: str, now: datetime,
+        starts_at: datetime, ends_at: datetime, note: str, by: str, now: datetime, reservation_id: str | None = None,
     ) -> Reservation:
         pools = {p.id: p for p in self.alliance.pools}
         if pool not in pools:
@@ -154,12 +159,34 @@ class PolicyStore:
                 f"book at most {capacity - booked}, or choose another time.",
             )
         row = Reservation(
-            id=f"r-{uuid.uuid4().hex[:12]}", pool=pool, school=school, class_id=class_id, units=units,
+            id=reservation_id or f"r-{uuid.uuid4().hex[:12]}", pool=pool, school=school, class_id=class_id, units=units,
             starts_at=starts_at, ends_at=ends_at, note=note, created_by=by, created_at=now,
         )
         session.add(row)
         session.flush()
         return row
+
+    def book_alliance_reservations(self, session: Session, now: datetime) -> int:
+        """Book the alliance file's reservations that are not stored yet (by id) and have
+        not ended; one that does not fit any more is skipped with a warning. Returns how
+        many were booked."""
+        booked = 0
+        for res in self.alliance.reservations:
+            if session.get(Reservation, res.id) is not None or res.end <= now.timestamp():
+                continue
+            try:
+                with session.begin_nested():
+                    self.reserve(
+                        session, pool=res.pool, school=res.school, class_id=res.group, units=res.slices,
+                        starts_at=datetime.fromtimestamp(res.start, timezone.utc),
+                        ends_at=datetime.fromtimestamp(res.end, timezone.utc),
+                        note="from the alliance file", by="alliance file", now=now, reservation_id=res.id,
+                    )
+            except InvalidField as exc:
+                log.warning("reservation %s of the alliance file not booked: %s", res.id, exc)
+                continue
+            booked += 1
+        return booked
 
     def cancel(self, session: Session, reservation_id: str, now: datetime) -> Reservation:
         row = session.get(Reservation, reservation_id)

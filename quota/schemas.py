@@ -126,7 +126,7 @@ class Inventory(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"] = Field(description='ok while the service runs.')
+    status: Literal["ok", "standby"] = Field(description="ok while the service runs; standby: another process writes.")
 
 
 # -- tiers, schools, quotas, pools, reservations -------------------------------------------
@@ -162,7 +162,7 @@ class SchoolView(BaseModel):
     borrowing_limit_gpus: float | None = Field(description="GPUs it may borrow beyond its share; null = no cap.")
     budget_gpu_hours: float | None = Field(description='GPU-hours per school and budget period; null = unlimited.')
     student_budget_gpu_hours: float | None = Field(description='GPU-hours per student and budget period; null = unlimited.')
-    max_sessions_per_student: int | None = Field(description='GPU workspaces one student may have running or waiting; null = 1.')
+    max_sessions_per_student: int | None = Field(description="GPU workspaces one student may have running or waiting (the school's, its tier's or the alliance's default); null = no cap.")
 
 
 class SchoolQuotaChange(BaseModel):

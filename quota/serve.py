@@ -30,7 +30,13 @@ def run(args: argparse.Namespace) -> int:
             field = ".".join(map(str, error["loc"])) or "settings"
             logging.error("quota service setting %s: %s", field, error["msg"])
         return 2
+    from quota.writer import AnotherWriter
+
     url = urlparse(settings.bind_url)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except AnotherWriter as exc:
+        logging.error("quota service not started: %s", exc)
+        return 3
     uvicorn.run(app, host=url.hostname or "127.0.0.1", port=url.port or 8181, log_level="info", access_log=False)
     return 0

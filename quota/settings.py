@@ -33,8 +33,15 @@ class QuotaSettings(BaseSettings):
         "",
         description="Token clients send as 'Authorization: token …'; empty = JUPYTERHUB_API_TOKEN.",
     )
-    expiry_check_seconds: float = Field(
-        5.0, gt=0, description="Seconds between two sweeps that end expired leases and abandoned queue places."
+    timer_max_sleep_s: float = Field(
+        5.0, gt=0,
+        description="The allocator is advanced at its next wake-up (a reservation window, a reclaim stop, a lease "
+        "end, an abandoned queue place); it is also advanced at least this often, in seconds.",
+    )
+    standby_poll_s: float = Field(
+        1.0, gt=0,
+        description="On PostgreSQL, how often (seconds) a standby process tries to take over as the writer, and "
+        "the writer checks that it still holds its lock.",
     )
     queue_heartbeat_timeout_s: float = Field(
         120.0, gt=0,

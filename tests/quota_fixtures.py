@@ -92,7 +92,7 @@ def make_quota_app(tmp_path, quota_alliance, clock, database_url):
         fields = dict(alliance=quota_alliance, data_dir=tmp_path / "quota", database_url=database_url, api_token=TOKEN,
                       use_nvml=False)
         fields.update(overrides)
-        return create_app(QuotaSettings(**fields), clock=clock, token_resolver=account_of_token)
+        return create_app(QuotaSettings(**fields), clock=clock, token_resolver=account_of_token, run_timers=False)
 
     return make
 

@@ -51,8 +51,9 @@ def test_queue_then_grant_when_a_unit_is_released(quota_client, clock):
     holders = [ask(quota_client, user).json() for user in ("c01-s1", "c01-s2")]
     waiting = ask(quota_client, "u01-s1").json()
     assert waiting["state"] == "queued" and waiting["queue_position"] == 1
-    assert ask(quota_client, "u01-s2").json()["queue_position"] == 2
-    assert [lease["id"] for lease in quota_client.get("/api/queue").json()] == [waiting["id"], quota_client.get("/api/queue").json()[1]["id"]]
+    second = ask(quota_client, "u01-s2").json()
+    assert second["queue_position"] == 2
+    assert [lease["id"] for lease in quota_client.get("/api/queue").json()] == [waiting["id"], second["id"]]
 
     clock.advance(minutes=30)
     released = quota_client.delete(f"/api/leases/{holders[0]['id']}").json()
@@ -97,7 +98,7 @@ def test_release_by_key(quota_client):
 def test_one_gpu_lease_per_student(quota_client):
     ask(quota_client, "c01-s1")
     second = ask(quota_client, "c01-s1", profile="gpu-whole").json()
-    assert second["state"] == "refused" and "Stop one before starting another" in second["reason"]
+    assert second["state"] == "refused" and "stop one and try again" in second["reason"]
     assert ask(quota_client, "c01-s1", profile="cpu").json()["state"] == "granted"
 
 
@@ -132,18 +133,34 @@ def test_malformed_bodies_are_422(quota_client):
 
 
 def test_expired_leases_end_and_the_queue_moves(quota_client, clock):
-    whole = ask(quota_client, "c01-s1", profile="gpu-whole").json()
-    waiting = ask(quota_client, "u01-s1", profile="gpu-whole").json()
+    # u01 borrows the whole GPU (beyond its third). c01 holds a slice, so its whole-GPU
+    # request would borrow too, with less usage per weight: a better claim, so the lease
+    # is not renewed at its end (no reclaim: u01 would keep less than c01's claim)
+    ask(quota_client, "c01-s2")
+    whole = ask(quota_client, "u01-s1", profile="gpu-whole").json()
+    waiting = ask(quota_client, "c01-s1", profile="gpu-whole").json()
     assert waiting["state"] == "queued"
     clock.advance(minutes=29)
     quota_client.get(f"/api/leases/{waiting['id']}")  # heartbeat
-    assert quota_client.app.state.book.sweep() == 0
+    assert quota_client.app.state.book.advance() == 0
+    assert quota_client.get(f"/api/leases/{whole['id']}").json()["reclaim_at"] is None
     clock.advance(minutes=1)
-    assert quota_client.app.state.book.sweep() == 1
-    assert quota_client.get(f"/api/leases/{whole['id']}").json()["state"] == "expired"
+    assert quota_client.app.state.book.advance() == 1
+    ended = quota_client.get(f"/api/leases/{whole['id']}").json()
+    assert ended["state"] == "expired" and "not renewed" in ended["reason"]
     assert quota_client.get(f"/api/leases/{waiting['id']}").json()["state"] == "granted"
     [record] = quota_client.get("/api/usage").json()
     assert record["end_reason"] == "expired" and record["gpu_seconds"] == pytest.approx(1800)
+
+
+def test_a_student_alone_on_a_quiet_evening_is_renewed_at_every_lease_end(quota_client, clock):
+    whole = ask(quota_client, "u01-s1", profile="gpu-whole").json()
+    for _ in range(4):  # two hours of 30-minute leases, nobody else asking
+        clock.advance(minutes=30)
+        assert quota_client.app.state.book.advance() == 0
+    now = quota_client.get(f"/api/leases/{whole['id']}").json()
+    assert now["state"] == "granted"
+    assert now["expires_at"].startswith((clock.now + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M"))
 
 
 def test_a_queued_lease_nobody_asks_about_is_abandoned(quota_client, clock):

@@ -62,7 +62,7 @@ class Answering:
                     if used >= budget:
                         days = self.config.budget_period_s / 86400
                         return Refuse(
-                            rid, f"{whose} GPU budget is used up ({used:.1f} of {budget:g} GPU-hours in the last "
+                            rid, f"{whose} GPU budget is used up ({used:.3g} of {budget:g} GPU-hours in the last "
                             f"{days:g} days); try again later or ask your teacher",
                             self.budgets.retry_at(key, now, budget), "budget_exhausted")
         return None

@@ -621,7 +621,7 @@ class Allocator(Reclaiming, Answering):
         if session is None:
             return Refuse(session_id, "the lease is not running", None, "not_running"), out
         if session.stop_at is not None:
-            return Refuse(session_id, "its GPU share is being given back to a school below its guarantee",
+            return Refuse(session_id, "its GPU share goes back to a school below its guarantee",
                           session.stop_at, "being_reclaimed"), out
         refusal = self._renewal_refusal(session, now)
         if refusal is not None:

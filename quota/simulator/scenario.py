@@ -201,5 +201,7 @@ def alliance_yaml(scenario: Scenario, spec: ScenarioSpec, pool_id: str = "uni-a"
         f"  - {{id: {pool_id}, gpus: {scenario.gpus}}}",
         "schools:",
         *(f"  - {{id: {school}, tier: {tier}}}" for school, tier in scenario.schools),
+        "# urban students are drawn at random and may overlap themselves: no per-student cap",
+        "fairshare: {max_sessions_per_student: null}",
     ]
     return "\n".join(lines) + "\n"
