@@ -1,6 +1,8 @@
 """``kill -9`` of the quota service in the middle of a load of requests and releases loses
 nothing a client was told: every lease answered as granted is in the database after the
-restart, every answered release has its usage record, and the ledger adds up."""
+restart, every answered release has its usage record, and the ledger adds up; the
+restarted service holds in memory what the database holds, and a second restart rebuilds
+the same leases on the same devices and the same queue in the same order."""
 
 from __future__ import annotations
 
@@ -16,12 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.quota_process import QuotaProcess, start_services
 
 STUDENTS = 80
-KILL_AFTER_ANSWERS = 300
 POOL = {"gpus": 16, "sliced_gpus": 8, "slices_per_gpu": 2}  # 8 whole GPUs and 16 slices
 PROFILES = ("cpu", "gpu-slice", "gpu-whole")
 
 
-async def load_until_killed(service: QuotaProcess, seen: dict) -> None:
+async def load_until_killed(service: QuotaProcess, seen: dict, kill_after: int) -> None:
     """Each student asks, holds a moment, releases, again; the service is killed midway."""
     answered = 0
     killed = asyncio.Event()
@@ -43,7 +44,7 @@ async def load_until_killed(service: QuotaProcess, seen: dict) -> None:
                 answered += 1
             except httpx.TransportError:
                 return  # the service is gone: what was in flight has no answer, and promises nothing
-            if answered >= KILL_AFTER_ANSWERS and not killed.is_set():
+            if answered >= kill_after and not killed.is_set():
                 killed.set()
                 service.kill()  # kill -9 while the other students' requests are in flight
 
@@ -55,12 +56,22 @@ async def load_until_killed(service: QuotaProcess, seen: dict) -> None:
     await asyncio.gather(*(one_student(user, n) for n, user in enumerate(users)))
 
 
+def _live_state(client) -> dict:
+    queue = client.get("/api/queue").json()
+    granted = client.get("/api/leases", params={"state": "granted"}).json()
+    return {
+        "queue": [(lease["id"], lease["queue_position"]) for lease in queue],
+        "granted": sorted((lease["id"], lease["device"], lease["expires_at"], lease["reclaim_at"]) for lease in granted),
+    }
+
+
 @pytest.mark.slow
-def test_kill_9_under_load_loses_no_grant_and_no_usage(tmp_path, database_url):
+@pytest.mark.parametrize("kill_after", [170, 430])  # answers before the kill: two moments of the load
+def test_kill_9_under_load_loses_no_grant_and_no_usage(tmp_path, database_url, kill_after):
     [service] = start_services(tmp_path, database_url, students=STUDENTS, **POOL)
     seen = {"asked": {}, "released": {}}
     try:
-        asyncio.run(load_until_killed(service, seen))
+        asyncio.run(load_until_killed(service, seen, kill_after))
         assert service.process.returncode == -9
         service.start()  # a restart on the same database, as systemd or Kubernetes would do
 
@@ -94,6 +105,15 @@ def test_kill_9_under_load_loses_no_grant_and_no_usage(tmp_path, database_url):
         with service.client() as client:
             reported = {(record["lease_id"]) for record in client.get("/api/usage").json()}
             exposition = client.get("/metrics").text
+            rebuilt = _live_state(client)
+        # what the service holds in memory is what the database says, also after another restart
+        assert {lease_id for lease_id, *_ in rebuilt["granted"]} == {
+            lease_id for lease_id, row in leases.items() if row.state == "granted"}
+        assert {lease_id for lease_id, _ in rebuilt["queue"]} == {
+            lease_id for lease_id, row in leases.items() if row.state == "queued"}
+        service.restart()
+        with service.client() as client:
+            assert _live_state(client) == rebuilt
         assert reported == set(usage)
         exported = sum(sample.value for family in text_string_to_metric_families(exposition)
                        if family.name == "gpu_commons_gpu_usage_seconds" for sample in family.samples)
