@@ -11,9 +11,11 @@ The life of a spawn:
 3. a lease is requested; while it is queued the spawn page shows the queue position,
    and the workspace starts by itself once the lease is granted;
 4. the assigned device goes into ``CUDA_VISIBLE_DEVICES`` / ``NVIDIA_VISIBLE_DEVICES``;
-5. the lease is released when the server stops, and the server is stopped when the
-   lease expires.
-Any failure before the workspace is up releases the lease, so none leaks.
+5. shortly before a GPU lease ends the spawner asks the service to renew it; the lease is
+   released when the server stops, and the server is stopped when the service says the
+   lease ended (not when the end the spawner saw passes: the service may have renewed it).
+Any failure before the workspace is up releases the lease, so none leaks; a quota service
+that restarts while the student waits in the queue does not cost the place.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from traitlets.config import LoggingConfigurable
 from quota.alliance import Alliance, AllianceError, load_alliance
 from spawner.form import render_profile_form
 from spawner.quota_client import Lease, QuotaClient, QuotaRejected, QuotaUnavailable
+
+RESTARTING_MESSAGE = "The quota service is restarting; you keep your place in the queue."
 
 
 class SpawnRefused(web.HTTPError):
@@ -114,6 +118,20 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         help="How often the workspace extension asks the quota service about its lease (seconds).",
     ).tag(config=True)
 
+    lease_renew_minutes_before = Float(
+        15.0,
+        help="""Minutes before a GPU lease ends at which the spawner asks the quota service to
+        renew it (a full profile length from then; refused while someone with a better claim
+        waits, a budget is used up or a reservation needs the unit). Keep it above the first
+        of ``lease_warning_minutes``: a renewed lease never warns, a refused one warns with the
+        service's reason. 0 asks for no renewal (the service may still renew at the end).
+
+        Example::
+
+            c.QuotaSpawnerMixin.lease_renew_minutes_before = 15
+        """,
+    ).tag(config=True)
+
     # Kept across hub restarts through get_state() / load_state().
     lease_id = Unicode("")
     lease_expires_at = Unicode("")
@@ -147,8 +165,13 @@ class QuotaSpawnerMixin(LoggingConfigurable):
             self._alliance = load_alliance(self.alliance_file)
         return self._alliance
 
+    # A client to use instead of one built from quota_url (tests put one over a fake transport here).
+    _quota_client = Any(None)
+
     @property
     def quota(self) -> QuotaClient:
+        if self._quota_client is not None:
+            return self._quota_client
         return QuotaClient(self.quota_url, self.quota_api_token, self.quota_request_timeout, self.log)
 
     # -- the form ------------------------------------------------------------------
@@ -234,14 +257,24 @@ class QuotaSpawnerMixin(LoggingConfigurable):
             raise SpawnRefused(f"The request was not accepted: {exc}") from None
         self.lease_id = lease.id
         try:
+            restarting = False
             while lease.state == "queued":
-                self._report(10, self._queued_message(lease))
+                if not restarting:
+                    self._report(10, self._queued_message(lease))
                 await asyncio.sleep(self.queue_poll_interval)
-                lease = await self.quota.get_lease(lease.id) or lease
+                try:
+                    lease = await self.quota.get_lease(lease.id) or lease
+                    restarting = False
+                except QuotaUnavailable:
+                    # A restart or a fail-over keeps the queue in the service: wait on (the hub's
+                    # start_timeout still bounds the wait) instead of giving the place back.
+                    if not restarting:
+                        self._report(10, RESTARTING_MESSAGE)
+                    restarting = True
             if lease.state != "granted":
                 raise SpawnRefused(lease.reason or f"Your request for {profile.display_name} was not granted.")
         except BaseException:
-            # Refused, timed out, cancelled or the service went away while queued: give the place back.
+            # Refused, timed out or cancelled while queued: give the place back.
             await self._release_lease()
             raise
         self.lease_expires_at = lease.expires_at.isoformat() if lease.expires_at else ""
@@ -293,27 +326,22 @@ class QuotaSpawnerMixin(LoggingConfigurable):
     lease_check_interval = Float(
         30.0,
         help="""Seconds between two checks, while a workspace runs, that the quota service still
-        holds its lease as granted. A lease the service ended (an operator, reconciliation after
-        a restart) stops the workspace: no GPU workspace runs without a lease.""",
+        holds its lease as granted. A lease the service ended (its end, an operator,
+        reconciliation after a restart) stops the workspace: no GPU workspace runs without a lease.""",
     ).tag(config=True)
 
     _ending_lease = Bool(False)
     _lease_checked_at = Float(0.0)
-
-    async def _lease_revoked(self) -> bool:
-        if not self.lease_id or time.monotonic() - self._lease_checked_at < self.lease_check_interval:
-            return False
-        self._lease_checked_at = time.monotonic()
-        try:
-            lease = await self.quota.get_lease(self.lease_id)
-        except (QuotaUnavailable, QuotaRejected):
-            return False  # the service cannot tell now: keep the workspace, ask again later
-        return lease is None or lease.state != "granted"
+    # The lease end the service already answered a renewal for: asked once per end, not each poll.
+    _renewal_answered_for = Unicode("")
 
     async def poll(self):
         status = await super().poll()
         # Backends' stop() poll too: the flag keeps that inner poll from stopping again.
-        if status is None and not self._ending_lease and (self._lease_expired() or await self._lease_revoked()):
+        if status is not None or self._ending_lease or not self.lease_id:
+            return status
+        await self._renew_if_due()
+        if await self._lease_ended():
             self.log.info("%s: lease %s has ended; stopping the workspace", self._log_name, self.lease_id)
             self._ending_lease = True
             try:
@@ -323,7 +351,62 @@ class QuotaSpawnerMixin(LoggingConfigurable):
             return 0  # the hub sees the server gone and calls stop(), which releases the lease
         return status
 
-    def _lease_expired(self) -> bool:
+    async def _renew_if_due(self) -> None:
+        if not self._renewal_due():
+            return
+        asked_for = self.lease_expires_at
+        try:
+            lease = await self.quota.renew_lease(self.lease_id)
+        except QuotaUnavailable:
+            return  # restarting: ask again at the next poll
+        except QuotaRejected as exc:
+            # The service wrote why on the lease; the workspace extension shows it with its warnings.
+            self.log.warning("%s: lease %s not renewed: %s", self._log_name, self.lease_id, exc)
+            self._renewal_answered_for = asked_for
+            self._lease_checked_at = 0.0  # it may have ended: check at once
+            return
+        if lease is None:
+            self._lease_checked_at = 0.0  # gone: let the check below see it
+            return
+        self._remember_expiry(lease)
+        self.log.info("%s: lease %s renewed until %s", self._log_name, lease.id, self.lease_expires_at or "no end")
+        if self._renewal_due():
+            # Not extended beyond the renewal window (a CPU lease, a short profile, a reservation
+            # ahead): once for this end is enough.
+            self._renewal_answered_for = self.lease_expires_at
+
+    def _renewal_due(self) -> bool:
+        if not self.lease_renew_minutes_before or not self.lease_expires_at:
+            return False
+        if self._lease is not None and not self._lease.device:
+            return False  # a CPU lease has nothing to renew
+        if self.lease_expires_at == self._renewal_answered_for:
+            return False
+        left = datetime.fromisoformat(self.lease_expires_at) - datetime.now(timezone.utc)
+        return left.total_seconds() <= self.lease_renew_minutes_before * 60
+
+    async def _lease_ended(self) -> bool:
+        """Whether the service ended the lease. Asked every ``lease_check_interval``, and at
+        every poll once the remembered end passed: the service may have renewed the lease."""
+        due = self._lease_end_passed() or time.monotonic() - self._lease_checked_at >= self.lease_check_interval
+        if not due:
+            return False
+        self._lease_checked_at = time.monotonic()
+        try:
+            lease = await self.quota.get_lease(self.lease_id)
+        except (QuotaUnavailable, QuotaRejected):
+            return False  # the service cannot tell now: keep the workspace, ask again later
+        if lease is None or lease.state != "granted":
+            return True
+        self._remember_expiry(lease)
+        return False
+
+    def _remember_expiry(self, lease: Lease) -> None:
+        self.lease_expires_at = lease.expires_at.isoformat() if lease.expires_at else ""
+        if self._lease is not None and self._lease.id == lease.id:
+            self._lease = lease
+
+    def _lease_end_passed(self) -> bool:
         if not self.lease_expires_at:
             return False
         return datetime.now(timezone.utc) >= datetime.fromisoformat(self.lease_expires_at)

@@ -1,7 +1,8 @@
-"""Talk to the quota service: request, poll and release leases.
+"""Talk to the quota service: request, poll, renew and release leases.
 
 Every failure is turned into :class:`QuotaUnavailable` with a sentence a student can
-read; the technical cause goes to the hub log.
+read (also the service's own 503 while it restarts or fails over to a standby); the
+technical cause goes to the hub log.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ STUDENT_RETRY_MESSAGE = (
 
 
 class QuotaUnavailable(RuntimeError):
-    """The quota service could not be reached or answered with an error."""
+    """The quota service could not be reached, answered with an error, or cannot decide
+    right now (503 while it restarts or fails over); asking again later may succeed."""
 
 
 class QuotaRejected(ValueError):
@@ -58,15 +60,16 @@ class Lease:
 
 
 class QuotaClient:
-    def __init__(self, base_url: str, token: str, timeout: float, log):
+    def __init__(self, base_url: str, token: str, timeout: float, log, http: httpx.AsyncClient | None = None):
         self._base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"token {token}"}
         self._timeout = timeout
         self._log = log
+        self._http = http  # None: the hub's shared pool (tests give a client over a fake transport)
 
     async def _call(self, method: str, path: str, **kwargs) -> dict | list | None:
         try:
-            response = await _shared_client().request(
+            response = await (self._http or _shared_client()).request(
                 method, f"{self._base_url}{path}", headers=self._headers, timeout=self._timeout, **kwargs
             )
         except httpx.HTTPError as exc:
@@ -74,6 +77,11 @@ class QuotaClient:
             raise QuotaUnavailable(STUDENT_RETRY_MESSAGE) from exc
         if response.status_code == 404:
             return None
+        if response.status_code == 503:
+            # Restarting or failing over to a standby: expected for a while, not a fault of ours.
+            self._log.warning("quota service %s %s: %s (retry after %s s)", method, path, _detail(response),
+                              response.headers.get("Retry-After", "?"))
+            raise QuotaUnavailable(STUDENT_RETRY_MESSAGE)
         if 400 <= response.status_code < 500:
             detail = _detail(response)
             self._log.warning("quota service rejected %s %s: %s", method, path, detail)
@@ -89,6 +97,12 @@ class QuotaClient:
 
     async def get_lease(self, lease_id: str) -> Lease | None:
         body = await self._call("GET", f"/api/leases/{lease_id}")
+        return Lease.from_api(body) if body else None
+
+    async def renew_lease(self, lease_id: str) -> Lease | None:
+        """The lease renewed (a new ``expires_at``); :class:`QuotaRejected` (409) with the
+        service's reason when it cannot be renewed now; None when there is no such lease."""
+        body = await self._call("POST", f"/api/leases/{lease_id}/renew")
         return Lease.from_api(body) if body else None
 
     async def release_lease(self, lease_id: str) -> None:

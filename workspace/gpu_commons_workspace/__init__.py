@@ -6,10 +6,13 @@ which warns the student and saves open documents before the hub stops the server
 same times are written to the server log.
 
 A lease can also end early: the fair-share allocator reclaims a borrowed GPU share for a
-school below its guaranteed share, with a warning lead time. When the spawner also gives
-the quota service's URL (``GPU_COMMONS_QUOTA_URL``), the extension asks the service about
-the lease every ``GPU_COMMONS_LEASE_REFRESH_S`` seconds (default 30) with the server's own
-JupyterHub token, and serves the earlier end and its reason as soon as it learns them.
+school below its guaranteed share, with a warning lead time. It can end later too: the
+spawner asks for a renewal before the end, and the service renews at the end when nobody
+with a better claim waits; a renewal it refuses leaves its reason on the lease. When the
+spawner also gives the quota service's URL (``GPU_COMMONS_QUOTA_URL``), the extension asks
+the service about the lease every ``GPU_COMMONS_LEASE_REFRESH_S`` seconds (default 30) with
+the server's own JupyterHub token, and serves the new end and the service's reason as soon
+as it learns them.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ class LeaseEnd:
     warnings_seconds: tuple[int, ...] = DEFAULT_WARNINGS
     lease_id: str = ""
     profile: str = ""
-    reason: str = ""  # why the lease ends before its booked end (a reclaim), for the student
+    reason: str = ""  # the service's sentence about the end (a reclaim, a renewal refused), for the student
+    ends_early: bool = False  # reclaimed or ended by the service before the end booked for it
     quota_url: str = ""
     refresh_seconds: float = 30.0
 
@@ -54,17 +58,23 @@ class LeaseEnd:
         )
 
     def updated(self, answer: dict) -> "LeaseEnd":
-        """This lease after the quota service's answer about it: ended early when the
-        service reclaims it (``reclaim_at``) or ended it already."""
-        end = self.expires_at
+        """This lease after the quota service's answer about it: a later end when the
+        service renewed it (``expires_at``), an earlier one when it reclaims it
+        (``reclaim_at``) or ended it already; with the service's ``reason``."""
+        running = answer.get("state") in (None, "granted")
+        booked = answer.get("expires_at")
+        end = datetime.fromisoformat(booked) if running and booked else self.expires_at
+        ends_early = False
         reclaim = answer.get("reclaim_at")
-        if reclaim:
-            end = min(end, datetime.fromisoformat(reclaim)) if end else datetime.fromisoformat(reclaim)
-        if answer.get("state") not in (None, "granted"):
+        if reclaim and (end is None or datetime.fromisoformat(reclaim) < end):
+            end, ends_early = datetime.fromisoformat(reclaim), True
+        if not running:
             end = min(end, datetime.now(timezone.utc)) if end else datetime.now(timezone.utc)
-        if end == self.expires_at:
+            ends_early = True
+        reason = answer.get("reason") or ""
+        if (end, reason, ends_early) == (self.expires_at, self.reason, self.ends_early):
             return self
-        return replace(self, expires_at=end, reason=answer.get("reason") or "")
+        return replace(self, expires_at=end, reason=reason, ends_early=ends_early)
 
     def warning_times(self) -> list[tuple[datetime, int]]:
         """When each warning is due, with the seconds left then, earliest first."""
@@ -81,6 +91,7 @@ class LeaseEnd:
             "lease_id": self.lease_id,
             "profile": self.profile,
             "reason": self.reason,
+            "ends_early": self.ends_early,
             "refresh_seconds": self.refresh_seconds,
         }
 
@@ -108,8 +119,8 @@ async def _log_warnings(web_app, log) -> None:
             await asyncio.sleep(min(delay, lease.refresh_seconds))
             continue
         logged.add((when, seconds))
-        log.warning("GPU lease %s ends in %d s (at %s); the server will be stopped then", lease.lease_id, seconds,
-                    lease.expires_at.isoformat())
+        log.warning("GPU lease %s ends in %d s (at %s); the server will be stopped then%s", lease.lease_id, seconds,
+                    lease.expires_at.isoformat(), f": {lease.reason}" if lease.reason else "")
 
 
 async def _follow_quota_service(web_app, log) -> None:
@@ -130,7 +141,8 @@ async def _follow_quota_service(web_app, log) -> None:
             continue
         newer = lease.updated(answer)
         if newer is not lease:
-            log.warning("GPU lease %s now ends at %s: %s", lease.lease_id, newer.expires_at.isoformat(), newer.reason)
+            ends = newer.expires_at.isoformat() if newer.expires_at else "no end"
+            log.warning("GPU lease %s now ends at %s%s", lease.lease_id, ends, f": {newer.reason}" if newer.reason else "")
             web_app.settings["gpu_commons_lease"] = newer
 
 

@@ -9,11 +9,15 @@
 
   var NAME = "gpu-commons-lease";
 
-  function say(seconds, endsAt) {
+  function say(seconds, endsAt, reason) {
     var minutes = Math.round(seconds / 60);
     var inEn = minutes >= 1 ? minutes + (minutes === 1 ? " minute" : " minutes") : Math.max(1, Math.round(seconds)) + " seconds";
     var inZh = minutes >= 1 ? minutes + " 分钟" : Math.max(1, Math.round(seconds)) + " 秒";
     var at = endsAt.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    if (reason) {
+      // The quota service's own sentence (a renewal it refused) says why and when, in English.
+      return "GPU 时间还剩 " + inZh + "（" + at + " 结束），请保存文件。" + reason;
+    }
     // Toasts show about 140 characters: the Chinese and the English sentence both fit.
     return (
       "GPU 时间还剩 " + inZh + "（" + at + " 结束），工作区随后停止，请保存文件。" +
@@ -56,17 +60,21 @@
     function left() {
       return (end - (Date.now() + skew)) / 1000;
     }
+    // A reclaim has its own sentence; any other reason (a renewal refused) goes with each warning.
+    var reason = lease.ends_early ? "" : lease.reason || "";
     function warn() {
       var seconds = left();
       if (seconds > 0) {
-        notify(app, say(seconds, endsAt));
+        notify(app, say(seconds, endsAt, reason));
       }
     }
     var warnings = (lease.warnings_seconds || []).slice().sort(function (a, b) { return b - a; });
     var now = left();
-    if (lease.reason && now > 0) {
+    if (lease.reason && lease.ends_early && now > 0) {
       // The lease now ends early (its GPU share goes back to another school): say why at once.
       notify(app, sayReclaimed(endsAt));
+    } else if (reason && now > 0) {
+      warn(); // the service will not renew the lease: say so now, not only at the next warning
     } else if (warnings.some(function (w) { return w >= now; }) && now > 0) {
       warn(); // opened after a warning time already passed: give the latest warning due at once
     }
@@ -105,8 +113,10 @@
             return response.json();
           })
           .then(function (lease) {
-            if (lease.expires_at !== scheduledEnd) {
-              scheduledEnd = lease.expires_at;
+            // A new end (renewed, reclaimed) or a new reason (a renewal refused): warn again.
+            var seen = lease.expires_at + "|" + (lease.reason || "");
+            if (seen !== scheduledEnd) {
+              scheduledEnd = seen;
               schedule(app, lease);
             }
             return lease;
@@ -114,7 +124,7 @@
       }
       follow()
         .then(function (lease) {
-          // The end can move earlier (a reclaim): look again as often as the server learns it.
+          // The end can move (a reclaim, a renewal): look again as often as the server learns it.
           var every = Math.max(5, lease.refresh_seconds || 30) * 1000;
           setInterval(function () {
             follow().catch(function (error) {
