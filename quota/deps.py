@@ -6,6 +6,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 
 from quota.auth import Principal, Role, principal_for
 from quota.leases import LeaseBook
@@ -20,8 +21,10 @@ def _token_of(request: Request) -> str:
     return request.cookies.get(TOKEN_COOKIE, "")
 
 
-def current_principal(request: Request) -> Principal:
-    """The caller, from a JupyterHub API token (header) or the OAuth login cookie."""
+async def current_principal(request: Request) -> Principal:
+    """The caller, from a JupyterHub API token (header) or the OAuth login cookie. Async so
+    that the hub's own token costs no trip to a worker thread; asking the hub about any
+    other token runs in one."""
     token = _token_of(request)
     if not token and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
         from quota.routes.oauth import login_redirect  # a browser: log in through the hub
@@ -37,7 +40,7 @@ def current_principal(request: Request) -> Principal:
     state = request.app.state
     if hmac.compare_digest(token, state.settings.api_token):
         return Principal("hub", Role.hub)
-    name = state.resolve_token(token)
+    name = await run_in_threadpool(state.resolve_token, token)
     if name is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -54,7 +57,7 @@ def current_principal(request: Request) -> Principal:
     return principal
 
 
-def get_book(request: Request) -> LeaseBook:
+async def get_book(request: Request) -> LeaseBook:
     return request.app.state.book
 
 

@@ -10,7 +10,7 @@ one allocator every input (:mod:`quota.leases`).
 Mapping between the two worlds:
 
 * a service pool with whole GPUs and MIG slices becomes two allocator pools (see
-  :func:`quota.fairshare.from_alliance.pool_specs`), each counted in slices of its kind;
+  :func:`quota.allocator_inputs.pool_specs`), each counted in slices of its kind;
   a request for a profile's kind lands only in pools of that kind;
 * times are seconds since the epoch (UTC);
 * per-student caps and GPU-hour budgets are the allocator's rules; the budgets' periods
@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from quota.alliance import Alliance
 from quota.fairshare import Allocator, PoolSpec, Request, Reservation, SchoolSpec
-from quota.fairshare.from_alliance import config_from, pool_specs_of
+from quota.allocator_inputs import config_from, pool_specs_of
 from quota.fairshare.model import INF, Action, Decision
 from quota.fairshare.reservations import ReservationError
 from quota.policy_store import PolicyStore

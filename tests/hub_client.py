@@ -88,3 +88,11 @@ def _detail(response: httpx.Response) -> str:
         return response.json().get("message", response.text)
     except ValueError:
         return response.text
+
+
+def another_school_waits(stack, user: str = "c02-s1", school: str = "c02") -> None:
+    """A student of another school, with less usage, waits for the only slice (through the
+    quota API): a lease is then not renewed at its end (alone, a student keeps working)."""
+    with stack.quota() as quota:
+        waiting = quota.post("/api/leases", json={"user": user, "school": school, "profile": "gpu-slice"}).json()
+    assert waiting["state"] == "queued", waiting

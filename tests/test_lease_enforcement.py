@@ -18,6 +18,7 @@ from tests.hub_client import log_in as api_log_in
 from tests.hub_client import wait_for
 from tests.lab_edits import assert_edit_kept, type_unsaved_edit
 from tests.stack import running_stack
+from tests.hub_client import another_school_waits
 from tests.test_end_to_end import LAB_READY, choose_profile, log_in
 
 ALLIANCE = """
@@ -30,9 +31,11 @@ profiles:
   - {id: cpu, display_name: CPU only, gpu: none, max_minutes: 30}
 schools:
   - {id: c01, tier: county, students: [c01-s1]}
+  - {id: c02, tier: county, students: [c02-s1]}
 """
 
 WARNING = "Your GPU time ends in"
+
 
 
 def test_warnings_default_to_ten_and_two_minutes():
@@ -79,6 +82,7 @@ def test_student_is_warned_in_jupyterlab_and_keeps_their_work_when_the_lease_end
         page = log_in(context, stack, "c01-s1")
         choose_profile(page, stack, "gpu-slice")
         page.wait_for_selector(LAB_READY, timeout=120_000)
+        another_school_waits(stack)
 
         # A file saved earlier, then edited in JupyterLab and not saved by the student.
         student = api_log_in(stack, "c01-s1")

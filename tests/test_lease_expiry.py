@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.hub_client import another_school_waits
 from tests.test_end_to_end import LAB_READY, choose_profile, leases_of, log_in, wait_for
 from tests.test_spawn_errors import server_of
 
@@ -19,7 +20,9 @@ profiles:
   - {id: cpu, display_name: CPU only, gpu: none, max_minutes: 30}
 schools:
   - {id: c01, tier: county, students: [c01-s1]}
+  - {id: c02, tier: county, students: [c02-s1]}
 """
+
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +39,7 @@ def test_the_workspace_stops_when_its_lease_ends(stack, browser):
         page = log_in(context, stack, "c01-s1")
         choose_profile(page, stack, "gpu-slice")
         page.wait_for_selector(LAB_READY, timeout=120_000)
+        another_school_waits(stack)
         [lease] = leases_of(stack, "c01-s1")
         assert lease["state"] == "granted"
         # The hub polls the spawner every 10 s and the service sweeps every 5 s.

@@ -2,7 +2,7 @@
 
 Plain data in (:mod:`quota.fairshare.model`), decisions and actions out
 (:class:`quota.fairshare.policy.Allocator`). The quota service and the simulator are
-adapters around it; :func:`quota.fairshare.from_alliance.allocator_inputs` builds its
+adapters around it; :func:`quota.allocator_inputs.allocator_inputs` builds its
 inputs from an alliance file.
 """
 

@@ -32,7 +32,7 @@ def _visible(book, lease_id: LeaseId, caller: Principal) -> LeaseRow:
 
 
 @router.post("", response_model=Lease, status_code=status.HTTP_201_CREATED)
-def request_lease(body: LeaseRequest, book: Book, caller: Caller, response: Response) -> Lease:
+async def request_lease(body: LeaseRequest, book: Book, caller: Caller, response: Response) -> Lease:
     """Ask for a lease for (student, school, profile). The answer is granted (with the
     assigned device and expiry), queued (with the queue position) or refused (with a
     reason a student can read). The same idempotency key again returns the same lease (200).
@@ -66,7 +66,7 @@ def list_leases(
 
 
 @router.get("/{lease_id}", response_model=Lease)
-def read_lease(lease_id: LeaseId, book: Book, caller: Caller) -> Lease:
+async def read_lease(lease_id: LeaseId, book: Book, caller: Caller) -> Lease:
     """One lease. Reading a queued lease is also its heartbeat: a queued lease nobody
     reads for the heartbeat timeout is abandoned."""
     _visible(book, lease_id, caller)
@@ -88,7 +88,7 @@ def renew_lease(lease_id: LeaseId, book: Book, caller: Caller) -> Lease:
 
 
 @router.delete("/{lease_id}", response_model=Lease)
-def release_lease(lease_id: LeaseId, book: Book, caller: Caller) -> Lease:
+async def release_lease(lease_id: LeaseId, book: Book, caller: Caller) -> Lease:
     """Release a lease: its unit goes to the next in the queue and its usage is recorded.
     Releasing a lease that already ended returns it unchanged."""
     row = _visible(book, lease_id, caller)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from quota.alliance import Alliance
-from quota.fairshare.from_alliance import allocator_inputs
+from quota.allocator_inputs import allocator_inputs
 from quota.fairshare.model import Config, fcfs_config, static_config
 from quota.simulator.engine import replay
 from quota.simulator.metrics import allocated_in_window, served_by_school, summarize
