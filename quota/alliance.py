@@ -254,9 +254,12 @@ class Alliance(_Strict):
         value = getattr(school, name)
         if value is None:
             value = getattr(self.tiers[school.tier], name)
-        if value is None and name == "max_sessions_per_student":
-            value = self.fairshare.max_sessions_per_student
-        return value
+        return self.default_limit(name) if value is None else value
+
+    def default_limit(self, name: str):
+        """The alliance's default of a fair-share limit where neither a school nor its tier
+        sets it: only the session cap has one (``fairshare.max_sessions_per_student``)."""
+        return self.fairshare.max_sessions_per_student if name == "max_sessions_per_student" else None
 
     def accounts(self) -> dict[str, str]:
         """Every account with its role: student, teacher, school_admin, staff or operator."""

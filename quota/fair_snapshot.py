@@ -71,16 +71,11 @@ class Snapshot:
     already decided (queued leases that fit now, reclaim warnings and stops)."""
 
     allocator: Allocator
-    now: datetime
+    now: datetime  # when it was built
     pool_of: dict[str, tuple[str, str]]  # allocator pool id -> (service pool id, unit kind)
     milli_of_kind: dict[str, int]  # unit kind -> milli a request of it asks for
     actions: list[Action] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)  # for queued leases that could not stay queued
-
-    @property
-    def t(self) -> float:
-        """The moment the allocator was built."""
-        return self.now.timestamp()
 
     reserved_class_of: dict[tuple[str, str], str] = field(default_factory=dict)  # (school, student) -> class
     lease_s_of: dict[str, float] = field(default_factory=dict)  # profile -> lease length

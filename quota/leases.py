@@ -114,6 +114,7 @@ class _Journal:
     changed: dict[str, LeaseRow] = field(default_factory=dict)
     usage: list[UsageRecord] = field(default_factory=list)
     granted: list[LeaseRow] = field(default_factory=list)
+    requests: list[tuple[str, str]] = field(default_factory=list)  # (outcome, tier), told once stored
 
     def write(self) -> None:
         new = {row.id for row in self.added}
@@ -195,8 +196,7 @@ class LeaseBook:
                 unit_kind=None, granted_at=None, expires_at=None, released_at=None, reclaim_at=None, reason=None,
             )
             journal.added.append(lease)
-            outcome = self._decide(mem, journal, lease, now)
-            self._listener.on_request(outcome, school.tier)
+            journal.requests.append((self._decide(mem, journal, lease, now), school.tier))
             return _view(lease), True
 
         return self._input(decide)
@@ -216,7 +216,7 @@ class LeaseBook:
             return "refused"
         self._remember(mem, lease)
         if lease.kind not in mem.snap.milli_of_kind:
-            mem.abandon_check_at = min(mem.abandon_check_at, now.timestamp() + self._heartbeat_timeout.total_seconds())
+            self._heartbeat_from(mem, now)
             return "queued"  # only draining pools have this kind: it waits until one opens again
         decision, actions = mem.snap.submit(lease.id, lease.user, lease.school, lease.kind, lease.profile,
                                             now.timestamp())
@@ -229,7 +229,7 @@ class LeaseBook:
                 lease.reason += f" You can ask again from {_at(decision.retry_at):%Y-%m-%d %H:%M} UTC."
             self._forget(mem, lease)
         else:
-            mem.abandon_check_at = min(mem.abandon_check_at, now.timestamp() + self._heartbeat_timeout.total_seconds())
+            self._heartbeat_from(mem, now)
         self._apply(mem, journal, actions, now)
         return {"admit": "granted", "queue": "queued", "refuse": "refused"}[decision.kind]
 
@@ -473,6 +473,8 @@ class LeaseBook:
             except BaseException:
                 self._mem = None
                 raise
+            for outcome, tier in journal.requests:
+                self._listener.on_request(outcome, tier)
             for lease in journal.granted:
                 self._listener.on_grant(lease.pool or "", lease.tier)
             mem.version += 1
@@ -509,7 +511,7 @@ class LeaseBook:
                     if lease.state == "granted" and lease.unit_id in self._unit_position:
                         self._hold(mem, lease.unit_id, lease.id)
                 if any(row.state == "queued" for row in mem.rows.values()):
-                    mem.abandon_check_at = now.timestamp() + self._heartbeat_timeout.total_seconds()
+                    self._heartbeat_from(mem, now)
                 journal = _Journal(session)
                 for refusal in snap.decisions:  # queued leases that can no longer wait
                     lease = mem.rows.get(refusal.request_id)
@@ -606,6 +608,10 @@ class LeaseBook:
         free.remove(self._unit_position[unit_id])
         heapq.heapify(free)
         mem.holder[unit_id] = lease_id
+
+    def _heartbeat_from(self, mem: _Memory, now: datetime) -> None:
+        """A queued lease's heartbeat window starts at ``now``: check for abandoned places by its end."""
+        mem.abandon_check_at = min(mem.abandon_check_at, now.timestamp() + self._heartbeat_timeout.total_seconds())
 
     @staticmethod
     def _remember(mem: _Memory, lease: LeaseRow) -> None:

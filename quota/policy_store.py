@@ -63,8 +63,8 @@ class PolicyStore:
                 value = getattr(base, name)
             if value is None and name in tier:
                 value = tier[name]  # the tier's default
-            if value is None and name == "max_sessions_per_student":
-                value = self.alliance.fairshare.max_sessions_per_student  # the alliance's
+            if value is None:
+                value = self.alliance.default_limit(name)
             view[name] = value
         return view
 
