@@ -289,9 +289,10 @@ class LeaseBook:
                     lease.reason = None
             else:
                 ends = lease.reclaim_at or lease.expires_at
-                refusal = f"It cannot be renewed now: {_sentence(answer.reason)} Save your work: it ends at {ends:%H:%M} UTC."
+                why = f"cannot be renewed now: {_sentence(answer.reason)} Save your work: it ends at {ends:%H:%M} UTC."
+                refusal = f"It {why}"
                 if lease.reclaim_at is None:  # a reclaim warning already says why it ends
-                    lease.reason = f"Your GPU lease {refusal[0].lower()}{refusal[1:]}"
+                    lease.reason = f"Your GPU lease {why}"
             journal.changed[lease.id] = lease
             self._apply(mem, journal, actions, now)
             return _view(lease), refusal

@@ -143,7 +143,11 @@ def test_expired_leases_end_and_the_queue_moves(quota_client, clock):
     clock.advance(minutes=29)
     quota_client.get(f"/api/leases/{waiting['id']}")  # heartbeat
     assert quota_client.app.state.book.advance() == 0
-    assert quota_client.get(f"/api/leases/{whole['id']}").json()["reclaim_at"] is None
+    refused = quota_client.post(f"/api/leases/{whole['id']}/renew")
+    why = "cannot be renewed now: Someone with a better claim is waiting. Save your work: it ends at 08:30 UTC."
+    assert (refused.status_code, refused.json()["detail"]) == (409, f"lease: It {why}")
+    held = quota_client.get(f"/api/leases/{whole['id']}").json()
+    assert held["reclaim_at"] is None and held["reason"] == f"Your GPU lease {why}"
     clock.advance(minutes=1)
     assert quota_client.app.state.book.advance() == 1
     ended = quota_client.get(f"/api/leases/{whole['id']}").json()

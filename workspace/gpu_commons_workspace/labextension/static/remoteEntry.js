@@ -14,15 +14,12 @@
     var inEn = minutes >= 1 ? minutes + (minutes === 1 ? " minute" : " minutes") : Math.max(1, Math.round(seconds)) + " seconds";
     var inZh = minutes >= 1 ? minutes + " 分钟" : Math.max(1, Math.round(seconds)) + " 秒";
     var at = endsAt.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    if (reason) {
-      // The quota service's own sentence (a renewal it refused) says why and when, in English.
-      return "GPU 时间还剩 " + inZh + "（" + at + " 结束），请保存文件。" + reason;
-    }
     // Toasts show about 140 characters: the Chinese and the English sentence both fit.
-    return (
-      "GPU 时间还剩 " + inZh + "（" + at + " 结束），工作区随后停止，请保存文件。" +
-      "Your GPU time ends in " + inEn + " (at " + at + "); save your work now."
-    );
+    var warning =
+      "GPU 时间还剩 " + inZh + "（" + at + " 结束）" + (reason ? "，无法续期" : "") + "，工作区随后停止，请保存文件。" +
+      "Your GPU time ends in " + inEn + " (at " + at + "); save your work now.";
+    // A renewal the quota service refused: its own sentence (English) says why.
+    return reason ? warning + " " + reason : warning;
   }
 
   function sayReclaimed(endsAt) {
