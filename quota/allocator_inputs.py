@@ -10,7 +10,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from quota.alliance import Alliance, Pool
-from quota.fairshare.model import Config, PoolSpec, Reservation, SchoolSpec
+from quota.fairshare.model import Config, PoolSpec, Request, Reservation, SchoolSpec
+
+
+@dataclass(frozen=True)
+class RequestShape:
+    """What a request for one profile asks the allocator for: one unit of ``kind`` (the
+    smallest slice of that kind among the pools, so one slice in every pool of it), for
+    leases of ``lease_s`` each."""
+
+    kind: str
+    milli: int
+    lease_s: float
+
+    def request(self, request_id: str, user: str, school: str, group: str | None) -> Request:
+        return Request(request_id, user, school, self.milli, group=group, kind=self.kind, lease_s=self.lease_s)
 
 
 @dataclass(frozen=True)
@@ -20,6 +34,20 @@ class AllocatorInputs:
     config: Config
     reservations: list[Reservation]
     tier_of: dict[str, str]
+    shapes: dict[str, RequestShape]  # GPU profile id -> what its requests ask for
+
+
+def request_shapes(alliance: Alliance, pools: list[PoolSpec]) -> dict[str, RequestShape]:
+    """The service's rule for turning a profile into an allocator request, written once
+    for the service and for traces that name profiles in the simulator. Profiles whose
+    kind no pool in ``pools`` has are left out (a draining pool's kind: nothing to ask)."""
+    milli_of_kind: dict[str, int] = {}
+    for spec in pools:
+        milli_of_kind[spec.kind] = min(milli_of_kind.get(spec.kind, spec.slice_milli), spec.slice_milli)
+    return {
+        profile.id: RequestShape(profile.gpu, milli_of_kind[profile.gpu], profile.max_minutes * 60)
+        for profile in alliance.profiles if profile.gpu in milli_of_kind
+    }
 
 
 def pool_specs(alliance: Alliance) -> list[PoolSpec]:
@@ -77,10 +105,12 @@ def allocator_inputs(alliance: Alliance, base: Config | None = None) -> Allocato
     for res in alliance.reservations:
         pool = next(p for p in alliance.pools if p.id == res.pool)
         reservations.append(Reservation(res.id, pool.id, res.school, res.slices, res.start, res.end, res.group))
+    pools = pool_specs(alliance)
     return AllocatorInputs(
-        pools=pool_specs(alliance),
+        pools=pools,
         schools=schools,
         config=config_from(alliance, base),
         reservations=reservations,
         tier_of={s.id: s.tier for s in alliance.schools},
+        shapes=request_shapes(alliance, pools),
     )

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from quota.alliance import Alliance
 from quota.fairshare import Allocator, PoolSpec, Request, Reservation, SchoolSpec
-from quota.allocator_inputs import config_from, pool_specs_of
+from quota.allocator_inputs import RequestShape, config_from, pool_specs_of, request_shapes
 from quota.fairshare.model import INF, Action, Decision
 from quota.fairshare.reservations import ReservationError
 from quota.policy_store import PolicyStore
@@ -78,12 +78,14 @@ class Snapshot:
     decisions: list[Decision] = field(default_factory=list)  # for queued leases that could not stay queued
 
     reserved_class_of: dict[tuple[str, str], str] = field(default_factory=dict)  # (school, student) -> class
-    lease_s_of: dict[str, float] = field(default_factory=dict)  # profile -> lease length
+    shapes: dict[str, RequestShape] = field(default_factory=dict)  # GPU profile -> what its requests ask
 
     def request_for(self, lease_id: str, user: str, school: str, kind: str, profile: str) -> Request:
         group = self.reserved_class_of.get((school, user))
-        return Request(lease_id, user, school, self.milli_of_kind.get(kind, 1000), group=group, kind=kind,
-                       lease_s=self.lease_s_of.get(profile))
+        shape = self.shapes.get(profile)
+        if shape is None or shape.kind != kind:  # its kind is only on draining pools (or the profile changed)
+            return Request(lease_id, user, school, self.milli_of_kind.get(kind, 1000), group=group, kind=kind)
+        return shape.request(lease_id, user, school, group)
 
     def submit(self, lease_id: str, user: str, school: str, kind: str, profile: str,
                t: float) -> tuple[Decision, list[Action]]:
@@ -118,15 +120,13 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
         for spec in pool_specs_of(pool):
             specs.append(spec)
             pool_of[spec.id] = (pool.id, spec.kind)
-    milli_of_kind = {}
-    for spec in specs:  # the smallest slice of a kind: one slice in every pool of that kind
-        milli_of_kind[spec.kind] = min(milli_of_kind.get(spec.kind, spec.slice_milli), spec.slice_milli)
+    shapes = request_shapes(alliance, specs)
+    milli_of_kind = {shape.kind: shape.milli for shape in shapes.values()}
     schools = [_school_spec(policy, session, school.id) for school in alliance.schools]
     config = config_from(alliance)
     t = now.timestamp()
     allocator = Allocator(specs, schools, config, start=t)
-    snapshot = Snapshot(allocator, now, pool_of, milli_of_kind)
-    snapshot.lease_s_of = {profile.id: profile.max_minutes * 60 for profile in alliance.profiles}
+    snapshot = Snapshot(allocator, now, pool_of, milli_of_kind, shapes=shapes)
     spec_of = {value: key for key, value in pool_of.items()}
 
     for booking in policy.reservations(session, include_past_of=now):

@@ -52,7 +52,9 @@ log = logging.getLogger(__name__)
 ACTIVE = ("granted", "queued")
 NO_SUCH_KIND = "No GPU of this kind exists in the alliance; choose another profile."
 END_STATE = {"released": "released", "reconciled": "released", "expired": "expired", "reclaimed": "expired",
-             "abandoned": "abandoned"}
+             "budget_exhausted": "expired", "abandoned": "abandoned"}
+# the allocator's reason for a stop -> the usage record's end reason
+_STOP_REASON = {"reclaimed": "reclaimed", "budget_exhausted": "budget_exhausted", "lease_expired": "expired"}
 # the columns an input may change on a lease already stored
 _MUTABLE = ("state", "pool", "device", "unit_id", "unit_kind", "gpu_fraction", "simulated", "granted_at",
             "expires_at", "released_at", "reclaim_at", "reason")
@@ -566,7 +568,7 @@ class LeaseBook:
                     lease.reclaim_at, lease.reason = None, None
             elif action.kind == "stop":
                 lease.reason = _sentence(action.message)
-                self._end(mem, journal, lease, "reclaimed" if action.reason == "reclaimed" else "expired", now)
+                self._end(mem, journal, lease, _STOP_REASON[action.reason], now)
 
     def _grant(self, mem: _Memory, journal: _Journal, lease: LeaseRow, pool: str, kind: str, now: datetime,
                lease_end: float) -> None:

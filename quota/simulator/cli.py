@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from quota.alliance import Alliance, AllianceError, load_alliance
+from quota.allocator_inputs import pool_specs_of
 from quota.simulator.run import POLICIES, simulate, write_outputs
 from quota.simulator.trace import Trace, TraceError, read_trace
 
@@ -24,7 +25,7 @@ from quota.simulator.trace import Trace, TraceError, read_trace
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alliance", required=True, type=Path, help="alliance YAML (tiers, pools, schools)")
     parser.add_argument("--trace", required=True, type=Path,
-                        help="CSV: arrival_s,user,school,duration_s,gpu_milli[,patience_s][,group]")
+                        help="CSV: arrival_s,user,school,duration_s,gpu_milli[,patience_s][,group][,profile]")
     parser.add_argument("--policy", required=True, choices=list(POLICIES),
                         help="; ".join(f"{k}: {v}" for k, v in POLICIES.items()))
     parser.add_argument("--out", required=True, type=Path, help="folder for summary.json, schools.csv and plots")
@@ -39,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         alliance = load_alliance(args.alliance)
-        trace = read_trace(args.trace, {s.id for s in alliance.schools})
+        trace = read_trace(args.trace, {s.id for s in alliance.schools},
+                           {p.id for p in alliance.profiles if p.gpu != "none"})
     except (AllianceError, TraceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -68,6 +70,12 @@ def _cannot_simulate(args: argparse.Namespace, alliance: Alliance, trace: Trace)
     if not sum(pool.gpus for pool in alliance.pools):
         return (f"{args.alliance}: pools: the pools have no GPUs, so there is nothing to share; "
                 "give a pool gpus: 1 or more")
+    kinds = {spec.kind for pool in alliance.pools for spec in pool_specs_of(pool)}
+    for profile_id in sorted({p for p in trace.profile if p is not None}):
+        profile = alliance.profile(profile_id)
+        if profile.gpu not in kinds:
+            return (f"{args.trace}: profile {profile_id!r} asks for a {profile.gpu} GPU unit, which no pool of "
+                    f"{args.alliance} has; give a pool such units or use another profile")
     if args.out.exists() and not args.out.is_dir():
         return f"{args.out}: exists and is not a folder; pass --out a new or existing folder"
     return None

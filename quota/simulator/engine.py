@@ -6,6 +6,12 @@ done -> ``release``; a student's patience runs out while queued -> ``cancel``; t
 allocator asked to be woken -> ``advance``. At equal times releases go first, then the
 allocator's timers, then arrivals, then abandonments.
 
+``allocator`` may be anything with those five methods (``next_wake`` too): the
+equivalence test drives the real quota service over HTTP with it, through this same
+loop. So that the loop decides the same whatever the order of the actions one call
+returns (the service reports them as a set), a call's stops are taken first, in request
+order, then its admissions, and simultaneous completions end in attempt order.
+
 A session the allocator stops early (reclaimed, lease not renewed, budget) has work
 left. With ``resubmit`` (the default) the student saves, is warned, and asks again at
 once for the rest of the work, with the same patience: the discrete counterpart of the
@@ -26,6 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from quota.allocator_inputs import RequestShape
 from quota.fairshare import Allocator, Config, PoolSpec, Request, SchoolSpec
 from quota.fairshare.model import Reservation
 from quota.simulator.trace import Trace
@@ -80,9 +87,13 @@ def replay(
     reservations: list[Reservation] = (),
     explain: bool = True,
     resubmit: bool = True,
+    shapes: dict[str, RequestShape] | None = None,
+    allocator=Allocator,
 ) -> Replay:
+    """``shapes``: how a request naming a profile asks (:func:`quota.allocator_inputs.request_shapes`);
+    ``allocator``: called as ``allocator(pools, schools, config, reservations, start=...)``."""
     with cycle_collector_paused():
-        return _replay(trace, pools, schools, config, reservations, explain, resubmit)
+        return _replay(trace, pools, schools, config, reservations, explain, resubmit, shapes or {}, allocator)
 
 
 def _replay(
@@ -93,10 +104,12 @@ def _replay(
     reservations: list[Reservation],
     explain: bool,
     resubmit: bool,
+    shapes: dict[str, RequestShape],
+    make_allocator,
 ) -> Replay:
     n = len(trace)
     start = trace.arrival[0] if n else 0.0
-    alloc = Allocator(pools, schools, config, reservations, start=start)
+    alloc = make_allocator(pools, schools, config, reservations, start=start)
     nan = math.nan
     admitted_at = [nan] * n
     ended_at = [nan] * n
@@ -130,6 +143,7 @@ def _replay(
     used = [0] * len(pools)
     arrival, patience = trace.arrival, trace.patience
     users, school_ids, milli, groups = trace.user, trace.school, trace.milli, trace.group
+    profiles = trace.profile if trace.profile else [None] * n
     push, pop = heapq.heappush, heapq.heappop
 
     def mark(now: float) -> None:
@@ -154,7 +168,11 @@ def _replay(
     def submit(a: int, now: float) -> None:
         nonlocal seq
         i = origin[a]
-        request = Request(str(a), users[i], school_ids[i], milli[i], groups[i])
+        profile = profiles[i]
+        if profile is None:
+            request = Request(str(a), users[i], school_ids[i], milli[i], groups[i])
+        else:
+            request = shapes[profile].request(str(a), users[i], school_ids[i], groups[i])
         decision, actions = alloc.submit(request, now, explain=explain)
         if actions:
             apply(actions, now)
@@ -174,9 +192,16 @@ def _replay(
             else:
                 push(events, event)
 
+    def in_order(actions: list) -> list:
+        """Stops (in request order) before admissions: what one call returns is one instant."""
+        if len(actions) < 2:
+            return actions
+        stops = sorted((x for x in actions if x.kind == "stop"), key=lambda x: (origin[int(x.session_id)], int(x.session_id)))
+        return stops + [x for x in actions if x.kind != "stop"]
+
     def apply(actions: list, now: float) -> None:
         nonlocal allocated, violations, warnings, seq, resubmitted
-        for action in actions:
+        for action in in_order(actions):
             kind = action.kind
             if kind == "admit":
                 a = int(action.request_id)
@@ -194,8 +219,7 @@ def _replay(
                 used[p] += action.slices
                 if used[p] > pool_slices[p]:  # counted here, independently of the allocator
                     violations += 1
-                seq += 1
-                push(events, (now + work[a], _COMPLETE, seq, a))
+                push(events, (now + work[a], _COMPLETE, a, a))
             elif kind == "stop":
                 a = int(action.session_id)
                 finish(a, now, action.reason)

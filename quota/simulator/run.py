@@ -28,8 +28,10 @@ def base_config(policy: str) -> Config:
 
 
 def simulate(alliance: Alliance, trace: Trace, policy: str, explain: bool = True, step_s: float = 60.0,
-             resubmit: bool = True) -> dict:
-    """Replay ``trace`` under ``policy``; returns the summary plus what the plots need."""
+             resubmit: bool = True, allocator=None) -> dict:
+    """Replay ``trace`` under ``policy``; returns the summary plus what the plots need.
+    ``allocator``: what decides instead of an in-process :class:`quota.fairshare.Allocator`
+    (see :func:`quota.simulator.engine.replay`)."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; use one of {', '.join(POLICIES)}")
     inputs = allocator_inputs(alliance, base_config("fair" if policy == "optimum" else policy))
@@ -56,7 +58,7 @@ def simulate(alliance: Alliance, trace: Trace, policy: str, explain: bool = True
     else:
         began = time.perf_counter()
         result = replay(trace, inputs.pools, inputs.schools, inputs.config, inputs.reservations, explain=explain,
-                        resubmit=resubmit)
+                        resubmit=resubmit, shapes=inputs.shapes, **({"allocator": allocator} if allocator else {}))
         timing["replay_seconds"] = round(time.perf_counter() - began, 3)
         admitted, outcome = result.admitted_at, result.outcome
         waits = [(a - t) if a == a else p for a, t, p in zip(admitted, trace.arrival, trace.patience)]

@@ -2,11 +2,13 @@
 
 Columns (header required, any order, extra named columns ignored)::
 
-    arrival_s,user,school,duration_s,gpu_milli[,patience_s][,group]
+    arrival_s,user,school,duration_s,gpu_milli[,patience_s][,group][,profile]
 
 ``gpu_milli`` is the GPU share asked for (1000 = one whole GPU); ``patience_s`` is how
 long the student waits before giving up (default 900 s); ``group`` is the class, for
-reservations. Every problem is reported with the file, the line number, the column and
+reservations; ``profile`` (a GPU profile of the alliance file) makes the request the one
+the quota service would make for it: one unit of the profile's kind, leases of its
+``max_minutes`` (``gpu_milli`` is then only what the optimum counts). Every problem is reported with the file, the line number, the column and
 what to write instead; if there is any, nothing is simulated.
 """
 
@@ -37,6 +39,7 @@ class Trace:
     milli: list[int] = field(default_factory=list)
     patience: list[float] = field(default_factory=list)
     group: list[str | None] = field(default_factory=list)
+    profile: list[str | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.arrival)
@@ -45,7 +48,7 @@ class Trace:
         order = sorted(range(len(self.arrival)), key=self.arrival.__getitem__)
         if all(order[i] == i for i in range(len(order))):
             return
-        for name in ("arrival", "user", "school", "duration", "milli", "patience", "group"):
+        for name in ("arrival", "user", "school", "duration", "milli", "patience", "group", "profile"):
             column = getattr(self, name)
             setattr(self, name, [column[i] for i in order])
 
@@ -63,8 +66,9 @@ def _number(text: str, column: str, where: str, errors: list[str], integer: bool
     return value
 
 
-def read_trace(path: str | Path, schools: set[str] | None = None) -> Trace:
-    """Read and check ``path``; ``schools`` (if given) are the ids the alliance knows."""
+def read_trace(path: str | Path, schools: set[str] | None = None, profiles: set[str] | None = None) -> Trace:
+    """Read and check ``path``; ``schools`` and ``profiles`` (if given) are the ids of the
+    alliance's schools and GPU profiles."""
     path = Path(path)
     errors: list[str] = []
     trace = Trace()
@@ -82,12 +86,13 @@ def read_trace(path: str | Path, schools: set[str] | None = None) -> Trace:
         if missing:
             raise TraceError(
                 f"{path}: line 1: the header lacks {', '.join(missing)}; it must name "
-                f"{','.join(REQUIRED)} (and optionally patience_s, group)"
+                f"{','.join(REQUIRED)} (and optionally patience_s, group, profile)"
             )
         col = {name: header.index(name) for name in header}
         i_arr, i_user, i_school, i_dur, i_milli = (col[c] for c in REQUIRED)
         i_pat = col.get("patience_s")
         i_group = col.get("group")
+        i_profile = col.get("profile")
         width = len(header)
         for lineno, row in enumerate(reader, start=2):
             if not row or (len(row) == 1 and not row[0].strip()):
@@ -124,6 +129,11 @@ def read_trace(path: str | Path, schools: set[str] | None = None) -> Trace:
                 errors.append(
                     f"{where}: school {school!r} is not in the alliance file; add it under 'schools' or fix the id"
                 )
+            profile = row[i_profile].strip() or None if i_profile is not None else None
+            if profile is not None and profiles is not None and profile not in profiles:
+                known = ", ".join(sorted(profiles)) or "none"
+                errors.append(f"{where}: profile {profile!r} is not a GPU profile of the alliance file; "
+                              f"use one of: {known}, or leave it empty")
             if len(errors) >= MAX_ERRORS_SHOWN:
                 break
             trace.arrival.append(arrival)
@@ -133,6 +143,7 @@ def read_trace(path: str | Path, schools: set[str] | None = None) -> Trace:
             trace.milli.append(int(milli) if milli == milli else 0)
             trace.patience.append(patience)
             trace.group.append(row[i_group].strip() or None if i_group is not None else None)
+            trace.profile.append(profile)
     if errors:
         more = " (stopped after the first 20 problems)" if len(errors) >= MAX_ERRORS_SHOWN else ""
         raise TraceError("\n".join(errors) + f"\n{path}: nothing was simulated{more}")
@@ -141,9 +152,11 @@ def read_trace(path: str | Path, schools: set[str] | None = None) -> Trace:
 
 
 def write_trace(path: str | Path, rows: list[tuple]) -> None:
-    """Write rows ``(arrival_s, user, school, duration_s, gpu_milli, patience_s, group)``."""
+    """Write rows ``(arrival_s, user, school, duration_s, gpu_milli, patience_s, group[, profile])``."""
+    profiles = any(len(row) > 7 for row in rows)
     with Path(path).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow([*REQUIRED, "patience_s", "group"])
-        for arrival, user, school, duration, milli, patience, group in rows:
-            writer.writerow([f"{arrival:.3f}", user, school, f"{duration:.3f}", milli, f"{patience:g}", group or ""])
+        writer.writerow([*REQUIRED, "patience_s", "group", *(["profile"] if profiles else [])])
+        for arrival, user, school, duration, milli, patience, group, *profile in rows:
+            writer.writerow([f"{arrival:.3f}", user, school, f"{duration:.3f}", milli, f"{patience:g}", group or "",
+                             *([profile[0] if profile else ""] if profiles else [])])
