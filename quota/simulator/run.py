@@ -82,7 +82,8 @@ def simulate(alliance: Alliance, trace: Trace, policy: str, explain: bool = True
         }
     summary = summarize(trace, inputs.tier_of, waits, admitted, outcome, served, allocated, capacity, window,
                         fluid, violations, preemptions, extra)
-    return {"summary": summary, "waits": waits, "outcome": outcome, "served": served,
+    return {"summary": summary, "replay": None if policy == "optimum" else result, "waits": waits, "outcome": outcome,
+            "served": served,
             "entitled": fluid.served_milli_s, "timeline": timeline, "fluid": fluid, "tier_of": inputs.tier_of,
             "capacity_milli": capacity, "window": window}
 
