@@ -129,7 +129,9 @@ def run_on(database: str, clients: int, seconds: float, warmup: float) -> dict:
     try:
         url = server.create_database() if server else f"sqlite:///{workdir / 'quota' / 'quota.sqlite'}"
         # 8 GPUs, 4 of them in 2 slices: 4 whole units and 8 slices, as a small university pool
-        [service] = start_services(workdir, url, students=2 * clients, gpus=8, sliced_gpus=4, slices_per_gpu=2)
+        # each client asks as fast as it can for one student: the per-student rate limit would answer 429
+        [service] = start_services(workdir, url, students=2 * clients, gpus=8, sliced_gpus=4, slices_per_gpu=2,
+                                   env={"GPU_COMMONS_LEASE_REQUESTS_PER_MINUTE": "0"})
         try:
             health = asyncio.run(rate_of(service.url, service.headers, clients, seconds, lambda n: "/api/health"))
             full = asyncio.run(load(service.url, service.headers, clients, seconds, warmup))

@@ -12,6 +12,7 @@ import logging
 import os
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from quota.alliance import load_alliance
@@ -21,9 +22,11 @@ from quota.inventory import Unit, alliance_units
 from quota.leases import Clock, JournalUnavailable, LeaseBook, utc_now
 from quota.metrics import QuotaMetrics
 from quota.reconcile import reconciler_for
-from quota.routes import health, inventory, leases, oauth, pools, queue, reservations, schools, tiers, usage
+from quota.request_limits import RequestRate
+from quota.routes import health, inventory, leases, oauth, pools, queue, reference, reservations, schools, tiers, usage
 from quota.settings import QuotaSettings
 from quota.ticker import Ticker
+from quota.web_guard import RequestGuard, SecurityHeaders, validation_error
 from quota.writer import Leadership, writer_lock
 
 log = logging.getLogger("quota")
@@ -83,15 +86,21 @@ def create_app(
         description="Leases of GPU units for school students' workspaces, the queue, the inventory and the usage ledger.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI comes from a CDN: quota/routes/reference.py serves /docs
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.book = book
     app.state.leadership = leadership
     app.state.metrics = metrics
-    app.state.hub_oauth = hub_oauth_client(settings.api_token)
+    app.state.hub_oauth = hub_oauth_client(settings.api_token, settings.token_cache_s)
     app.state.resolve_token = token_resolver or hub_token_resolver(app.state.hub_oauth)
-    for module in (leases, queue, reservations, usage, schools, tiers, pools, inventory, oauth, health):
+    app.state.lease_rate = RequestRate(settings.lease_requests_per_minute)
+    for module in (leases, queue, reservations, usage, schools, tiers, pools, inventory, oauth, reference, health):
         app.include_router(module.router)
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)  # added last: the outermost, so every answer carries the headers
+    app.add_exception_handler(RequestValidationError, validation_error)
 
     @app.exception_handler(JournalUnavailable)
     async def _unavailable(request: Request, exc: JournalUnavailable) -> JSONResponse:

@@ -86,16 +86,18 @@ def principal_for(name: str, alliance: Alliance) -> Principal | None:
     return None
 
 
-def hub_oauth_client(service_token: str):
+def hub_oauth_client(service_token: str, cache_s: int = 5):
     """JupyterHub's own OAuth client for services, configured from the variables the hub
-    sets for a managed service; None when the service does not run under a hub."""
+    sets for a managed service; None when the service does not run under a hub. The hub's
+    answer about a token is reused for ``cache_s`` seconds (setting ``token_cache_s``), so a
+    token revoked at the hub stops working here within that time."""
     import os
 
     if not os.environ.get("JUPYTERHUB_API_URL"):
         return None
     from jupyterhub.services.auth import HubOAuth
 
-    return HubOAuth(api_token=service_token, cache_max_age=60)
+    return HubOAuth(api_token=service_token, cache_max_age=cache_s)
 
 
 def hub_token_resolver(hub_auth) -> TokenResolver:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from quota.tables import LeaseRow, UsageRecord
 
@@ -13,6 +13,23 @@ if TYPE_CHECKING:
     from quota.fair_snapshot import QueuePlace
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._@-]*$"
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+
+
+def _in_service_years(value: datetime) -> datetime:
+    """A time the service can store and compare (naive times are checked as UTC; the
+    routes ask for a zone): year 9999 with a negative offset is past the calendar's end."""
+    try:
+        utc = value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise ValueError("give a time between 1970-01-01 and 2099-12-31 (UTC), e.g. 2026-09-01T08:00:00+08:00")
+    return value
+
+
+Moment = Annotated[datetime, AfterValidator(_in_service_years)]
 
 
 class LeaseRequest(BaseModel):
@@ -102,7 +119,11 @@ class InventoryUnit(BaseModel):
     gpu_index: int = Field(description='Index of the physical GPU in its pool.')
     model: str = Field(description='GPU model.')
     simulated: bool = Field(description='True when declared, not read from hardware.')
-    lease_id: str | None = Field(description="Lease holding the unit; null when free.")
+    held: bool = Field(description="True when a lease holds the unit.")
+    lease_id: str | None = Field(
+        description="Lease holding the unit, shown only to those who may act on it (its student, their teacher "
+        "and school admin, staff, operators, the hub); null when free or not yours to see."
+    )
 
 
 class InventoryPool(BaseModel):
@@ -202,8 +223,8 @@ class ReservationRequest(BaseModel):
     school: str = Field(min_length=1, max_length=100, description="School id (a teacher books for their own).")
     class_id: str | None = Field(None, max_length=100, description="One class of the school; null = the school.")
     units: int = Field(ge=1, le=10_000, description="Whole GPUs, or slices on a fully sliced pool.")
-    starts_at: datetime = Field(description="Start (ISO-8601 with a time zone).")
-    ends_at: datetime = Field(description="End (ISO-8601 with a time zone), after the start, at most 12 hours later.")
+    starts_at: Moment = Field(description="Start (ISO-8601 with a time zone, between 1970 and 2099).")
+    ends_at: Moment = Field(description="End (ISO-8601 with a time zone), after the start, at most 12 hours later.")
     note: str = Field("", max_length=500, description="What the lesson is.")
 
 

@@ -59,6 +59,29 @@ class QuotaSettings(BaseSettings):
         "the reconciliation (its server may be too new to be listed).",
     )
 
+    lease_requests_per_minute: int = Field(
+        20, ge=0, le=10_000,
+        description="Lease requests one student may make in any 60 seconds, counted whether granted, queued or "
+        "refused, also when the hub asks on their behalf; one more is answered 429 with Retry-After. 0 = no limit "
+        "(load tests only). Example: GPU_COMMONS_LEASE_REQUESTS_PER_MINUTE=30",
+    )
+    max_cpu_leases_per_student: int = Field(
+        3, ge=1, le=100,
+        description="CPU-only leases (workspaces without a GPU) one student may hold at once; one more is answered "
+        "409. GPU workspaces are capped by the alliance (fairshare.max_sessions_per_student). "
+        "Example: GPU_COMMONS_MAX_CPU_LEASES_PER_STUDENT=2",
+    )
+    max_body_bytes: int = Field(
+        65_536, ge=1024, le=10_485_760,
+        description="Largest request body the service reads, in bytes; a larger one is answered 413 naming this "
+        "limit. The API's bodies take a few hundred bytes.",
+    )
+    token_cache_s: int = Field(
+        5, ge=1, le=5,
+        description="Seconds (1 to 5) the hub's answer about a JupyterHub token is reused before asking again, so "
+        "a token revoked at the hub stops working here within this time.",
+    )
+
     @model_validator(mode="after")
     def _fill_from_hub(self) -> "QuotaSettings":
         if not self.bind_url:

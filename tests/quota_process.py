@@ -116,14 +116,15 @@ class QuotaProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def start_services(tmp_path: Path, database_url: str, students: int, count: int = 1, **pool) -> list[QuotaProcess]:
+def start_services(tmp_path: Path, database_url: str, students: int, count: int = 1, env: dict[str, str] | None = None,
+                   **pool) -> list[QuotaProcess]:
     """``count`` service processes on one database (started one after the other, so only the
-    first runs the migrations), on a crowd alliance."""
+    first runs the migrations), on a crowd alliance; ``env``: more settings (GPU_COMMONS_…)."""
     alliance = crowd_alliance(tmp_path / "crowd.yaml", students, **pool)
     services = []
     try:
         for _ in range(count):
-            service = QuotaProcess(alliance, database_url, tmp_path / "quota")
+            service = QuotaProcess(alliance, database_url, tmp_path / "quota", env=dict(env or {}))
             service.start()
             services.append(service)
     except BaseException:

@@ -5,9 +5,12 @@ fields that are wrong and why)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
@@ -84,3 +87,48 @@ def test_hand_picked_requests_get_an_actionable_answer(make_quota_app):
         problems = [f"{method} {path} {options}: {problem}" for method, path, options in HAND_PICKED
                     if (problem := problem_with(client.request(method, path, **options)))]
     assert problems == []
+
+
+# Inputs below what the OpenAPI schema can describe: header bytes, and JSON that only a lax parser reads.
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(st.characters(codec=None, exclude_categories=())),  # lone surrogates included
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+FIELDS = {"user": "c01-s1", "school": "c01", "profile": "cpu"}
+
+
+def test_tokens_of_any_bytes_and_json_of_any_value_get_a_4xx(make_quota_app):
+    """Any bytes as a token (header or cookie), and any JSON value (NaN, Infinity, lone
+    surrogates, huge integers) in any field of a lease request or a tier change."""
+    from fastapi.testclient import TestClient
+
+    problems: list[str] = []
+    with TestClient(make_quota_app(lease_requests_per_minute=0), raise_server_exceptions=False) as client:
+
+        @given(token=st.binary(min_size=1, max_size=60).filter(lambda b: not set(b) & set(b"\r\n\0")),
+               as_cookie=st.booleans())
+        @settings(max_examples=150, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        def any_token(token, as_cookie):
+            headers = {"Cookie": b"gpu-commons-quota-token=" + token} if as_cookie else {"Authorization": b"token " + token}
+            problem = problem_with(client.get("/api/leases", headers=headers))
+            if problem:
+                problems.append(f"token {token!r}: {problem}")
+
+        @given(field=st.sampled_from([*FIELDS, "idempotency_key", "weight", "budget_gpu_hours"]), value=JSON_VALUES)
+        @settings(max_examples=300, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        def any_value(field, value):
+            body = json.dumps({**FIELDS, field: value}, allow_nan=True).encode()  # ASCII: surrogates as \\udxxx
+            for token, method, path in ((TOKEN, "POST", "/api/leases"), ("tok-staff-admin", "PATCH", "/api/tiers/county")):
+                answer = client.request(method, path, content=body, headers={
+                    "Authorization": f"token {token}", "Content-Type": "application/json"})
+                problem = problem_with(answer)
+                if problem:
+                    problems.append(f"{method} {path} {body[:120]!r}: {problem}")
+
+        any_token()
+        any_value()
+    assert problems == [], "\n".join(problems[:10])

@@ -40,3 +40,33 @@ def test_without_a_login_the_api_answers_401_and_browsers_are_sent_to_the_hub(st
     assert api.status_code == 401 and "Authorization: token" in api.json()["detail"]
     browser_like = httpx.get(f"{stack.url}/services/quota/api/me", headers={"Accept": "text/html"})
     assert browser_like.status_code == 302 and "/hub/api/oauth2/authorize" in browser_like.headers["location"]
+
+
+def test_a_script_of_another_page_on_the_hubs_site_cannot_use_the_quota_cookie(stack, browser):
+    """Issue 17: a page served on the hub's own origin (another user's server; here a hub page
+    stands in for it) ran fetch() with the student's quota cookie to read their leases and
+    renew or end one. Chromium sends fetch metadata, the cookie only counts for navigations,
+    and changes need the Authorization header."""
+    with stack.quota() as quota:
+        lease = quota.post("/api/leases", json={"user": "c01-s1", "school": "c01", "profile": "cpu"}).json()
+    context = browser.new_context()
+    try:
+        page = log_in(context, stack, "c01-s1")
+        assert page.goto(f"{stack.url}/services/quota/api/me").status == 200  # the browser holds the quota cookie
+        [cookie] = [c for c in context.cookies() if c["name"].endswith("gpu-commons-quota-token")]
+        assert (cookie["path"], cookie["httpOnly"], cookie["sameSite"]) == ("/services/quota", True, "Strict")
+        page.goto(f"{stack.url}/hub/home")
+        answers = page.evaluate("""async (id) => {
+            const base = '/services/quota/api/leases';
+            const calls = [fetch(base, {credentials: 'include'}),
+                           fetch(`${base}/${id}/renew`, {method: 'POST', credentials: 'include'}),
+                           fetch(`${base}/${id}`, {method: 'DELETE', credentials: 'include'})];
+            return Promise.all(calls.map(async call => { const r = await call; return [r.status, await r.text()]; }));
+        }""", lease["id"])
+        assert [status for status, _ in answers] == [403, 403, 403], answers
+        assert "Authorization: token" in answers[1][1]
+    finally:
+        context.close()
+    with stack.quota() as quota:
+        assert quota.get(f"/api/leases/{lease['id']}").json()["state"] == "granted"
+        quota.delete(f"/api/leases/{lease['id']}")

@@ -4,24 +4,31 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from quota.deps import Authorized, Book
+from quota.deps import Authorized, Book, Caller
 from quota.schemas import Inventory, InventoryPool, InventoryProfile, InventoryUnit
 
 router = APIRouter(prefix="/api/inventory", tags=["inventory"], dependencies=Authorized)
 
 
 @router.get("", response_model=Inventory)
-def read_inventory(book: Book) -> Inventory:
-    """Every pool with its units (device, kind, simulated, the lease holding it), free
-    units per kind, and how many units each profile could get now."""
+def read_inventory(book: Book, caller: Caller) -> Inventory:
+    """Every pool with its units (device, kind, simulated, whether a lease holds it), free
+    units per kind, and how many units each profile could get now. The holding lease's id
+    is shown only to those who may act on it (its student, their teacher and school admin,
+    staff, operators and the hub)."""
     holders = book.holders()
+
+    def lease_id(unit_id: str) -> str | None:
+        holder = holders.get(unit_id)
+        return holder.id if holder is not None and caller.may_see_user(holder.user, holder.school) else None
+
     pools = []
     free_by_kind: dict[str, int] = {}
     for pool in book.alliance.pools:
         units = [
             InventoryUnit(
                 device=unit.device, kind=unit.kind, gpu_index=unit.gpu_index, model=unit.model,
-                simulated=unit.simulated, lease_id=holders[unit.id].id if unit.id in holders else None,
+                simulated=unit.simulated, held=unit.id in holders, lease_id=lease_id(unit.id),
             )
             for unit in book.units
             if unit.pool == pool.id
@@ -29,7 +36,7 @@ def read_inventory(book: Book) -> Inventory:
         free: dict[str, int] = {}
         for unit in units:
             free.setdefault(unit.kind, 0)
-            if unit.lease_id is None:
+            if not unit.held:
                 free[unit.kind] += 1
                 free_by_kind[unit.kind] = free_by_kind.get(unit.kind, 0) + 1
         pools.append(InventoryPool(id=pool.id, name=pool.name or pool.id, units=units, free=free))

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 
 from quota.auth import Principal, Role
 from quota.deps import Authorized, Book, Caller, forbid
 from quota.errors import InvalidField
+from quota.leases import JournalUnavailable
 from quota.schemas import Lease, LeaseRequest, LeaseState
 from quota.tables import LeaseRow
 
-LeaseId = Annotated[str, Path(description="Lease id (l-…).")]
+LeaseId = Annotated[str, Path(max_length=100, description="Lease id (l-…).")]
+KEY_CHARS = 200  # the idempotency_key column
 
 router = APIRouter(prefix="/api/leases", tags=["leases"], dependencies=Authorized)
 
@@ -31,21 +35,74 @@ def _visible(book, lease_id: LeaseId, caller: Principal) -> LeaseRow:
     return row
 
 
-@router.post("", response_model=Lease, status_code=status.HTTP_201_CREATED)
-async def request_lease(body: LeaseRequest, book: Book, caller: Caller, response: Response) -> Lease:
+@router.post("", response_model=Lease, status_code=status.HTTP_201_CREATED,
+             responses={409: {"description": "The student holds the most CPU leases allowed."},
+                        429: {"description": "Too many requests for this student this minute (Retry-After)."}})
+async def request_lease(body: LeaseRequest, book: Book, caller: Caller, request: Request, response: Response) -> Lease:
     """Ask for a lease for (student, school, profile). The answer is granted (with the
     assigned device and expiry), queued (with the queue position) or refused (with a
-    reason a student can read). The same idempotency key again returns the same lease (200).
-    The hub asks for anyone; a student only for themself, at their own school."""
+    reason a student can read). The same idempotency key again returns the same lease (200);
+    a key is the student's own: a student's key is kept as ``<student>/<key>``, so it never
+    meets another student's or the hub's. The hub asks for anyone; a student only for
+    themself, at their own school. Per student at most ``lease_requests_per_minute``
+    requests a minute (429 with Retry-After) and ``max_cpu_leases_per_student`` CPU leases (409)."""
     if caller.role != Role.hub and not (caller.role == Role.student and body.user == caller.name and body.school == caller.school):
         raise forbid("You may only ask for a lease for yourself, at your own school.")
+    settings, rate = request.app.state.settings, request.app.state.lease_rate
+    now = book.clock().timestamp()
+    wait = rate.wait_s(body.user, now)
+    if wait:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"Too many lease requests for '{body.user}': at most {rate.per_minute} lease requests a minute per "
+            f"student (setting lease_requests_per_minute). Wait {math.ceil(wait)} seconds, then ask again.",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+    key = body.idempotency_key
+    if key is not None and caller.role != Role.hub:
+        key = _own_key(body.user, key)
+    if _holds_cpu_cap(book, body, key, settings.max_cpu_leases_per_student):
+        rate.record(body.user, now)
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"'{body.user}' already has {settings.max_cpu_leases_per_student} CPU workspaces running, the most one "
+            "student may have at once (setting max_cpu_leases_per_student); stop one in the hub's control panel, "
+            "then start again.",
+        )
     try:
-        row, created = book.request(body.user, body.school, body.profile, body.idempotency_key)
+        row, created = book.request(body.user, body.school, body.profile, key)
+    except JournalUnavailable:
+        raise  # nothing was decided: asking again is not another request
     except InvalidField as exc:
+        rate.record(body.user, now)
         raise HTTPException(422, str(exc)) from None
+    rate.record(body.user, now)
+    if not created and row.user != body.user:  # the hub used one key for two students
+        raise HTTPException(status.HTTP_409_CONFLICT, "This idempotency key was already used for another student's "
+                            "request; use a new key for each request (a random UUID, say).")
     if not created:
         response.status_code = status.HTTP_200_OK
     return _with_place(book, row)
+
+
+def _own_key(student: str, key: str) -> str:
+    """A student's idempotency key, scoped to them (hashed when too long for the column)."""
+    scoped = f"{student}/{key}"
+    if len(scoped) <= KEY_CHARS:
+        return scoped
+    return f"{student}/sha256-{hashlib.sha256(key.encode('utf-8', 'surrogatepass')).hexdigest()}"
+
+
+def _holds_cpu_cap(book, body: LeaseRequest, key: str | None, cap: int) -> bool:
+    """Whether this is a new CPU request of a student who holds ``cap`` CPU leases already
+    (a retry of one they hold is answered as before)."""
+    try:
+        if book.alliance.profile(body.profile).gpu != "none":
+            return False
+    except KeyError:
+        return False  # unknown profile: the book answers 422
+    held = [row for row in book.leases(state="granted", user=body.user) if row.kind is None]
+    return len(held) >= cap and not (key and any(row.idempotency_key == key for row in held))
 
 
 @router.get("", response_model=list[Lease])
@@ -98,7 +155,7 @@ async def release_lease(lease_id: LeaseId, book: Book, caller: Caller) -> Lease:
 
 
 @router.delete("/by-key/{idempotency_key}", response_model=Lease)
-def release_lease_by_key(idempotency_key: Annotated[str, Path(description="The key the request was made with.")], book: Book, caller: Caller) -> Lease:
+def release_lease_by_key(idempotency_key: Annotated[str, Path(max_length=KEY_CHARS, description="The key the request was made with.")], book: Book, caller: Caller) -> Lease:
     """Release the lease made with this idempotency key (the hub's clean-up after a
     request whose answer it never got; hub only). 404 when no request with the key has
     arrived yet; the key is then remembered, and a request arriving later with it is refused."""

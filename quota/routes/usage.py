@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime
-
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
 from quota.deps import Authorized, Book, Caller, forbid
-from quota.schemas import Usage, UsageReportRow
+from quota.schemas import Moment, Usage, UsageReportRow
 from quota.usage_report import GroupBy, Period, summarise
 
 UserFilter = Annotated[str | None, Query(description="Only this student's records.")]
@@ -42,8 +40,8 @@ def usage_report(
     caller: Caller,
     group_by: Annotated[GroupBy, Query(description="Sum per user, class, school or tier.")] = "school",
     period: Annotated[Period, Query(description="Sum per day, week (from Monday), month or over all time.")] = "week",
-    since: Annotated[datetime | None, Query(description="Only leases that ended at or after this time.")] = None,
-    until: Annotated[datetime | None, Query(description="Only leases that ended before this time.")] = None,
+    since: Annotated[Moment | None, Query(description="Only leases that ended at or after this time.")] = None,
+    until: Annotated[Moment | None, Query(description="Only leases that ended before this time.")] = None,
     user: UserFilter = None,
     school: SchoolFilter = None,
     format: Annotated[str, Query(description="json or csv.")] = "json",
