@@ -78,6 +78,7 @@ def create_app(
                 reconciling.cancel()
             if ticker:
                 ticker.stop()
+            book.close()  # what is decided is stored before the database goes
             leadership.stop()
             engine.dispose()
 

@@ -6,10 +6,13 @@ input is fed to that same allocator as it happens: a request, a release, a withd
 queue place, a renewal, an abandoned place, the passing of time (:meth:`LeaseBook.advance`,
 called by :class:`quota.ticker.Ticker` at the allocator's next wake-up). Each input, with
 every action it produced (grants, reclaim warnings, stops, renewals) and the usage records
-of the leases it ended, is written in one transaction before anyone is answered.
+of the leases it ended, is journalled (:mod:`quota.journal`): inputs are decided one after
+another in memory and share durable commits (group commit); nobody is answered before the
+commit holding their input is durable, and a read waits for the inputs that changed what
+it reads.
 
-If that write fails, the allocator's memory may be ahead of the database, so it is
-dropped and rebuilt from the database (which holds what it held before): the caller gets
+If a commit fails, the allocator's memory is ahead of the database, so it is dropped and
+rebuilt from the database (which holds what it held before): the callers get
 :class:`JournalUnavailable` (answered 503) and nothing is granted that is not stored.
 
 A change of policy (a tier, a school, a pool opened or drained, a reservation booked or
@@ -25,18 +28,21 @@ gets a fresh heartbeat window and keeps its place) and a session's last activity
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 import threading
 import uuid
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Callable, Iterable
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from quota import fair_snapshot
 from quota.alliance import Alliance
@@ -44,6 +50,7 @@ from quota.decayed_usage import DecayedUsage
 from quota.errors import InvalidField
 from quota.fairshare.model import INF
 from quota.inventory import Unit
+from quota.journal import LEASE_COLUMNS, Batch, Entry, GroupCommit, JournalUnavailable, begin_write, settled, short_reason
 from quota.policy_store import PolicyStore
 from quota.tables import LeaseRow, UsageRecord, WithdrawnKey
 
@@ -55,11 +62,8 @@ END_STATE = {"released": "released", "reconciled": "released", "expired": "expir
              "budget_exhausted": "expired", "abandoned": "abandoned"}
 # the allocator's reason for a stop -> the usage record's end reason
 _STOP_REASON = {"reclaimed": "reclaimed", "budget_exhausted": "budget_exhausted", "lease_expired": "expired"}
-# the columns an input may change on a lease already stored
-_MUTABLE = ("state", "pool", "device", "unit_id", "unit_kind", "gpu_fraction", "simulated", "granted_at",
-            "expires_at", "released_at", "reclaim_at", "reason")
-_COLUMNS = tuple(column.key for column in LeaseRow.__table__.columns)
 Clock = Callable[[], datetime]
+_SETTLED = settled()
 
 
 def utc_now() -> datetime:
@@ -68,11 +72,6 @@ def utc_now() -> datetime:
 
 def _at(t: float) -> datetime:
     return datetime.fromtimestamp(t, timezone.utc)
-
-
-class JournalUnavailable(RuntimeError):
-    """The database did not store an input (or the allocator could not be rebuilt from it):
-    nothing was decided. Answered 503 with the reason."""
 
 
 class NotWriter(JournalUnavailable):
@@ -85,6 +84,7 @@ class Listener:
 
     on_request: Callable[[str, str], None] = lambda outcome, tier: None  # outcome, tier
     on_grant: Callable[[str, str], None] = lambda pool, tier: None
+    on_commit: Callable[[float, int], None] = lambda seconds, inputs: None  # one durable commit of the journal
 
 
 @dataclass
@@ -99,35 +99,17 @@ class _Memory:
     holder: dict[str, str]  # unit id -> lease id
     seq: int
     abandon_check_at: float = INF  # no queued lease's heartbeat runs out before this
-    version: int = 0  # counts committed inputs (the queue places' cache key)
+    version: int = 0  # counts decided inputs (the queue places' cache key)
     places: tuple = (-1, 0.0, {})  # (version, time, places) of the last computation
+    # inputs decided but not yet durable: what they changed, for readers to wait on
+    unsettled: dict[str, Future] = field(default_factory=dict)  # active lease id -> its last change's commit
+    settling: dict[str, tuple[LeaseRow, Future]] = field(default_factory=dict)  # ended or refused, not yet stored
+    settling_keys: dict[str, str] = field(default_factory=dict)  # their idempotency keys -> id
+    settling_order: deque = field(default_factory=deque)  # (commit, lease ids) in the order decided
 
     @property
     def allocator(self):
         return self.snap.allocator
-
-
-@dataclass
-class _Journal:
-    """What one input writes: new leases, changed leases, usage records."""
-
-    session: Session
-    added: list[LeaseRow] = field(default_factory=list)
-    changed: dict[str, LeaseRow] = field(default_factory=dict)
-    usage: list[UsageRecord] = field(default_factory=list)
-    granted: list[LeaseRow] = field(default_factory=list)
-    requests: list[tuple[str, str]] = field(default_factory=list)  # (outcome, tier), told once stored
-
-    def write(self) -> None:
-        new = {row.id for row in self.added}
-        self.session.add_all(self.added)
-        updates = [
-            {"id": row.id, **{name: getattr(row, name) for name in _MUTABLE}}
-            for lease_id, row in self.changed.items() if lease_id not in new
-        ]
-        if updates:
-            self.session.execute(update(LeaseRow), updates)
-        self.session.add_all(self.usage)
 
 
 class LeaseBook:
@@ -157,6 +139,7 @@ class LeaseBook:
         self.next_wake: float = INF  # when advance() must run next (read by the ticker without the lock)
         self.on_wake_change: Callable[[], None] = lambda: None  # the ticker's alarm
         self.is_writer: Callable[[], bool] = lambda: True  # quota.writer.Leadership.is_writer
+        self._committer = GroupCommit(sessions, self._journal_failed, self._listener.on_commit)
 
     @property
     def simulated(self) -> bool:
@@ -171,6 +154,14 @@ class LeaseBook:
     def request(self, user: str, school_id: str, profile_id: str, idempotency_key: str | None) -> tuple[LeaseRow, bool]:
         """Decide a request. Returns the lease and whether it is new (False: the same
         idempotency key was seen before and its lease is returned unchanged)."""
+        return self._input(self._request_input(user, school_id, profile_id, idempotency_key))
+
+    async def request_async(self, user: str, school_id: str, profile_id: str,
+                            idempotency_key: str | None) -> tuple[LeaseRow, bool]:
+        """:meth:`request` for the event loop: other inputs are decided while this one's commit is made."""
+        return await self._input_async(self._request_input(user, school_id, profile_id, idempotency_key))
+
+    def _request_input(self, user: str, school_id: str, profile_id: str, idempotency_key: str | None):
         try:
             school = self.alliance.school(school_id)
         except KeyError:
@@ -183,10 +174,12 @@ class LeaseBook:
             raise InvalidField("profile", f"unknown profile '{profile_id}'. Choose one of: {known}.") from None
         kind = None if profile.gpu == "none" else profile.gpu
 
-        def decide(mem: _Memory, journal: _Journal, now: datetime):
+        def decide(mem: _Memory, journal: Entry, now: datetime):
             if idempotency_key:
                 if idempotency_key in mem.by_key:
                     return _view(mem.rows[mem.by_key[idempotency_key]]), False
+                if idempotency_key in mem.settling_keys:
+                    return _view(mem.settling[mem.settling_keys[idempotency_key]][0]), False
                 stored = journal.session.scalar(select(LeaseRow).where(LeaseRow.idempotency_key == idempotency_key))
                 if stored is not None:
                     return _view(stored), False
@@ -201,9 +194,9 @@ class LeaseBook:
             journal.requests.append((self._decide(mem, journal, lease, now), school.tier))
             return _view(lease), True
 
-        return self._input(decide)
+        return decide
 
-    def _decide(self, mem: _Memory, journal: _Journal, lease: LeaseRow, now: datetime) -> str:
+    def _decide(self, mem: _Memory, journal: Entry, lease: LeaseRow, now: datetime) -> str:
         """Decide a new lease; returns the outcome."""
         if lease.idempotency_key and lease.idempotency_key in mem.withdrawn:
             lease.state, lease.released_at = "refused", now
@@ -237,10 +230,18 @@ class LeaseBook:
 
     def release(self, lease_id: str, end_reason: str = "released") -> LeaseRow | None:
         """End a lease (its unit goes to whoever is next); an ended lease is returned as it is."""
+        return self._input(self._release_input(lease_id, end_reason))
 
-        def decide(mem: _Memory, journal: _Journal, now: datetime):
+    async def release_async(self, lease_id: str, end_reason: str = "released") -> LeaseRow | None:
+        """:meth:`release` for the event loop."""
+        return await self._input_async(self._release_input(lease_id, end_reason))
+
+    def _release_input(self, lease_id: str, end_reason: str):
+        def decide(mem: _Memory, journal: Entry, now: datetime):
             lease = mem.rows.get(lease_id)
             if lease is None:
+                if lease_id in mem.settling:
+                    return _view(mem.settling[lease_id][0])
                 stored = journal.session.get(LeaseRow, lease_id)
                 return _view(stored) if stored is not None else None
             actions = []
@@ -254,17 +255,17 @@ class LeaseBook:
             self._apply(mem, journal, actions, now)
             return _view(lease)
 
-        return self._input(decide)
+        return decide
 
     def release_by_key(self, idempotency_key: str) -> LeaseRow | None:
         """Release the lease made with this key. If no request with it has arrived yet,
         the key is remembered as withdrawn so the late request is refused (returns None)."""
 
-        def decide(mem: _Memory, journal: _Journal, now: datetime):
-            lease_id = mem.by_key.get(idempotency_key) or journal.session.scalar(
+        def decide(mem: _Memory, journal: Entry, now: datetime):
+            lease_id = mem.by_key.get(idempotency_key) or mem.settling_keys.get(idempotency_key) or journal.session.scalar(
                 select(LeaseRow.id).where(LeaseRow.idempotency_key == idempotency_key))
             if lease_id is None and idempotency_key not in mem.withdrawn:
-                journal.session.add(WithdrawnKey(idempotency_key=idempotency_key, withdrawn_at=now))
+                journal.withdrawn.append(WithdrawnKey(idempotency_key=idempotency_key, withdrawn_at=now))
                 mem.withdrawn.add(idempotency_key)
             return lease_id
 
@@ -277,7 +278,7 @@ class LeaseBook:
         a budget is used up, a class reservation needs the unit or the share is being
         reclaimed; the refusal is also written on the lease for the workspace to show."""
 
-        def decide(mem: _Memory, journal: _Journal, now: datetime):
+        def decide(mem: _Memory, journal: Entry, now: datetime):
             lease = mem.rows.get(lease_id)
             if lease is None or lease.state != "granted":
                 return None, "only a granted lease can be renewed; this one is not running."
@@ -319,7 +320,7 @@ class LeaseBook:
         """Take the decisions that time alone makes (reservation windows, reclaim stops,
         lease ends and renewals, abandoned queue places). Returns how many leases ended."""
 
-        def decide(mem: _Memory, journal: _Journal, now: datetime):
+        def decide(mem: _Memory, journal: Entry, now: datetime):
             t = now.timestamp()
             self._apply(mem, journal, mem.allocator.advance(t), now)
             if t >= mem.abandon_check_at:
@@ -353,14 +354,36 @@ class LeaseBook:
     # -- reading ----------------------------------------------------------------------------
 
     def get(self, lease_id: str, heartbeat: bool = True) -> LeaseRow | None:
-        """The lease; asking about a queued lease keeps its place (heartbeat)."""
+        """The lease, as stored; asking about a queued lease keeps its place (heartbeat)."""
+        view, stored = self._get_now(lease_id, heartbeat)
+        if stored is None:
+            return self._stored(lease_id)
+        stored.result()
+        return view
+
+    async def get_async(self, lease_id: str, heartbeat: bool = True) -> LeaseRow | None:
+        """:meth:`get` for the event loop."""
+        view, stored = self._get_now(lease_id, heartbeat)
+        if stored is None:
+            return self._stored(lease_id)
+        await asyncio.wrap_future(stored)
+        return view
+
+    def _get_now(self, lease_id: str, heartbeat: bool) -> tuple[LeaseRow | None, Future | None]:
+        """The lease from memory and the commit to wait for before showing it (None: not in memory)."""
         with self._lock:
             mem = self._memory()
             lease = mem.rows.get(lease_id)
             if lease is not None:
                 if heartbeat and lease.state == "queued":
                     lease.last_seen_at = self._clock()
-                return _view(lease)
+                return _view(lease), mem.unsettled.get(lease_id) or _SETTLED
+            if lease_id in mem.settling:
+                lease, stored = mem.settling[lease_id]
+                return _view(lease), stored
+            return None, None
+
+    def _stored(self, lease_id: str) -> LeaseRow | None:
         with self._transaction() as session:
             stored = session.get(LeaseRow, lease_id)
             return _view(stored) if stored is not None else None
@@ -368,8 +391,13 @@ class LeaseBook:
     def leases(self, state: str | None = None, user: str | None = None, school: str | None = None) -> list[LeaseRow]:
         if state in ACTIVE:
             with self._lock:
-                rows = [_view(row) for row in self._memory().rows.values() if row.state == state
+                mem = self._memory()
+                rows = [row for row in mem.rows.values() if row.state == state
                         and (user is None or row.user == user) and (school is None or row.school == school)]
+                waits = {id(done): done for row in rows if (done := mem.unsettled.get(row.id)) is not None}
+                rows = [_view(row) for row in rows]
+            for done in waits.values():  # show only what is stored
+                done.result()
             return sorted(rows, key=lambda row: row.seq)
         query = select(LeaseRow).order_by(LeaseRow.seq)
         if state:
@@ -442,7 +470,15 @@ class LeaseBook:
 
     def change_policy(self, action):
         """Run ``action(session, now)`` in a write transaction, then rebuild the allocator
-        from the database so the change applies to everyone (and grant what it made possible)."""
+        from the database so the change applies to everyone (and grant what it made possible).
+        The inputs decided before it are stored first (the rebuild reads them)."""
+        while True:
+            self._committer.settle()
+            with self._lock:
+                if self._committer.idle():
+                    return self._change_policy_now(action)
+
+    def _change_policy_now(self, action):
         with self._lock:
             try:
                 with self._transaction(write=True) as session:
@@ -457,32 +493,88 @@ class LeaseBook:
                 log.exception("the allocator could not be rebuilt after a policy change; the next call retries")
             return result
 
-    # -- one input, one transaction ------------------------------------------------------------
+    # -- one input: decided in memory, answered once stored --------------------------------
 
     def _input(self, decide):
-        """Run ``decide(memory, journal, now)`` on the allocator and store what it did in one
-        transaction; on any failure forget the allocator (rebuilt from the database next)."""
+        """Decide ``decide(memory, entry, now)`` on the allocator and wait until what it
+        did is durable (:mod:`quota.journal`); raises :class:`JournalUnavailable` if not."""
+        result, entry, stored = self._decide_input(decide)
+        stored.result()
+        self._tell(entry)
+        return result
+
+    async def _input_async(self, decide):
+        """:meth:`_input` for the event loop: it awaits the commit, deciding other inputs meanwhile."""
+        result, entry, stored = self._decide_input(decide)
+        await asyncio.wrap_future(stored)
+        self._tell(entry)
+        return result
+
+    def _decide_input(self, decide) -> tuple[object, Entry, Future]:
         with self._lock:
             mem = self._memory()
             now = self._clock()
+            entry = Entry(self._sessions)
             try:
-                with self._transaction(write=True) as session:
-                    journal = _Journal(session)
-                    result = decide(mem, journal, now)
-                    journal.write()
-            except SQLAlchemyError as exc:
+                result = decide(mem, entry, now)
+            except SQLAlchemyError as exc:  # reading history failed half-way through the input
                 self._mem = None
-                raise JournalUnavailable(f"the database did not store the change: {_short(exc)}") from exc
+                raise JournalUnavailable(f"the database did not answer: {short_reason(exc)}") from exc
             except BaseException:
                 self._mem = None
                 raise
-            for outcome, tier in journal.requests:
-                self._listener.on_request(outcome, tier)
-            for lease in journal.granted:
-                self._listener.on_grant(lease.pool or "", lease.tier)
+            finally:
+                entry.close_reader()
+            if entry.empty():  # nothing to store; what it read is stored once the inputs before it are
+                stored = self._committer.tail()
+            else:
+                stored = self._committer.submit(entry)
+                self._unsettled(mem, entry, stored)
             mem.version += 1
             self._set_wake(mem)
-            return result
+            return result, entry, stored
+
+    def _tell(self, entry: Entry) -> None:
+        for outcome, tier in entry.requests:
+            self._listener.on_request(outcome, tier)
+        for lease in entry.granted:
+            self._listener.on_grant(lease.pool or "", lease.tier)
+
+    @staticmethod
+    def _unsettled(mem: _Memory, entry: Entry, stored: Future) -> None:
+        """Remember what the entry changed until its commit is durable: readers of those
+        leases wait for it, and an ended lease is still found (not yet in the database)."""
+        while mem.settling_order and mem.settling_order[0][0].done():
+            done, ids = mem.settling_order.popleft()
+            for lease_id in ids:
+                if mem.unsettled.get(lease_id) is done:
+                    del mem.unsettled[lease_id]
+                row, by = mem.settling.get(lease_id, (None, None))
+                if by is done:
+                    del mem.settling[lease_id]
+                    if row.idempotency_key:
+                        mem.settling_keys.pop(row.idempotency_key, None)
+        ids = []
+        for row in entry.rows():
+            ids.append(row.id)
+            if row.id in mem.rows:
+                mem.unsettled[row.id] = stored
+            else:
+                mem.settling[row.id] = (row, stored)
+                if row.idempotency_key:
+                    mem.settling_keys[row.idempotency_key] = row.id
+        mem.settling_order.append((stored, ids))
+
+    def _journal_failed(self, error: JournalUnavailable) -> None:
+        """A commit failed (called by the journal's thread): memory is ahead of the database."""
+        with self._lock:
+            self._mem = None
+            self._committer.fail_queued(error)
+        log.error("the journal could not store inputs; the allocator is rebuilt from the database: %s", error)
+
+    def close(self) -> None:
+        """Store what is decided, then stop the journal's thread (service shutdown)."""
+        self._committer.close()
 
     def _memory(self) -> _Memory:
         if not self.is_writer():
@@ -515,7 +607,7 @@ class LeaseBook:
                         self._hold(mem, lease.unit_id, lease.id)
                 if any(row.state == "queued" for row in mem.rows.values()):
                     self._heartbeat_from(mem, now)
-                journal = _Journal(session)
+                journal = Entry(self._sessions)
                 for refusal in snap.decisions:  # queued leases that can no longer wait
                     lease = mem.rows.get(refusal.request_id)
                     if lease is not None and lease.state == "queued":
@@ -523,9 +615,11 @@ class LeaseBook:
                         journal.changed[lease.id] = lease
                         self._forget(mem, lease)
                 self._apply(mem, journal, snap.actions, now)
-                journal.write()
+                rebuilt = Batch()
+                rebuilt.take(journal)
+                rebuilt.write(session)
         except SQLAlchemyError as exc:
-            raise JournalUnavailable(f"the allocator could not be rebuilt from the database: {_short(exc)}") from exc
+            raise JournalUnavailable(f"the allocator could not be rebuilt from the database: {short_reason(exc)}") from exc
         log.info("allocator built from the database: %d running, %d queued leases",
                  sum(1 for row in mem.rows.values() if row.state == "granted"),
                  sum(1 for row in mem.rows.values() if row.state == "queued"))
@@ -541,7 +635,7 @@ class LeaseBook:
 
     # -- applying the allocator's actions -------------------------------------------------------
 
-    def _apply(self, mem: _Memory, journal: _Journal, actions, now: datetime) -> None:
+    def _apply(self, mem: _Memory, journal: Entry, actions, now: datetime) -> None:
         """Store what the allocator decided: grants (each on a free unit of the pool it
         chose), reclaim warnings, withdrawn warnings, renewals, stops."""
         for action in actions:
@@ -570,7 +664,7 @@ class LeaseBook:
                 lease.reason = _sentence(action.message)
                 self._end(mem, journal, lease, _STOP_REASON[action.reason], now)
 
-    def _grant(self, mem: _Memory, journal: _Journal, lease: LeaseRow, pool: str, kind: str, now: datetime,
+    def _grant(self, mem: _Memory, journal: Entry, lease: LeaseRow, pool: str, kind: str, now: datetime,
                lease_end: float) -> None:
         free = mem.free_units.get((pool, kind))
         if not free:
@@ -585,7 +679,7 @@ class LeaseBook:
         journal.changed[lease.id] = lease
         journal.granted.append(lease)
 
-    def _end(self, mem: _Memory, journal: _Journal, lease: LeaseRow, end_reason: str, now: datetime) -> None:
+    def _end(self, mem: _Memory, journal: Entry, lease: LeaseRow, end_reason: str, now: datetime) -> None:
         was_granted = lease.state == "granted"
         lease.state = END_STATE[end_reason]
         lease.released_at = now
@@ -641,9 +735,9 @@ class _Transaction:
         self._session = sessions()
         self._write = write
 
-    def __enter__(self) -> Session:
-        if self._write and self._session.bind.dialect.name == "postgresql":
-            self._session.execute(text("SELECT pg_advisory_xact_lock(7461)"))
+    def __enter__(self):
+        if self._write:
+            begin_write(self._session)
         return self._session
 
     def __exit__(self, exc_type, exc, tb):
@@ -660,7 +754,7 @@ class _Transaction:
 def _view(row: LeaseRow) -> SimpleNamespace:
     """A copy of a lease's columns: what a reader gets, so that no later input changes it
     under the reader's feet."""
-    return SimpleNamespace(**{name: getattr(row, name) for name in _COLUMNS})
+    return SimpleNamespace(**{name: getattr(row, name) for name in LEASE_COLUMNS})
 
 
 def _gpu_fractions(units: list[Unit]) -> dict[str, float]:
@@ -679,10 +773,6 @@ def _sentence(text: str) -> str:
     """The allocator's reasons are phrases; a student reads sentences."""
     text = text.strip()
     return (text[:1].upper() + text[1:]).rstrip(".") + "."
-
-
-def _short(exc: Exception) -> str:
-    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
 
 
 __all__ = ["LeaseBook", "Listener", "JournalUnavailable", "NotWriter", "ACTIVE", "utc_now"]

@@ -27,7 +27,15 @@ def _may_manage(caller: Principal, lease: LeaseRow) -> bool:
 
 
 def _visible(book, lease_id: LeaseId, caller: Principal) -> LeaseRow:
-    row = book.get(lease_id, heartbeat=False)
+    return _shown(book.get(lease_id, heartbeat=False), lease_id, caller)
+
+
+async def _visible_async(book, lease_id: LeaseId, caller: Principal) -> LeaseRow:
+    """:func:`_visible` in the event loop (it waits for the lease's last change to be stored)."""
+    return _shown(await book.get_async(lease_id, heartbeat=False), lease_id, caller)
+
+
+def _shown(row: LeaseRow | None, lease_id: LeaseId, caller: Principal) -> LeaseRow:
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No lease with id '{lease_id}'.")
     if not caller.may_see_user(row.user, row.school):
@@ -70,7 +78,7 @@ async def request_lease(body: LeaseRequest, book: Book, caller: Caller, request:
             "then start again.",
         )
     try:
-        row, created = book.request(body.user, body.school, body.profile, key)
+        row, created = await book.request_async(body.user, body.school, body.profile, key)
     except JournalUnavailable:
         raise  # nothing was decided: asking again is not another request
     except InvalidField as exc:
@@ -126,8 +134,8 @@ def list_leases(
 async def read_lease(lease_id: LeaseId, book: Book, caller: Caller) -> Lease:
     """One lease. Reading a queued lease is also its heartbeat: a queued lease nobody
     reads for the heartbeat timeout is abandoned."""
-    _visible(book, lease_id, caller)
-    row = book.get(lease_id)
+    await _visible_async(book, lease_id, caller)
+    row = await book.get_async(lease_id)
     return _with_place(book, row)
 
 
@@ -148,10 +156,10 @@ def renew_lease(lease_id: LeaseId, book: Book, caller: Caller) -> Lease:
 async def release_lease(lease_id: LeaseId, book: Book, caller: Caller) -> Lease:
     """Release a lease: its unit goes to the next in the queue and its usage is recorded.
     Releasing a lease that already ended returns it unchanged."""
-    row = _visible(book, lease_id, caller)
+    row = await _visible_async(book, lease_id, caller)
     if not _may_manage(caller, row):
         raise forbid("You may only end your own lease.")
-    return Lease.of(book.release(lease_id))
+    return Lease.of(await book.release_async(lease_id))
 
 
 @router.delete("/by-key/{idempotency_key}", response_model=Lease)
