@@ -29,7 +29,6 @@ gets a fresh heartbeat window and keeps its place) and a session's last activity
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import threading
 import uuid
@@ -52,6 +51,7 @@ from quota.fairshare.model import INF
 from quota.inventory import Unit
 from quota.journal import LEASE_COLUMNS, Batch, Entry, GroupCommit, JournalUnavailable, begin_write, settled, short_reason
 from quota.policy_store import PolicyStore
+from quota.unit_holders import UnitHolders
 from quota.tables import LeaseRow, UsageRecord, WithdrawnKey
 
 log = logging.getLogger(__name__)
@@ -95,8 +95,7 @@ class _Memory:
     rows: dict[str, LeaseRow]  # granted and queued leases
     by_key: dict[str, str]  # idempotency key -> id, of active leases
     withdrawn: set[str]
-    free_units: dict[tuple[str, str], list[int]]  # (pool, kind) -> heap of unit positions
-    holder: dict[str, str]  # unit id -> lease id
+    units: UnitHolders  # which GPU unit each granted lease holds
     seq: int
     abandon_check_at: float = INF  # no queued lease's heartbeat runs out before this
     version: int = 0  # counts decided inputs (the queue places' cache key)
@@ -124,9 +123,8 @@ class LeaseBook:
     ):
         self.alliance = alliance
         self.units = list(units)
-        self._unit_position = {unit.id: i for i, unit in enumerate(self.units)}
         self._kinds = {unit.kind for unit in self.units}
-        self._gpu_fraction = _gpu_fractions(self.units)
+        self._no_holders = UnitHolders(self.units)
         self._sessions = sessions
         self._clock = clock
         self._heartbeat_timeout = timedelta(seconds=heartbeat_timeout_s)
@@ -428,7 +426,7 @@ class LeaseBook:
         """unit id -> the granted lease holding it."""
         with self._lock:
             mem = self._memory()
-            return {unit_id: _view(mem.rows[lease_id]) for unit_id, lease_id in mem.holder.items()}
+            return {unit_id: _view(mem.rows[lease_id]) for unit_id, lease_id in mem.units.holders().items()}
 
     def fair_share(self) -> list[fair_snapshot.SchoolShare]:
         """Each school's guaranteed GPUs, GPUs held and fair-share priority now."""
@@ -595,16 +593,14 @@ class LeaseBook:
                 active = session.scalars(select(LeaseRow).where(LeaseRow.state.in_(ACTIVE)).order_by(LeaseRow.seq))
                 mem = _Memory(
                     snap=snap, rows={}, by_key={}, withdrawn=set(session.scalars(select(WithdrawnKey.idempotency_key))),
-                    free_units={}, holder={}, seq=session.scalar(select(func.max(LeaseRow.seq))) or 0,
+                    units=self._no_holders.empty(), seq=session.scalar(select(func.max(LeaseRow.seq))) or 0,
                 )
-                for position, unit in enumerate(self.units):
-                    mem.free_units.setdefault((unit.pool, unit.kind), []).append(position)
                 for lease in active:
                     if lease.state == "queued":
                         lease.last_seen_at = now  # a fresh heartbeat window: the student keeps the place
                     self._remember(mem, lease)
-                    if lease.state == "granted" and lease.unit_id in self._unit_position:
-                        self._hold(mem, lease.unit_id, lease.id)
+                    if lease.state == "granted" and mem.units.knows(lease.unit_id):
+                        mem.units.hold(lease.unit_id, lease.id)
                 if any(row.state == "queued" for row in mem.rows.values()):
                     self._heartbeat_from(mem, now)
                 journal = Entry(self._sessions)
@@ -666,16 +662,12 @@ class LeaseBook:
 
     def _grant(self, mem: _Memory, journal: Entry, lease: LeaseRow, pool: str, kind: str, now: datetime,
                lease_end: float) -> None:
-        free = mem.free_units.get((pool, kind))
-        if not free:
-            raise RuntimeError(f"the allocator granted a {kind} unit of pool {pool} but none is free")
-        unit = self.units[heapq.heappop(free)]
+        unit = mem.units.take(pool, kind, lease.id)
         lease.state, lease.granted_at = "granted", now
         lease.expires_at = _at(lease_end) if lease_end < INF else None
         lease.unit_id, lease.pool, lease.device, lease.unit_kind = unit.id, unit.pool, unit.device, unit.kind
-        lease.gpu_fraction = self._gpu_fraction[unit.id]
+        lease.gpu_fraction = mem.units.fraction(unit.id)
         lease.simulated = unit.simulated
-        mem.holder[unit.id] = lease.id
         journal.changed[lease.id] = lease
         journal.granted.append(lease)
 
@@ -687,9 +679,8 @@ class LeaseBook:
         self._forget(mem, lease)
         if not was_granted:
             return  # a queued lease held nothing: no usage to record
-        if lease.unit_id is not None and mem.holder.get(lease.unit_id) == lease.id:
-            del mem.holder[lease.unit_id]
-            heapq.heappush(mem.free_units[(lease.pool, lease.unit_kind)], self._unit_position[lease.unit_id])
+        if lease.unit_id is not None:
+            mem.units.give_back(lease.unit_id, lease.id)
         held = max(0.0, (now - lease.granted_at).total_seconds())
         journal.usage.append(
             UsageRecord(
@@ -698,13 +689,6 @@ class LeaseBook:
                 ended_at=now, held_seconds=held, gpu_seconds=held * lease.gpu_fraction, end_reason=end_reason,
             )
         )
-
-    def _hold(self, mem: _Memory, unit_id: str, lease_id: str) -> None:
-        unit = self.units[self._unit_position[unit_id]]
-        free = mem.free_units[(unit.pool, unit.kind)]
-        free.remove(self._unit_position[unit_id])
-        heapq.heapify(free)
-        mem.holder[unit_id] = lease_id
 
     def _heartbeat_from(self, mem: _Memory, now: datetime) -> None:
         """A queued lease's heartbeat window starts at ``now``: check for abandoned places by its end."""
@@ -755,18 +739,6 @@ def _view(row: LeaseRow) -> SimpleNamespace:
     """A copy of a lease's columns: what a reader gets, so that no later input changes it
     under the reader's feet."""
     return SimpleNamespace(**{name: getattr(row, name) for name in LEASE_COLUMNS})
-
-
-def _gpu_fractions(units: list[Unit]) -> dict[str, float]:
-    """How much of one GPU each unit is: 1 for a whole GPU, 1/n for one of n slices."""
-    slices_per_gpu: dict[tuple[str, int], int] = {}
-    for unit in units:
-        if unit.kind == "slice":
-            key = (unit.pool, unit.gpu_index)
-            slices_per_gpu[key] = slices_per_gpu.get(key, 0) + 1
-    return {
-        unit.id: 1.0 if unit.kind == "whole" else 1.0 / slices_per_gpu[(unit.pool, unit.gpu_index)] for unit in units
-    }
 
 
 def _sentence(text: str) -> str:
