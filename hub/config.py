@@ -7,6 +7,7 @@ tests and a production server.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
@@ -95,6 +96,16 @@ def prometheus_token_path(data_dir: Path) -> Path:
     return Path(data_dir) / "secrets" / "prometheus.token"
 
 
+def sweeper_token_path(data_dir: Path) -> Path:
+    return Path(data_dir) / "secrets" / "workspace-sweeper.token"
+
+
+def cgroup_parent_for(data_dir: Path) -> str:
+    """One cgroup parent per hub (per data directory), so that hubs on one machine never
+    sweep each other's workspaces."""
+    return f"gpu-commons/hub-{hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:10]}"
+
+
 def find_proxy_command(configured: str) -> str:
     candidates = [configured, shutil.which("configurable-http-proxy") or ""]
     candidates.append(str(Path.cwd() / ".build" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"))
@@ -180,8 +191,44 @@ def configure_hub(c, settings: HubSettings) -> None:
             "code cannot use CUDA here."
         }
 
+    if settings.backend == "local":
+        c.LocalQuotaSpawner.cgroup_parent = cgroup_parent_for(data)
+
     if settings.extra_config:
         c.merge(load_extra_config(settings.extra_config))
+
+    if settings.backend == "local":
+        add_workspace_sweeper(c, data)
+
+
+def add_workspace_sweeper(c, data: Path) -> None:
+    """The hub-managed service that ends what is left of workspaces whose student has no
+    server (spawner/sweep.py), with the local spawner's settings as configured."""
+    from spawner.backends import LocalQuotaSpawner
+
+    def setting(name: str):
+        for section in ("LocalQuotaSpawner", "SandboxedLocalSpawner"):
+            if name in c[section]:
+                return c[section][name]
+        return LocalQuotaSpawner.class_traits()[name].default()
+
+    c.JupyterHub.services.append({
+        "name": "workspace-sweeper",
+        "display": False,
+        "api_token": read_or_create_secret(sweeper_token_path(data)),
+        "command": [
+            sys.executable, "-m", "spawner.sweep", "--cgroup-parent", setting("cgroup_parent"),
+            "--cgroup-root", setting("cgroup_root"), "--uid-base", str(setting("uid_base")),
+            "--uid-count", str(setting("uid_count")), "--interval", str(setting("sweep_interval")),
+        ],
+        "environment": {"PYTHONUNBUFFERED": "1"},
+    })
+    c.JupyterHub.load_roles.append({
+        "name": "workspace-sweeper",
+        "description": "Lists the servers that run, to end the processes of students who have none",
+        "scopes": ["list:users", "read:servers"],
+        "services": ["workspace-sweeper"],
+    })
 
 
 def load_extra_config(path: Path) -> Config:

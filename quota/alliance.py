@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _ID_HELP = "use lower-case letters, digits and '-', starting with a letter or digit"
+# A size as spawner.specs.parse_bytes reads it: 512M, 4G, 4Gi (powers of 1024).
+SIZE_PATTERN = r"^(?i)\s*\d+(\.\d+)?\s*([KMGT]i?)?B?\s*$"
 
 
 class AllianceError(ValueError):
@@ -91,8 +93,31 @@ class Profile(_Strict):
     description: str = ""
     gpu: Literal["none", "slice", "whole"] = "none"
     max_minutes: float = Field(60, gt=0, description="Length of a lease before the workspace is stopped.")
-    cpu_limit: float | None = Field(None, gt=0)
-    mem_limit: str | None = None
+    # Limits of one workspace; empty = the hub's setting of the same name (Spawner.cpu_limit, …).
+    cpu_limit: float | None = Field(
+        None, gt=0, le=1024,
+        description="CPU cores the workspace's processes share (a quota, e.g. 2); empty = the hub's.",
+    )
+    mem_limit: str | None = Field(
+        None, pattern=SIZE_PATTERN,
+        description="Memory of the workspace, /tmp included, e.g. 4G; past it the kernel ends the workspace's largest "
+        "process (a notebook kernel restarts); empty = the hub's.",
+    )
+    pids_limit: int | None = Field(
+        None, ge=64, le=4_194_304,
+        description="Processes and threads the workspace may run at once (a fork bomb stops there); "
+        "empty = the hub's (1024).",
+    )
+    tmp_size: str | None = Field(
+        None, pattern=SIZE_PATTERN,
+        description="Size of the workspace's private /tmp, e.g. 1G (held in memory, so within mem_limit); "
+        "empty = the hub's (1G).",
+    )
+    home_quota: str | None = Field(
+        None, pattern=SIZE_PATTERN,
+        description="Disk space of the student's home, e.g. 5G (enforced by the local and Kubernetes backends, see "
+        "docs/security.md); empty = the hub's (none).",
+    )
 
 
 class SchoolClass(_Strict):
@@ -316,6 +341,8 @@ def _explain(error: dict, data: object) -> str:
         message = "is required; add it"
     elif kind in _BOUNDS:
         message = f"is {value!r}; write a number {message.removeprefix('Input should be ')}"
+    elif kind == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") == SIZE_PATTERN:
+        message = f"is {value!r}, which is not a size; write e.g. 512M, 4G or 4Gi"
     elif kind == "string_pattern_mismatch":
         message = f"is {value!r}, which is not a valid id; {_ID_HELP}"
     elif message.startswith("Input should be "):

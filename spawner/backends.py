@@ -9,7 +9,13 @@ The container backends live beside it, so their clients are needed only where th
 
 from spawner.local import SandboxedLocalSpawner
 from spawner.quota import QuotaSpawnerMixin
+from spawner.specs import Resources
 
 
 class LocalQuotaSpawner(QuotaSpawnerMixin, SandboxedLocalSpawner):
     """Sandboxed local JupyterLab processes on this GPU server, each behind a lease (the embedded default)."""
+
+    def workspace_resources(self) -> Resources:
+        # The limits of the granted profile (after a hub restart, when the lease is not at hand: the hub's).
+        lease = self._lease
+        return self.resources_for(self.alliance.profile(lease.profile) if lease else None)

@@ -7,15 +7,13 @@ DockerSpawner, so the lease is known when the backend builds its pod or containe
 from __future__ import annotations
 
 from traitlets import Dict, Unicode
-from traitlets.config import LoggingConfigurable
 
 from quota.alliance import Profile
-from spawner.pools import profile_resources
 from spawner.quota_client import Lease
-from spawner.specs import Resources, parse_bytes
+from spawner.limits import WorkspaceLimits
 
 
-class ContainerWorkspaceMixin(LoggingConfigurable):
+class ContainerWorkspaceMixin(WorkspaceLimits):
     cpu_image = Unicode(
         "gpu-commons/workspace-cpu:latest",
         help="""Image of profiles without a GPU (built from images/workspace-cpu).
@@ -76,15 +74,6 @@ class ContainerWorkspaceMixin(LoggingConfigurable):
         if profile.id in self.profile_images:
             return self.profile_images[profile.id]
         return self.gpu_image if lease.device else self.cpu_image
-
-    def resources_for(self, profile: Profile) -> Resources:
-        defaults = Resources(
-            cpu_limit=self.cpu_limit,
-            mem_limit=parse_bytes(self.mem_limit),
-            cpu_guarantee=self.cpu_guarantee,
-            mem_guarantee=parse_bytes(self.mem_guarantee),
-        )
-        return profile_resources(profile, defaults)
 
     def get_state(self):
         state = super().get_state()

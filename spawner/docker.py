@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import docker
 from dockerspawner import DockerSpawner
@@ -25,7 +26,7 @@ from spawner.containers import ContainerWorkspaceMixin
 from spawner.failures import WorkspaceFailed, docker_failure_kind
 from spawner.pools import DockerPool, PoolConfigError, gpu_share, parse_pools
 from spawner.quota import QuotaSpawnerMixin
-from spawner.specs import HomeVolume, Placement, WorkspaceSpec
+from spawner.specs import HomeVolume, Placement, Resources, WorkspaceSpec
 
 
 class LeasedDockerSpawner(ContainerWorkspaceMixin, DockerSpawner):
@@ -136,6 +137,10 @@ class LeasedDockerSpawner(ContainerWorkspaceMixin, DockerSpawner):
             resources=self.resources_for(profile),
             gpu=gpu_share(lease, pool, f"c.{type(self).__name__}.pools"),
         )
+
+    def resources_for(self, profile) -> Resources:
+        # A named volume of the local driver has no size: no home quota to enforce (or to show).
+        return replace(super().resources_for(profile), home_quota=None)
 
     async def pull_image(self, image):
         try:

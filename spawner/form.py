@@ -5,23 +5,29 @@ from __future__ import annotations
 from html import escape
 
 from quota.alliance import Profile
+from spawner.specs import Resources
 
 _KIND_WORDS = {"slice": "GPU slices", "whole": "whole GPUs"}
 
 
-def render_profile_form(profiles: list[Profile], inventory: dict | None) -> str:
+def render_profile_form(profiles: list[Profile], inventory: dict | None,
+                        limits: dict[str, Resources] | None = None) -> str:
     """HTML for JupyterHub's spawn form. ``inventory`` is the quota service's
-    ``/api/inventory`` answer, or None when the service did not answer."""
+    ``/api/inventory`` answer, or None when the service did not answer; ``limits`` the
+    limits the backend enforces for each profile (by id)."""
     free, total = _count_units(inventory or {})
     rows = []
     for index, profile in enumerate(profiles):
         checked = " checked" if index == 0 else ""
+        resources = (limits or {}).get(profile.id)
+        text = limits_text(resources) if resources else ""
+        limit_html = f'<br><small class="gc-limits">{escape(text)}</small>' if text else ""
         rows.append(
             f"""<label class="gc-profile" for="profile-{escape(profile.id)}">
   <input type="radio" name="profile" id="profile-{escape(profile.id)}" value="{escape(profile.id)}"{checked}>
   <strong>{escape(profile.display_name)}</strong>
   <span class="gc-availability">{escape(_availability(profile, free, total, inventory is not None))}</span>
-  <br><small>{escape(profile.description)} Up to {profile.max_minutes:g} minutes.</small>
+  <br><small>{escape(profile.description)} Up to {profile.max_minutes:g} minutes.</small>{limit_html}
 </label>"""
         )
     notices = []
@@ -66,3 +72,27 @@ def _count_units(inventory: dict) -> tuple[dict[str, int], dict[str, int]]:
             if not unit.get("lease_id"):
                 free[kind] = free.get(kind, 0) + 1
     return free, total
+
+
+def limits_text(r: Resources) -> str:
+    """The workspace's limits in one line: 'Limits: 2 CPU cores, 4 GB memory (/tmp 1 GB of it), …'."""
+    parts = []
+    if r.cpu_limit is not None:
+        parts.append(f"{r.cpu_limit:g} CPU core{'s' if r.cpu_limit != 1 else ''}")
+    if r.mem_limit is not None:
+        tmp = f" (/tmp up to {_size(r.tmp_size)} of it)" if r.tmp_size is not None else ""
+        parts.append(f"{_size(r.mem_limit)} memory{tmp}")
+    elif r.tmp_size is not None:
+        parts.append(f"/tmp {_size(r.tmp_size)}")
+    if r.home_quota is not None:
+        parts.append(f"{_size(r.home_quota)} home folder")
+    if r.pids_limit is not None:
+        parts.append(f"{r.pids_limit} processes")
+    return f"Limits: {', '.join(parts)}." if parts else ""
+
+
+def _size(num_bytes: int) -> str:
+    for unit, factor in (("TB", 1024**4), ("GB", 1024**3), ("MB", 1024**2)):
+        if num_bytes >= factor:
+            return f"{num_bytes / factor:.3g} {unit}"
+    return f"{num_bytes} bytes"

@@ -32,7 +32,7 @@ from spawner.containers import ContainerWorkspaceMixin
 from spawner.failures import WorkspaceFailed
 from spawner.pools import KubePool, PoolConfigError, gpu_share, node_requirements, parse_pools, tolerations
 from spawner.quota import QuotaSpawnerMixin
-from spawner.specs import HomeVolume, Placement, WorkspaceSpec
+from spawner.specs import HomeVolume, Placement, WorkspaceSpec, quantity
 
 
 class _Json:
@@ -175,9 +175,11 @@ class LeasedKubeSpawner(ContainerWorkspaceMixin, KubeSpawner):
     def _home(self, pool: KubePool) -> HomeVolume:
         labels = self._build_common_labels(self._expand_all(self.storage_extra_labels))
         labels["component"] = "singleuser-storage"  # as KubeSpawner labels its claims
+        _lease, profile = self.granted()
+        quota = self.resources_for(profile).home_quota  # the profile's (or the hub's) quota over the pool's size
         return HomeVolume(
             name=self.pvc_name,
-            size=pool.home_size,
+            size=quantity(quota) if quota else pool.home_size,
             storage_class=pool.storage_class,
             access_mode=(self.storage_access_modes or ["ReadWriteOnce"])[0],
             labels=labels,

@@ -10,21 +10,45 @@ with the student's home directory bound at ``/home/jovyan``. Other students' hom
 the platform's data directory are simply not mounted, and each home is mode 0700 and
 owned by that student's uid, so a workspace can neither read nor write another's files,
 and nothing runs as root.
+
+Each workspace is also one cgroup (spawner/cgroups.py) that every process of it is born
+in and cannot leave: the kernel holds it to the workspace's memory, CPU and process limits,
+and stopping the workspace ends every process in it, double-forked and ``setsid`` ones too,
+before stop() returns (so before the quota step releases the lease). Its /tmp is a tmpfs of
+the ``tmp_size``; a home with a ``home_quota`` is an ext4 image of that size (spawner/homes.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import sys
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
-from traitlets import Integer, List, Unicode, default
+from traitlets import Float, Integer, List, Unicode, default
+
+from spawner.cgroups import CGROUP_ROOT, CgroupError, CgroupLimits, WorkspaceCgroup
+from spawner.homes import HomeQuotaError, mount_home, unmount_home
+from spawner.limits import WorkspaceLimits
+from spawner.quota import WorkspaceStillRunning
+from spawner.specs import Resources
 
 SANDBOX_HOME = "/home/jovyan"
 
 
-class SandboxedLocalSpawner(LocalProcessSpawner):
+def cgroup_name(user: str, server: str = "") -> str:
+    """The workspace's cgroup: the student's name (and the server's, for a named server),
+    with anything but a-z, 0-9, '_' and '-' written as %XX, so the sweep can read it back."""
+
+    def escape(text: str) -> str:
+        return re.sub(r"[^a-z0-9_-]", lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), text)
+
+    return escape(user) + (f".{escape(server)}" if server else "")
+
+
+class SandboxedLocalSpawner(WorkspaceLimits, LocalProcessSpawner):
     homes_dir = Unicode(
         help="""Directory that holds one home directory per student (created 0700, owned by the student's uid).
 
@@ -42,6 +66,43 @@ class SandboxedLocalSpawner(LocalProcessSpawner):
 
             c.SandboxedLocalSpawner.uid_base = 200000
         """,
+    ).tag(config=True)
+
+    uid_count = Integer(
+        100000,
+        help="""How many uids from ``uid_base`` on belong to students. The workspace sweeper
+        (spawner/sweep.py) ends any process of these uids that is in no running workspace.
+        """,
+    ).tag(config=True)
+
+    cgroup_root = Unicode(
+        CGROUP_ROOT,
+        help="Where the kernel's cgroup file system is mounted (v1 hierarchies or the v2 unified one).",
+    ).tag(config=True)
+
+    cgroup_parent = Unicode(
+        "gpu-commons",
+        help="""The cgroup, below the root of each hierarchy, that holds one cgroup per workspace
+        (``<cgroup_parent>/<student>``). One per hub: the hub's sweeper ends what it finds there
+        for students without a running server. ``gpu-commons hub`` sets it from the data directory.
+
+        Example::
+
+            c.LocalQuotaSpawner.cgroup_parent = "gpu-commons/main"
+        """,
+    ).tag(config=True)
+
+    sweep_interval = Float(
+        60.0,
+        help="""Seconds between two runs of the workspace sweeper (a hub-managed service that
+        ends the processes of students who have no running server; it also runs at hub start).""",
+    ).tag(config=True)
+
+    stop_kill_timeout = Float(
+        10.0,
+        help="""Seconds to wait, once every process of a stopping workspace was sent SIGKILL,
+        until its cgroup is empty. Past it stop() fails and the lease is kept (a GPU is not
+        handed on while a process may still use it).""",
     ).tag(config=True)
 
     bwrap_path = Unicode("/usr/bin/bwrap", help="Path of bubblewrap (Debian package `bubblewrap`).").tag(config=True)
@@ -80,20 +141,33 @@ class SandboxedLocalSpawner(LocalProcessSpawner):
     def home_on_host(self) -> Path:
         return Path(self.homes_dir) / self.user.name
 
-    def ensure_home(self) -> None:
+    @property
+    def cgroup(self) -> WorkspaceCgroup:
+        return WorkspaceCgroup(cgroup_name(self.user.name, self.name or ""), self.cgroup_parent, self.cgroup_root)
+
+    def ensure_home(self, quota: int | None = None) -> None:
         home = self.home_on_host
         home.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(home.parent, 0o711)  # students may pass through, never list
         home.mkdir(mode=0o700, exist_ok=True)
         os.chown(home, self.student_uid, self.student_uid)
         os.chmod(home, 0o700)
+        if quota:
+            mount_home(home, quota, self.student_uid, self.log)
 
-    def sandbox_command(self) -> list[str]:
+    def workspace_resources(self) -> Resources:
+        """The limits of the workspace being started; the quota step gives its profile's."""
+        return self.resources_for(None)
+
+    def sandbox_command(self, resources: Resources | None = None) -> list[str]:
         """The bwrap + setpriv prefix that confines one student's workspace."""
         uid = str(self.student_uid)
+        resources = resources or self.default_resources()
         command = [self.bwrap_path, "--unshare-pid", "--unshare-ipc"]
         command += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
         # /tmp first: a Python environment that lives under /tmp is bound on top of it, not hidden by it.
+        if resources.tmp_size:
+            command += ["--size", str(resources.tmp_size)]  # then writes fail with ENOSPC
         command += ["--perms", "1777", "--tmpfs", "/tmp"]
         for name in ("bin", "sbin", "lib", "lib64"):
             if os.path.islink(f"/{name}"):
@@ -110,7 +184,8 @@ class SandboxedLocalSpawner(LocalProcessSpawner):
         return command
 
     def make_preexec_fn(self, name):
-        return None  # bwrap needs root to build the sandbox; setpriv drops it inside
+        # Only join the workspace's cgroup: bwrap needs root to build the sandbox, setpriv drops it inside.
+        return self.cgroup.joiner()
 
     def user_env(self, env):
         env["USER"] = self.user.name
@@ -123,13 +198,68 @@ class SandboxedLocalSpawner(LocalProcessSpawner):
         raise NotImplementedError("internal SSL is not supported by the sandboxed local spawner")
 
     async def start(self):
-        self.ensure_home()
+        if self.user.id >= self.uid_count:
+            raise RuntimeError(f"user {self.user.name} (id {self.user.id}) is past uid_count ({self.uid_count}); "
+                               "raise c.LocalQuotaSpawner.uid_count")
+        resources = self.workspace_resources()
         singleuser = list(self.cmd)
         try:
-            self.cmd = self.sandbox_command() + singleuser
+            await asyncio.to_thread(self._prepare, resources)
+            self.cmd = self.sandbox_command(resources) + singleuser
             return await super().start()
+        except BaseException:
+            try:
+                await self._end_workspace()
+            except WorkspaceStillRunning:
+                pass  # logged; the start's own error is the one to report
+            raise
         finally:
             self.cmd = singleuser
+
+    def _prepare(self, resources: Resources) -> None:
+        """The home (mounted when it has a quota) and a fresh cgroup with the limits."""
+        try:
+            self.ensure_home(resources.home_quota)
+        except HomeQuotaError as exc:
+            raise RuntimeError(f"the home of {self.user.name} cannot be mounted: {exc}") from None
+        cgroup = self.cgroup
+        if cgroup.exists():
+            left = cgroup.kill(self.stop_kill_timeout)
+            self.log.warning("%s: ended %d processes left from an earlier workspace", self._log_name, left)
+        cgroup.create(CgroupLimits(memory=resources.mem_limit, cpu=resources.cpu_limit, pids=resources.pids_limit))
+        self._oom_kills_seen = 0  # a new cgroup counts from 0
+
+    async def stop(self, now=False):
+        try:
+            await super().stop(now=now)  # SIGINT, SIGTERM, SIGKILL to the server: it may close its kernels
+        finally:
+            await self._end_workspace()
+
+    async def _end_workspace(self) -> None:
+        """Every process still in the workspace's cgroup ends (then the cgroup is removed,
+        and the home image unmounted)."""
+        cgroup = self.cgroup
+        try:
+            killed = await asyncio.to_thread(cgroup.kill, self.stop_kill_timeout)
+        except CgroupError as exc:
+            self.log.error("%s: %s", self._log_name, exc)
+            raise WorkspaceStillRunning(str(exc)) from None
+        if killed:
+            self.log.info("%s: ended %d processes left in the workspace after its server", self._log_name, killed)
+        await asyncio.to_thread(unmount_home, self.home_on_host, self.log)
+
+    _oom_kills_seen = Integer(0)
+
+    async def poll(self):
+        status = await super().poll()
+        if status is None:
+            kills = self.cgroup.oom_kills()
+            if kills > self._oom_kills_seen:
+                limit = self.workspace_resources().mem_limit
+                self.log.warning("%s: %d process(es) ended at the workspace's memory limit (%s bytes)",
+                                 self._log_name, kills - self._oom_kills_seen, limit)
+                self._oom_kills_seen = kills
+        return status
 
     async def _signal(self, sig):
         # Signal the whole process group (bwrap and the server inside it): bwrap does not forward signals.

@@ -17,9 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from quota.alliance import Profile
 from spawner.quota_client import Lease
-from spawner.specs import GpuShare, NodeRequirement, Resources, Toleration, parse_bytes
+from spawner.specs import GpuShare, NodeRequirement, Toleration
 
 
 class PoolConfigError(ValueError):
@@ -107,16 +106,6 @@ def gpu_share(lease: Lease, pool: KubePool | DockerPool, setting: str) -> GpuSha
             )
         resource = pool.slice_resource
     return GpuShare(device=lease.device, kind=kind, resource=resource, product=pool.gpu_product)
-
-
-def profile_resources(profile: Profile, defaults: Resources) -> Resources:
-    """The profile's CPU and memory limits, falling back to the spawner's own."""
-    return Resources(
-        cpu_limit=profile.cpu_limit if profile.cpu_limit is not None else defaults.cpu_limit,
-        mem_limit=parse_bytes(profile.mem_limit) if profile.mem_limit else defaults.mem_limit,
-        cpu_guarantee=defaults.cpu_guarantee,
-        mem_guarantee=defaults.mem_guarantee,
-    )
 
 
 def tolerations(pool: KubePool) -> tuple[Toleration, ...]:

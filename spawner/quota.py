@@ -51,6 +51,12 @@ class SpawnRefused(web.HTTPError):
         return self.jupyterhub_message
 
 
+class WorkspaceStillRunning(RuntimeError):
+    """Raised by a backend's stop() when some processes of the workspace could not be ended
+    (stuck in the kernel): the lease is then kept until its end, so its GPU is not granted
+    to another student while they may still use it."""
+
+
 class QuotaSpawnerMixin(LoggingConfigurable):
     # A Configurable, so its traits get names and config (c.QuotaSpawnerMixin.…) reaches them.
 
@@ -181,7 +187,10 @@ class QuotaSpawnerMixin(LoggingConfigurable):
             inventory = await self.quota.inventory()
         except (QuotaUnavailable, QuotaRejected):
             inventory = None  # the form still works; start() reports the outage
-        return render_profile_form(self.alliance.profiles, inventory)
+        # The backend's limits (spawner/limits.py), where it has them.
+        resources_for = getattr(self, "resources_for", None)
+        limits = {p.id: resources_for(p) for p in self.alliance.profiles} if resources_for else None
+        return render_profile_form(self.alliance.profiles, inventory, limits)
 
     def options_from_form(self, formdata):
         profile = (formdata.get("profile") or [""])[0]
@@ -318,10 +327,18 @@ class QuotaSpawnerMixin(LoggingConfigurable):
             self.log.error("%s: could not release lease %s; it ends at its expiry", self._log_name, lease_id)
 
     async def stop(self, now=False):
+        # The backend's stop() returns once every process of the workspace ended: only then
+        # is the lease (its GPU) free for someone else.
         try:
             await super().stop(now=now)
-        finally:
-            await self._release_lease()
+        except WorkspaceStillRunning:
+            self.log.error("%s: keeping lease %s until its end: the workspace's processes are not all gone",
+                           self._log_name, self.lease_id)
+            raise
+        except BaseException:
+            await self._release_lease()  # a backend that failed otherwise must not keep the GPU booked
+            raise
+        await self._release_lease()
 
     lease_check_interval = Float(
         30.0,
@@ -477,4 +494,4 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         return f"GPU granted: {lease.device} on {lease.pool}{simulated}. Starting your workspace…"
 
 
-__all__ = ["QuotaSpawnerMixin", "SpawnRefused", "AllianceError"]
+__all__ = ["QuotaSpawnerMixin", "SpawnRefused", "WorkspaceStillRunning", "AllianceError"]

@@ -83,12 +83,15 @@ class HomeVolume:
 
 @dataclass(frozen=True)
 class Resources:
-    """CPU in cores and memory in bytes; None = no limit (or no guarantee)."""
+    """What one workspace may use: CPU in cores, sizes in bytes; None = no limit (or no guarantee)."""
 
     cpu_limit: float | None = None
     mem_limit: int | None = None
     cpu_guarantee: float | None = None
     mem_guarantee: int | None = None
+    pids_limit: int | None = None  # processes and threads at once
+    tmp_size: int | None = None  # the private /tmp
+    home_quota: int | None = None  # the student's home
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,8 @@ class FakeKubelet:
         workdir = None
         for mount in container.get("volumeMounts", []):
             volume = next(v for v in pod["spec"]["volumes"] if v["name"] == mount["name"])
+            if "persistentVolumeClaim" not in volume:
+                continue  # an emptyDir (the pod's /tmp): the process here uses the host's /tmp
             host = self.volumes / volume["persistentVolumeClaim"]["claimName"]
             host.mkdir(parents=True, exist_ok=True)
             if Path(mount["mountPath"]) == home:

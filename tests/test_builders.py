@@ -43,7 +43,8 @@ BASE = WorkspaceSpec(
         tolerations=(Toleration("nvidia.com/gpu", effect="NoSchedule"),),
     ),
     home=HomeVolume(name="claim-c01-s1", size="5Gi", storage_class="nfs", labels={"app": "jupyterhub"}),
-    resources=Resources(cpu_limit=2, mem_limit=4 * 1024**3, cpu_guarantee=0.5, mem_guarantee=1024**3),
+    resources=Resources(cpu_limit=2, mem_limit=4 * 1024**3, cpu_guarantee=0.5, mem_guarantee=1024**3,
+                        pids_limit=512, tmp_size=1024**3, home_quota=5 * 1024**3),
     gpu=SLICE,
     labels={"app": "jupyterhub", "component": "singleuser-server"},
     annotations={"hub.jupyter.org/username": "c01-s1"},
@@ -82,7 +83,7 @@ def test_pod_for_a_gpu_slice_lease():
                     ],
                     "ports": [{"name": "notebook-port", "containerPort": 8888}],
                     "resources": {
-                        "limits": {"cpu": "2", "memory": "4Gi", "nvidia.com/mig-1g.10gb": "1"},
+                        "limits": {"cpu": "2", "memory": "4Gi", "ephemeral-storage": "1Gi", "nvidia.com/mig-1g.10gb": "1"},
                         "requests": {"cpu": "500m", "memory": "1Gi"},
                     },
                     "securityContext": {
@@ -92,11 +93,15 @@ def test_pod_for_a_gpu_slice_lease():
                         "allowPrivilegeEscalation": False,
                         "capabilities": {"drop": ["ALL"]},
                     },
-                    "volumeMounts": [{"name": "home", "mountPath": "/home/jovyan"}],
+                    "volumeMounts": [{"name": "home", "mountPath": "/home/jovyan"}, {"name": "tmp", "mountPath": "/tmp"}],
                     "workingDir": "/home/jovyan",
                 }
             ],
-            "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-c01-s1"}}],
+            "volumes": [
+                {"name": "home", "persistentVolumeClaim": {"claimName": "claim-c01-s1"}},
+                # A tmpfs of that size (ENOSPC past it), counted in the memory limit.
+                {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}},
+            ],
             "securityContext": {"fsGroup": 100, "fsGroupChangePolicy": "OnRootMismatch"},
             "restartPolicy": "OnFailure",
             "terminationGracePeriodSeconds": 30,
@@ -176,7 +181,8 @@ def test_pod_for_a_cpu_lease_has_no_gpu_and_hides_every_gpu():
 def test_whole_gpu_uses_the_gpu_resource():
     spec = replace(BASE, gpu=GpuShare(device="0", kind="whole"), placement=Placement(pool="uni-a"))
     pod = build_pod(spec)
-    assert pod["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "1"}
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {
+        "cpu": "2", "memory": "4Gi", "ephemeral-storage": "1Gi", "nvidia.com/gpu": "1"}
     assert "nodeSelector" not in pod["spec"]  # no product asked for: any GPU node of the cluster
 
 
@@ -243,7 +249,10 @@ def test_container_for_a_gpu_slice_lease_requests_exactly_that_device():
             "PortBindings": {"8888/tcp": [{"HostIp": "10.1.2.3", "HostPort": ""}]},
             "NanoCpus": 2_000_000_000,
             "Memory": 4 * 1024**3,
+            "MemorySwap": 4 * 1024**3,  # no swapping past the memory limit
             "MemoryReservation": 1024**3,
+            "PidsLimit": 512,
+            "Tmpfs": {"/tmp": "rw,nosuid,nodev,size=1073741824"},
             "DeviceRequests": [{"Driver": "nvidia", "DeviceIDs": ["MIG-4f7c-1-0"], "Capabilities": [["gpu"]]}],
         },
     }

@@ -85,6 +85,9 @@ def test_gpu_slice_workspace_gets_exactly_the_leased_device_and_keeps_saved_file
         {"Driver": "nvidia", "Count": 0, "DeviceIDs": [lease["device"]], "Capabilities": [["gpu"]], "Options": None}
     ]
     assert inspected["HostConfig"]["NanoCpus"] == 1_000_000_000 and inspected["HostConfig"]["Memory"] == 1024**3
+    # The hub's defaults for processes and /tmp, as the engine took them (docs/security.md).
+    assert inspected["HostConfig"]["PidsLimit"] == 1024 and inspected["HostConfig"]["MemorySwap"] == 1024**3
+    assert inspected["HostConfig"]["Tmpfs"] == {"/tmp": "rw,nosuid,nodev,size=1073741824"}
     assert docker_engine.granted_devices()[-1] == lease["device"]
     # The engine put the device into the server's own environment (PID 1), for the NVIDIA runtime.
     run = client.exec_create(container["Id"], ["sh", "-c", "tr '\\0' '\\n' < /proc/1/environ | grep ^NVIDIA_; id -u"])

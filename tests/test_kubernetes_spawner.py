@@ -26,7 +26,8 @@ pools:
   - {id: uncharted-pool, gpus: 1, sliced_gpus: 0, simulated: true}
 profiles:
   - {id: cpu, display_name: CPU only, gpu: none, max_minutes: 30}
-  - {id: gpu-slice, display_name: One GPU slice, gpu: slice, max_minutes: 30, cpu_limit: 2, mem_limit: 4G}
+  - {id: gpu-slice, display_name: One GPU slice, gpu: slice, max_minutes: 30, cpu_limit: 2, mem_limit: 4G,
+     tmp_size: 512M, home_quota: 2G}
   - {id: gpu-whole, display_name: One whole GPU, gpu: whole, max_minutes: 30}
   - {id: broken-image, display_name: Software that is not there, gpu: none, max_minutes: 30}
 schools:
@@ -96,17 +97,20 @@ def test_gpu_slice_pod_carries_exactly_the_leased_unit_and_the_home_survives(kub
     spec = pod["spec"]
     [container] = spec["containers"]
     assert container["image"] == "gpu-commons/workspace-gpu:1.0"
-    assert container["resources"] == {"limits": {"cpu": "2", "memory": "4Gi", "nvidia.com/mig-1g.10gb": "1"}}
+    assert container["resources"] == {
+        "limits": {"cpu": "2", "memory": "4Gi", "ephemeral-storage": "512Mi", "nvidia.com/mig-1g.10gb": "1"}}
     assert spec["nodeSelector"] == {"gpu-commons/pool": "k8s-pool", "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
     assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert container["securityContext"]["runAsUser"] == 1000 and container["securityContext"]["runAsNonRoot"]
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["GPU_COMMONS_DEVICE"] == lease["device"]
     assert "CUDA_VISIBLE_DEVICES" not in env and "NVIDIA_VISIBLE_DEVICES" not in env  # the device plugin's job
-    assert spec["volumes"] == [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-c01-s1"}}]
+    assert spec["volumes"] == [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-c01-s1"}},
+                               {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "512Mi"}}]
     [claim] = cluster.objects("persistentvolumeclaims")
     assert claim["metadata"]["name"] == "claim-c01-s1" and claim["metadata"]["namespace"] == "uni-k8s"
-    assert claim["spec"] == {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+    # The profile's home quota, over the pool's home_size (1Gi).
+    assert claim["spec"] == {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}},
                              "storageClassName": "standard"}
 
     with student.contents() as contents:

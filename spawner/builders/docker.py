@@ -3,7 +3,9 @@
 The body is what ``POST /containers/create`` takes (docker-py:
 ``APIClient.create_container_from_config(body, name)``). The GPU goes in as a device request
 for exactly the lease's device, so the engine's NVIDIA hook exposes that GPU or MIG slice
-and nothing else.
+and nothing else. The profile's limits become the engine's (memory without extra swap, CPUs,
+processes, a size-limited /tmp in memory); a named volume of the local driver has no size,
+so a home quota is not enforced on Docker.
 """
 
 from __future__ import annotations
@@ -32,8 +34,14 @@ def build_container(spec: WorkspaceSpec) -> dict:
         host_config["NanoCpus"] = round(r.cpu_limit * 1e9)
     if r.mem_limit is not None:
         host_config["Memory"] = r.mem_limit
+        host_config["MemorySwap"] = r.mem_limit  # memory and swap together: no swapping past the limit
     if r.mem_guarantee is not None:
         host_config["MemoryReservation"] = r.mem_guarantee
+    if r.pids_limit is not None:
+        host_config["PidsLimit"] = r.pids_limit
+    if r.tmp_size is not None:
+        # In memory, so within Memory; a write past the size fails with ENOSPC.
+        host_config["Tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={r.tmp_size}"}
     if spec.gpu:
         host_config["DeviceRequests"] = [
             {"Driver": spec.gpu.driver, "DeviceIDs": [spec.gpu.device], "Capabilities": [["gpu"]]}

@@ -2,7 +2,9 @@
 
 The pod keeps KubeSpawner's conventions (container ``notebook``, port ``notebook-port``,
 arguments after the image's entrypoint), so KubeSpawner watches, reaches and deletes it
-as one of its own.
+as one of its own. The profile's limits become the container's resources (CPU, memory,
+ephemeral storage) and a size-limited in-memory /tmp; the home quota is the claim's size.
+A pod has no process limit of its own: that is the kubelet's ``podPidsLimit``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from spawner.specs import HOST_DEVICE_VARIABLES, HomeVolume, WorkspaceSpec, cpu_
 LABEL_PREFIX = "gpu-commons"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"  # set on nodes by NVIDIA GPU feature discovery
 HOME_VOLUME = "home"
+TMP_VOLUME = "tmp"
 
 
 def build_pod(spec: WorkspaceSpec) -> dict:
@@ -35,11 +38,17 @@ def build_pod(spec: WorkspaceSpec) -> dict:
         "volumeMounts": [{"name": HOME_VOLUME, "mountPath": spec.home.mount_path}],
         "workingDir": spec.home.mount_path,
     }
+    volumes = [{"name": HOME_VOLUME, "persistentVolumeClaim": {"claimName": spec.home.name}}]
+    if spec.resources.tmp_size is not None:
+        # A tmpfs of that size (so a write past it fails with ENOSPC), counted in the memory limit.
+        container["volumeMounts"].append({"name": TMP_VOLUME, "mountPath": "/tmp"})
+        size = quantity(spec.resources.tmp_size)
+        volumes.append({"name": TMP_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": size}})
     if spec.image_pull_policy:
         container["imagePullPolicy"] = spec.image_pull_policy
     pod_spec = {
         "containers": [container],
-        "volumes": [{"name": HOME_VOLUME, "persistentVolumeClaim": {"claimName": spec.home.name}}],
+        "volumes": volumes,
         "securityContext": {"fsGroup": spec.gid, "fsGroupChangePolicy": "OnRootMismatch"},
         "restartPolicy": "OnFailure",
         "terminationGracePeriodSeconds": spec.stop_grace_seconds,
@@ -120,6 +129,9 @@ def _resources(spec: WorkspaceSpec) -> dict:
         limits["cpu"] = cpu_quantity(r.cpu_limit)
     if r.mem_limit is not None:
         limits["memory"] = quantity(r.mem_limit)
+    if r.tmp_size is not None:
+        # The container's writable layer and logs (/tmp is in memory): past it the kubelet evicts the pod.
+        limits["ephemeral-storage"] = quantity(r.tmp_size)
     if r.cpu_guarantee is not None:
         requests["cpu"] = cpu_quantity(r.cpu_guarantee)
     if r.mem_guarantee is not None:
