@@ -8,9 +8,13 @@ every ``reconcile_interval_s``, the service lists the hub's users with an active
 with its own token (role ``quota-service``: ``list:users``, ``read:users``, ``read:servers``),
 and then
 
-- releases every granted lease of a user the hub lists with no active server (usage end
-  reason ``reconciled``), unless the lease was granted less than ``reconcile_grace_s``
-  before the listing: a lease just granted for a server the listing did not see yet stays;
+- releases every granted lease that no active server of its student holds (usage end reason
+  ``reconciled``): a lease is held by a server of its student that runs the lease's profile
+  (the ``profile`` of the server's ``user_options``, which the spawner asked the lease for);
+  a student with more leases of one profile than servers running it keeps the newest. So a
+  lease is released when its student has no server, and when the server runs another
+  profile (a GPU lease beside a CPU workspace). A lease granted less than
+  ``reconcile_grace_s`` before the listing stays: its server may be too new to be listed;
 - reports ready GPU servers whose user holds no granted GPU lease here (a warning in the
   log and the gauge ``gpu_commons_gpu_servers_unleased``): a workspace using a GPU nobody
   booked, for an operator to look at. Nothing is stopped from here; the spawner itself
@@ -27,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import collections
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -57,6 +62,7 @@ class HeldLease:
     user: str
     gpu: bool
     granted_at: datetime
+    profile: str
 
 
 @dataclass(frozen=True)
@@ -73,17 +79,25 @@ class Plan:
 
 def plan(leases: list[HeldLease], listing: HubListing, listed_at: datetime, grace: timedelta,
          gpu_profiles: set[str]) -> Plan:
-    """Which granted leases to release, and which GPU servers hold no lease."""
+    """Which granted leases to release (those no server holds, past the grace), and which
+    GPU servers hold no lease. A server holds one lease of its student and profile; of a
+    student's leases of one profile the newest are held, one per such server."""
     cutoff = listed_at - grace
-    release = tuple(
-        lease.id for lease in leases if lease.user not in listing.active_users and lease.granted_at <= cutoff
-    )
+    servers_running = collections.Counter((server.user, server.profile) for server in listing.servers)
+    unheld = set()
+    for lease in sorted(leases, key=lambda lease: lease.granted_at, reverse=True):  # the newest are held first
+        held_by = (lease.user, lease.profile)
+        if servers_running[held_by] > 0:
+            servers_running[held_by] -= 1
+        elif lease.granted_at <= cutoff:
+            unheld.add(lease.id)
+    release_ids = tuple(lease.id for lease in leases if lease.id in unheld)  # in the book's order
     gpu_holders = {lease.user for lease in leases if lease.gpu}
     unleased = tuple(
         server for server in listing.servers
         if server.ready and server.profile in gpu_profiles and server.user not in gpu_holders
     )
-    return Plan(release, unleased)
+    return Plan(release_ids, unleased)
 
 
 async def list_active_servers(client: httpx.AsyncClient) -> HubListing:
@@ -106,6 +120,11 @@ async def list_active_servers(client: httpx.AsyncClient) -> HubListing:
         items = body["items"] if isinstance(body, dict) else body
         for user in items:
             users.add(user["name"])  # listed with state=active: running or pending, whatever the detail says
+            if "servers" not in user:  # without them no lease could be matched: release nothing
+                raise PermissionError(
+                    "the hub listed users without their servers; the quota service's role 'quota-service' needs "
+                    "the scope read:servers (hub/config.py)"
+                )
             for name, server in (user.get("servers") or {}).items():
                 options = server.get("user_options") or {}
                 servers.append(HubServer(user["name"], name, bool(server.get("ready")), options.get("profile")))
@@ -117,8 +136,9 @@ async def list_active_servers(client: httpx.AsyncClient) -> HubListing:
 
 class Reconciler:
     def __init__(self, book: LeaseBook, api_url: str, token: str, grace_s: float, registry: CollectorRegistry,
-                 clock: Clock, timeout_s: float = 30.0):
+                 clock: Clock, timeout_s: float = 30.0, transport: httpx.AsyncBaseTransport | None = None):
         self._book = book
+        self._transport = transport  # None: the network (tests give a fake hub here)
         self._api_url = api_url.rstrip("/")
         self._token = token
         self._grace = timedelta(seconds=grace_s)
@@ -127,7 +147,7 @@ class Reconciler:
         self._gpu_profiles = {profile.id for profile in book.alliance.profiles if profile.gpu != "none"}
         self.released = Counter(
             "gpu_commons_leases_reconciled_total",
-            "Granted leases released because the hub runs no server for their student.",
+            "Granted leases released because no server of their student runs their profile.",
             registry=registry,
         )
         self.unleased = Gauge(
@@ -148,7 +168,7 @@ class Reconciler:
         """One pass; None when the hub could not be asked (then nothing changes)."""
         listed_at = self._clock()
         try:
-            async with httpx.AsyncClient(base_url=self._api_url, timeout=self._timeout,
+            async with httpx.AsyncClient(base_url=self._api_url, timeout=self._timeout, transport=self._transport,
                                          headers={"Authorization": f"token {self._token}"}) as client:
                 listing = await list_active_servers(client)
         except (httpx.HTTPError, PermissionError, ValueError, KeyError) as exc:
@@ -161,7 +181,8 @@ class Reconciler:
             lease = await asyncio.to_thread(self._book.release, lease_id, END_REASON)
             if lease is not None:
                 self.released.inc()
-                log.warning("released lease %s of %s: the hub runs no server for it (reconciled)", lease_id, lease.user)
+                log.warning("released lease %s (%s) of %s: no server of theirs runs that profile (reconciled)",
+                            lease_id, lease.profile, lease.user)
         for server in decided.unleased_gpu_servers:
             log.warning("GPU server of %s (profile %s) holds no GPU lease; check how it was started",
                         server.user, server.profile)
@@ -179,7 +200,7 @@ class Reconciler:
 
     def _granted(self) -> list[HeldLease]:
         return [
-            HeldLease(row.id, row.user, row.kind is not None, row.granted_at)
+            HeldLease(row.id, row.user, row.kind is not None, row.granted_at, row.profile)
             for row in self._book.leases(state="granted")
         ]
 

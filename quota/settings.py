@@ -51,12 +51,15 @@ class QuotaSettings(BaseSettings):
     reconcile_interval_s: float = Field(
         60.0, gt=0,
         description="Seconds between two comparisons of the leases with the hub's servers (only under a hub: "
-        "JUPYTERHUB_API_URL set); a granted lease whose student has no running or pending server is released.",
+        "JUPYTERHUB_API_URL set); a granted lease that no running or pending server of its student holds (none "
+        "runs the lease's profile) is released.",
     )
     reconcile_grace_s: float = Field(
-        120.0, ge=0,
+        10.0, ge=0, le=3600,
         description="A lease granted less than this many seconds before the hub was asked is never released by "
-        "the reconciliation (its server may be too new to be listed).",
+        "the reconciliation (its server may be too new to be listed). The hub lists a server, with its profile, "
+        "before its spawner asks for the lease, so a few seconds are enough; with the interval, a lease whose "
+        "workspace is gone or runs another profile is released within interval + grace seconds.",
     )
 
     lease_requests_per_minute: int = Field(

@@ -73,6 +73,43 @@ def log_in(stack, name: str) -> Student:
     return Student(name=name, hub=hub, token=token, url=stack.url)
 
 
+def run_in_terminal(student: Student, command: str, output: str, timeout: float = 60) -> str:
+    """Type ``command`` into a new terminal of the student's JupyterLab, as the student would,
+    and return the text the command wrote to ``output`` (a path in their home)."""
+    import asyncio
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    base = f"{student.url}/user/{student.name}"
+    headers = {"Authorization": f"token {student.token}"}
+    response = httpx.post(f"{base}/api/terminals", headers=headers, timeout=30)
+    response.raise_for_status()
+    terminal = response.json()["name"]
+
+    async def type_it():
+        socket = await websocket_connect(HTTPRequest(
+            f"{base.replace('http://', 'ws://')}/terminals/websocket/{terminal}", headers=headers))
+        socket.write_message(json.dumps(["stdin", command + "\r"]))
+        await asyncio.sleep(1.0)
+        socket.close()
+
+    asyncio.run(type_it())
+    with student.contents() as contents:
+        found = wait_for(lambda: (answer := contents.get(output)).status_code == 200 and answer.json()["content"],
+                         timeout, f"{output} in {student.name}'s home")
+    return found
+
+
+def try_login(stack, name: str, password: str) -> httpx.Response:
+    """One post of the hub's login form, as a browser sends it; the answer as it comes (302 on
+    success, 403 for a wrong password, 429 while logins are refused)."""
+    with httpx.Client(base_url=stack.url, timeout=60) as web:
+        web.get("/hub/login")
+        xsrf = web.cookies.get("_xsrf", "")
+        return web.post("/hub/login", data={"username": name, "password": password, "_xsrf": xsrf})
+
+
 def wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -18,11 +18,28 @@ def test_unknown_tokens_are_401_and_accounts_without_a_role_403(client_as, quota
     assert stranger.status_code == 403 and "'nobody' has no role" in stranger.json()["detail"]
 
 
-def test_a_student_asks_only_for_themself(client_as):
+def test_a_student_token_cannot_ask_for_renew_or_end_a_gpu_lease(quota_client, client_as):
+    """Issue 17: a student running a CPU workspace took the only whole GPU straight from the
+    quota API with the server token in their environment, and renewed it while others
+    queued. Only the hub asks for and renews leases, for the workspace it starts."""
     student = client_as("c01-s1")
-    assert ask(student, "c01-s1").status_code == 201
+    for profile in ("gpu-whole", "gpu-slice", "cpu"):
+        refused = ask(student, "c01-s1", profile=profile)
+        assert refused.status_code == 403 and "start your server" in refused.json()["detail"], refused.text
     assert ask(student, "c01-s2").status_code == 403
-    assert ask(student, "c01-s1", school="u01").status_code == 403
+    for account in ("c01-teacher", "c01-admin", "staff-admin", "it-ops"):  # nobody but the hub asks
+        assert ask(client_as(account), "c01-s1").status_code == 403
+    assert quota_client.get("/api/leases").json() == []  # nothing was booked
+
+    held = ask(quota_client, "c01-s1", profile="gpu-whole").json()  # the spawner's lease
+    renewing = student.post(f"/api/leases/{held['id']}/renew")
+    assert renewing.status_code == 403 and "The hub renews" in renewing.json()["detail"]
+    ending = student.delete(f"/api/leases/{held['id']}")
+    assert ending.status_code == 403 and "Stop My Server" in ending.json()["detail"]
+    # the student still reads their own lease (the workspace extension does, with the server's token)
+    assert student.get(f"/api/leases/{held['id']}").json()["state"] == "granted"
+    assert [lease["id"] for lease in student.get("/api/leases").json()] == [held["id"]]
+    assert quota_client.post(f"/api/leases/{held['id']}/renew").status_code == 200  # the hub renews
 
 
 def test_a_student_cannot_read_another_students_usage_or_leases(quota_client, client_as, clock):
@@ -42,7 +59,8 @@ def test_a_student_cannot_cancel_another_students_lease(quota_client, client_as)
     response = client_as("c01-s1").delete(f"/api/leases/{theirs['id']}")
     assert response.status_code == 403 and "your own" in response.json()["detail"]
     assert quota_client.get(f"/api/leases/{theirs['id']}").json()["state"] == "granted"
-    assert client_as("c01-s2").delete(f"/api/leases/{theirs['id']}").json()["state"] == "released"
+    assert client_as("u01-teacher").delete(f"/api/leases/{theirs['id']}").status_code == 403  # another school's
+    assert client_as("c01-teacher").delete(f"/api/leases/{theirs['id']}").json()["state"] == "released"
 
 
 def test_teachers_see_their_class_and_admins_their_school(quota_client, client_as, clock):
@@ -70,7 +88,7 @@ def test_renew_only_while_nobody_with_a_better_claim_waits(quota_client, client_
     # an urban student on the whole GPU borrows it, a county student there does not.
     whole = ask(quota_client, "u01-s1", profile="gpu-whole").json()
     clock.advance(minutes=20)
-    renewed = client_as("u01-s1").post(f"/api/leases/{whole['id']}/renew")
+    renewed = quota_client.post(f"/api/leases/{whole['id']}/renew")  # the spawner renews
     assert renewed.status_code == 200 and renewed.json()["expires_at"] > whole["expires_at"]
     assert client_as("u01-s2").post(f"/api/leases/{whole['id']}/renew").status_code == 403
 
@@ -79,7 +97,7 @@ def test_renew_only_while_nobody_with_a_better_claim_waits(quota_client, client_
     assert county["state"] == "queued"
     warned = client_as("u01-s1").get(f"/api/leases/{whole['id']}").json()
     assert warned["state"] == "granted" and warned["reclaim_at"] is not None and "Save your work" in warned["reason"]
-    refused = client_as("u01-s1").post(f"/api/leases/{whole['id']}/renew")
+    refused = quota_client.post(f"/api/leases/{whole['id']}/renew")
     assert refused.status_code == 409 and "goes back" in refused.json()["detail"]
 
     clock.advance(minutes=1)
@@ -95,5 +113,5 @@ def test_renew_only_while_nobody_with_a_better_claim_waits(quota_client, client_
     # within its guarantee the county student may renew while an urban student waits
     assert ask(quota_client, "u01-s2", profile="gpu-whole").json()["state"] == "queued"
     clock.advance(minutes=5)
-    renewed = client_as("c01-s1").post(f"/api/leases/{county['id']}/renew")
+    renewed = quota_client.post(f"/api/leases/{county['id']}/renew")
     assert renewed.status_code == 200

@@ -118,9 +118,12 @@ def test_the_login_cookie_alone_cannot_renew_release_or_ask_for_a_lease(quota_cl
     now = quota_client.get(f"/api/leases/{lease['id']}").json()
     assert (now["state"], now["expires_at"]) == ("granted", lease["expires_at"])
     assert [row["id"] for row in quota_client.get("/api/leases").json()] == [lease["id"]]
-    # the student's own token still changes things: a script sends it in the header
+    # with the header the request passes this check and meets the role check: a student ends a
+    # lease by stopping their server (issue 17, point 4), the hub ends it
     token_client = TestClient(quota_client.app, headers={"Authorization": f"token tok-{STUDENT}"})
-    assert token_client.delete(f"/api/leases/{lease['id']}").json()["state"] == "released"
+    ending = token_client.delete(f"/api/leases/{lease['id']}")
+    assert ending.status_code == 403 and "Stop My Server" in ending.json()["detail"]
+    assert quota_client.delete(f"/api/leases/{lease['id']}").json()["state"] == "released"
 
 
 def test_a_script_of_the_same_site_cannot_read_pages_with_the_login_cookie(quota_client):
@@ -265,19 +268,17 @@ def test_a_422_does_not_echo_a_large_input(quota_client):
 
 
 def test_another_students_idempotency_key_neither_returns_nor_blocks_their_lease(quota_client, client_as):
-    victim, thief = client_as("c01-s2"), client_as("c01-s1")
-    theirs = ask(victim, "c01-s2", key="my-key").json()
-    stolen = ask(thief, "c01-s1", key="my-key")
-    assert stolen.status_code == 201 and stolen.json()["id"] != theirs["id"] and stolen.json()["user"] == "c01-s1"
-    # the hub's key for another student's spawn, taken first by a student, does not capture it
-    hub_key = "c01-s2-default-0123456789abcdef"
-    assert ask(thief, "c01-s1", key=hub_key).status_code == 201
-    spawn = ask(quota_client, "c01-s2", profile="gpu-slice", key=hub_key)
-    assert spawn.status_code == 201 and spawn.json()["user"] == "c01-s2", spawn.text
-    assert ask(thief, "c01-s1", key=hub_key).json()["user"] == "c01-s1"  # and never returns it
-    # a student's own retry still returns the same lease
-    again = ask(victim, "c01-s2", key="my-key")
-    assert again.status_code == 200 and again.json()["id"] == theirs["id"]
+    """Keys were global: another student's key returned their lease. Now only the hub asks
+    for leases (issue 17, point 4), so a student's request with any key is refused unseen."""
+    hub_key = "c01-s2-default-0123456789abcdef"  # the hub's key for another student's spawn
+    theirs = ask(quota_client, "c01-s2", profile="gpu-slice", key=hub_key).json()
+    thief = client_as("c01-s1")
+    for user in ("c01-s1", "c01-s2"):
+        stolen = ask(thief, user, key=hub_key)
+        assert stolen.status_code == 403 and theirs["id"] not in stolen.text and says_what_to_do(stolen)
+    # the hub's retry still returns the same lease; the key used for another student is 409
+    assert ask(quota_client, "c01-s2", profile="gpu-slice", key=hub_key).json()["id"] == theirs["id"]
+    assert ask(quota_client, "c01-s1", profile="gpu-slice", key=hub_key).status_code == 409
 
 
 def test_lease_requests_are_rate_limited_per_student_refused_ones_too(make_quota_app, clock):
@@ -297,9 +298,13 @@ def test_lease_requests_are_rate_limited_per_student_refused_ones_too(make_quota
 
 
 def test_the_default_settings_limit_a_flood_of_cpu_leases(quota_client, client_as):
-    """The attack as found: a student asking for 200 CPU leases in a loop got 200."""
+    """The attack as found: a student asking for 200 CPU leases in a loop got 200. Their
+    token now gets none (issue 17, point 4); asked through the hub (a student restarting
+    their server in a loop), the limits hold."""
     student = client_as(STUDENT)
-    answers = [ask(student).status_code for _ in range(200)]
+    assert {ask(student).status_code for _ in range(200)} == {403}
+    assert quota_client.get("/api/leases", params={"user": STUDENT}).json() == []
+    answers = [ask(quota_client).status_code for _ in range(200)]
     granted = [lease for lease in quota_client.get("/api/leases", params={"user": STUDENT}).json()
                if lease["state"] == "granted"]
     assert len(granted) <= 3 and set(answers) <= {201, 409, 429} and answers.count(429) > 150

@@ -1,8 +1,15 @@
-"""Leases: request, read (and keep a queue place), renew, release."""
+"""Leases: request, read (and keep a queue place), renew, release.
+
+A GPU lease belongs to the workspace that holds it: only the hub (its spawner, with the
+service's own token) asks for a lease and renews it, for the server it starts. Students read
+their own leases (the workspace extension reads its lease with the server's token); a
+student ends a lease by stopping the server, which ends the workspace first and then the
+lease. Teachers, school admins, staff and operators may end the leases they may see (the
+spawner then stops the workspace at its next lease check). See docs/security.md.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import math
 from typing import Annotated
 
@@ -21,9 +28,25 @@ KEY_CHARS = 200  # the idempotency_key column
 router = APIRouter(prefix="/api/leases", tags=["leases"], dependencies=Authorized)
 
 
-def _may_manage(caller: Principal, lease: LeaseRow) -> bool:
-    """Release or renew: the hub, staff and operators; the student; their school's admin; their teacher."""
-    return caller.may_see_user(lease.user, lease.school)
+HUB_ASKS = (
+    "Leases are asked for by the hub when a workspace starts, never directly: open the hub's home page and start "
+    "your server with the profile you need (a GPU lease belongs to the GPU workspace that holds it)."
+)
+HUB_RENEWS = (
+    "The hub renews a GPU lease for the workspace that holds it, before its end; a lease cannot be renewed directly. "
+    "Keep working in the workspace: it warns you if the lease cannot be renewed."
+)
+STOP_TO_END = (
+    "To end your lease, stop your server in the hub's control panel (File > Hub Control Panel > Stop My Server): "
+    "the hub ends the workspace first, then its lease."
+)
+
+
+def _may_end(caller: Principal, lease: LeaseRow) -> bool:
+    """Release: the hub; staff and operators; the student's school admin and teacher. Not the
+    student (their workspace would keep the GPU until the spawner's next lease check while
+    the unit is given to someone else): they stop their server."""
+    return caller.role != Role.student and caller.may_see_user(lease.user, lease.school)
 
 
 def _visible(book, lease_id: LeaseId, caller: Principal) -> LeaseRow:
@@ -39,7 +62,7 @@ def _shown(row: LeaseRow | None, lease_id: LeaseId, caller: Principal) -> LeaseR
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No lease with id '{lease_id}'.")
     if not caller.may_see_user(row.user, row.school):
-        raise forbid(f"Lease '{lease_id}' belongs to another student; you may only see and end your own.")
+        raise forbid(f"Lease '{lease_id}' belongs to another student; you may only see your own.")
     return row
 
 
@@ -49,13 +72,12 @@ def _shown(row: LeaseRow | None, lease_id: LeaseId, caller: Principal) -> LeaseR
 async def request_lease(body: LeaseRequest, book: Book, caller: Caller, request: Request, response: Response) -> Lease:
     """Ask for a lease for (student, school, profile). The answer is granted (with the
     assigned device and expiry), queued (with the queue position) or refused (with a
-    reason a student can read). The same idempotency key again returns the same lease (200);
-    a key is the student's own: a student's key is kept as ``<student>/<key>``, so it never
-    meets another student's or the hub's. The hub asks for anyone; a student only for
-    themself, at their own school. Per student at most ``lease_requests_per_minute``
-    requests a minute (429 with Retry-After) and ``max_cpu_leases_per_student`` CPU leases (409)."""
-    if caller.role != Role.hub and not (caller.role == Role.student and body.user == caller.name and body.school == caller.school):
-        raise forbid("You may only ask for a lease for yourself, at your own school.")
+    reason a student can read). The same idempotency key again returns the same lease (200).
+    Hub only (403 for everyone else, students included): the spawner asks for the server it
+    starts. Per student at most ``lease_requests_per_minute`` requests a minute (429 with
+    Retry-After) and ``max_cpu_leases_per_student`` CPU leases (409)."""
+    if caller.role != Role.hub:
+        raise forbid(HUB_ASKS)
     settings, rate = request.app.state.settings, request.app.state.lease_rate
     now = book.clock().timestamp()
     wait = rate.wait_s(body.user, now)
@@ -67,8 +89,6 @@ async def request_lease(body: LeaseRequest, book: Book, caller: Caller, request:
             headers={"Retry-After": str(math.ceil(wait))},
         )
     key = body.idempotency_key
-    if key is not None and caller.role != Role.hub:
-        key = _own_key(body.user, key)
     if _holds_cpu_cap(book, body, key, settings.max_cpu_leases_per_student):
         rate.record(body.user, now)
         raise HTTPException(
@@ -91,14 +111,6 @@ async def request_lease(body: LeaseRequest, book: Book, caller: Caller, request:
     if not created:
         response.status_code = status.HTTP_200_OK
     return _with_place(book, row)
-
-
-def _own_key(student: str, key: str) -> str:
-    """A student's idempotency key, scoped to them (hashed when too long for the column)."""
-    scoped = f"{student}/{key}"
-    if len(scoped) <= KEY_CHARS:
-        return scoped
-    return f"{student}/sha256-{hashlib.sha256(key.encode('utf-8', 'surrogatepass')).hexdigest()}"
 
 
 def _holds_cpu_cap(book, body: LeaseRequest, key: str | None, cap: int) -> bool:
@@ -142,10 +154,11 @@ async def read_lease(lease_id: LeaseId, book: Book, caller: Caller) -> Lease:
 @router.post("/{lease_id}/renew", response_model=Lease)
 def renew_lease(lease_id: LeaseId, book: Book, caller: Caller) -> Lease:
     """Extend a granted lease by its profile's length, counted from now. Refused (409, with
-    the reason) while someone waits for the same kind of unit."""
-    row = _visible(book, lease_id, caller)
-    if not _may_manage(caller, row):
-        raise forbid("You may only renew your own lease.")
+    the reason) while someone waits for the same kind of unit. Hub only: the spawner renews
+    the lease of the workspace it runs."""
+    _visible(book, lease_id, caller)
+    if caller.role != Role.hub:
+        raise forbid(HUB_RENEWS)
     try:
         return Lease.of(book.renew(lease_id))
     except InvalidField as exc:
@@ -155,10 +168,11 @@ def renew_lease(lease_id: LeaseId, book: Book, caller: Caller) -> Lease:
 @router.delete("/{lease_id}", response_model=Lease)
 async def release_lease(lease_id: LeaseId, book: Book, caller: Caller) -> Lease:
     """Release a lease: its unit goes to the next in the queue and its usage is recorded.
-    Releasing a lease that already ended returns it unchanged."""
+    Releasing a lease that already ended returns it unchanged. The hub, staff, operators, and
+    the student's teacher and school admin; a student stops their server instead."""
     row = await _visible_async(book, lease_id, caller)
-    if not _may_manage(caller, row):
-        raise forbid("You may only end your own lease.")
+    if not _may_end(caller, row):
+        raise forbid(STOP_TO_END)
     return Lease.of(await book.release_async(lease_id))
 
 
