@@ -1,7 +1,8 @@
 """Set an account's password (stored only as a bcrypt hash)
 
 Passwords live in ``<data_dir>/passwords.json`` as bcrypt hashes, one per account,
-readable by the hub's user only. Nothing in clear text is ever written to disk.
+readable by the hub's user only (mode 0600). The only clear text ever written to disk is the
+demo's own sheet of its throw-away accounts (hub/demo.py), also mode 0600.
 """
 
 from __future__ import annotations
@@ -37,13 +38,17 @@ def save_hashes(path: str | Path, hashes: dict[str, str]) -> None:
     temporary = path.with_suffix(".tmp")
     # Create with 0600 from the start: the hashes must never be world-readable, even briefly.
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a temporary file left by an earlier crash keeps its own mode otherwise
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         json.dump(hashes, out, indent=1, sort_keys=True)
     os.replace(temporary, path)
 
 
+DEFAULT_ROUNDS = 10  # bcrypt's cost: about 50 ms a check here
+
+
 def hash_password(password: str) -> str:
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=DEFAULT_ROUNDS)).decode()
 
 
 def check_password(password: str, hashed: str) -> bool:
