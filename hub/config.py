@@ -21,6 +21,7 @@ from traitlets.config import Config
 from hub.groups import hub_groups, hub_roles
 from hub.passwords import password_file
 from quota.alliance import load_alliance
+from quota.private_files import make_private, private_dir
 
 
 # Where workspaces run: the spawner class of each backend (imported by JupyterHub, so the
@@ -77,15 +78,21 @@ class HubSettings:
 
 
 def read_or_create_secret(path: Path) -> str:
-    """A token kept in the data directory, readable by the hub's user only."""
+    """A token kept in the data directory, readable by the hub's user only (mode 0600, in a
+    0700 directory)."""
     if path.exists():
+        make_private(path)
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     token = secrets.token_hex(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(token)
     return token
+
+
+def cookie_secret_path(data_dir: Path) -> Path:
+    return Path(data_dir) / "secrets" / "jupyterhub_cookie_secret"
 
 
 def quota_token_path(data_dir: Path) -> Path:
@@ -125,6 +132,11 @@ def configure_hub(c, settings: HubSettings) -> None:
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True)
     quota_token = read_or_create_secret(quota_token_path(data))
+    # Made here with mode 0600 before the hub opens them (JupyterHub would create its database
+    # world-readable, and write the cookie secret before making it private).
+    read_or_create_secret(cookie_secret_path(data))
+    make_private(data / "jupyterhub.sqlite")
+    make_private(password_file(data), create=False)  # written 0600; one of an older version may not be
     prometheus_token = read_or_create_secret(prometheus_token_path(data))
     quota_url = settings.quota_url or f"http://127.0.0.1:{settings.quota_port}"
 
@@ -138,7 +150,7 @@ def configure_hub(c, settings: HubSettings) -> None:
         c.ConfigurableHTTPProxy.command = [find_proxy_command(settings.proxy_command)]
         c.ConfigurableHTTPProxy.pid_file = str(data / "proxy.pid")
     c.JupyterHub.db_url = f"sqlite:///{data / 'jupyterhub.sqlite'}"
-    c.JupyterHub.cookie_secret_file = str(data / "secrets" / "jupyterhub_cookie_secret")
+    c.JupyterHub.cookie_secret_file = str(cookie_secret_path(data))
     c.JupyterHub.pid_file = str(data / "jupyterhub.pid")
     c.JupyterHub.allow_named_servers = False
 
@@ -163,7 +175,9 @@ def configure_hub(c, settings: HubSettings) -> None:
             "api_token": quota_token,
             "oauth_no_confirm": True,  # students log in to the quota pages without a consent page
             **({} if settings.quota_url else {
-                "command": [sys.executable, "-m", "quota", "serve"],
+                # started again within a second if it dies (hub/keepalive.py), not at the hub's next poll
+                "command": [sys.executable, "-m", "hub.keepalive", "--name", "quota", "--",
+                            sys.executable, "-m", "quota", "serve"],
                 "environment": {
                     "GPU_COMMONS_ALLIANCE": str(settings.alliance),
                     "GPU_COMMONS_DATA_DIR": str(data / "quota"),

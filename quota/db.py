@@ -1,6 +1,7 @@
 """Database engine and schema migrations of the quota service.
 
-SQLite (WAL, so readers do not block the writer) by default, PostgreSQL in production.
+SQLite (WAL, so readers do not block the writer; the file and its companions mode 0600) by
+default, PostgreSQL in production.
 The schema is created and upgraded only by Alembic (quota/migrations), at start-up.
 """
 
@@ -13,14 +14,16 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import sessionmaker
 
+from quota.private_files import make_private
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def make_engine(database_url: str) -> Engine:
     if database_url.startswith("sqlite"):
         path = database_url.split(":///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if path and path != ":memory:" and not path.startswith("file:"):
+            make_private(path)  # mode 0600: leases and usage are nobody else's to read
         engine = create_engine(database_url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")

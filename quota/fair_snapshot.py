@@ -171,6 +171,10 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
                 milli = int(round(1000 * record.gpu_seconds / record.held_seconds))
                 allocator.seed_budget(record.school, record.user, record.started_at.timestamp(),
                                       record.ended_at.timestamp(), milli)
+    # Leases whose end (or reclaim stop) passed while the service was down end now, before the
+    # queue is back: their stops are actions the book must take (putting a queued request back
+    # runs the allocator's timers and keeps no actions).
+    snapshot.actions.extend(allocator.advance(t))
 
     queued = session.scalars(
         select(LeaseRow).where(LeaseRow.state == "queued", LeaseRow.kind.is_not(None)).order_by(LeaseRow.seq)

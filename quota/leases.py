@@ -22,8 +22,13 @@ database, so the new shares apply to everything at once.
 Reads (a lease, the queue, places and wait estimates, the inventory, schools' standing)
 come from memory; only history (ended leases, the usage ledger) is read from the database.
 
-What is kept in memory only: a queued lease's heartbeat (after a restart every queued lease
-gets a fresh heartbeat window and keeps its place) and a session's last activity.
+What is kept in memory only: a queued lease's heartbeat and a session's last activity.
+After a restart (or when this process takes over as the writer) every queued lease gets a
+fresh heartbeat window and keeps its place, but is *unconfirmed* until its student's side
+(the spawner, every few seconds) asks about it again: the allocator may pick it for a unit
+meanwhile, but the grant is held back until that heartbeat, and a lease nobody asks about
+is abandoned when its window runs out, never granted. A student who left while the service
+was down is then neither given a GPU nor billed for it.
 """
 
 from __future__ import annotations
@@ -98,6 +103,9 @@ class _Memory:
     units: UnitHolders  # which GPU unit each granted lease holds
     seq: int
     abandon_check_at: float = INF  # no queued lease's heartbeat runs out before this
+    # the allocator's admissions of queued leases not heard from since the start-up (LeaseBook._unconfirmed),
+    # held back until their heartbeat comes
+    deferred: dict[str, object] = field(default_factory=dict)  # lease id -> the allocator's admit action
     version: int = 0  # counts decided inputs (the queue places' cache key)
     places: tuple = (-1, 0.0, {})  # (version, time, places) of the last computation
     # inputs decided but not yet durable: what they changed, for readers to wait on
@@ -134,6 +142,8 @@ class LeaseBook:
         fs = alliance.fairshare
         self._usage = DecayedUsage(fs.half_life_minutes * 60, fs.entry_penalty_minutes * 60)
         self._mem: _Memory | None = None
+        self._heard_since_start = False  # False until the first rebuild: queued leases are then unconfirmed
+        self._unconfirmed: set[str] = set()  # queued leases not asked about since this process started writing
         self.next_wake: float = INF  # when advance() must run next (read by the ticker without the lock)
         self.on_wake_change: Callable[[], None] = lambda: None  # the ticker's alarm
         self.is_writer: Callable[[], bool] = lambda: True  # quota.writer.Leadership.is_writer
@@ -242,13 +252,7 @@ class LeaseBook:
                     return _view(mem.settling[lease_id][0])
                 stored = journal.session.get(LeaseRow, lease_id)
                 return _view(stored) if stored is not None else None
-            actions = []
-            if lease.kind is not None:
-                t = now.timestamp()
-                if lease.state == "granted":
-                    actions = mem.allocator.release(lease.id, t)
-                else:
-                    actions = mem.allocator.cancel(lease.id, t)
+            actions = self._leave_allocator(mem, lease, now.timestamp())
             self._end(mem, journal, lease, end_reason, now)
             self._apply(mem, journal, actions, now)
             return _view(lease)
@@ -320,13 +324,14 @@ class LeaseBook:
 
         def decide(mem: _Memory, journal: Entry, now: datetime):
             t = now.timestamp()
+            self._grant_confirmed(mem, journal, now)
             self._apply(mem, journal, mem.allocator.advance(t), now)
             if t >= mem.abandon_check_at:
                 cutoff = now - self._heartbeat_timeout
                 oldest = INF
                 for lease in [row for row in mem.rows.values() if row.state == "queued"]:
                     if lease.last_seen_at <= cutoff:
-                        actions = mem.allocator.cancel(lease.id, t) if lease.kind is not None else []
+                        actions = self._leave_allocator(mem, lease, t)
                         self._end(mem, journal, lease, "abandoned", now)
                         self._apply(mem, journal, actions, now)
                     else:
@@ -347,6 +352,7 @@ class LeaseBook:
         """Forget the allocator (this process stops being the writer); the next input rebuilds it."""
         with self._lock:
             self._mem = None
+            self._heard_since_start = False  # the heartbeats go to the other writer meanwhile
             self.next_wake = INF
 
     # -- reading ----------------------------------------------------------------------------
@@ -375,6 +381,9 @@ class LeaseBook:
             if lease is not None:
                 if heartbeat and lease.state == "queued":
                     lease.last_seen_at = self._clock()
+                    if lease_id in self._unconfirmed:  # its student is still there: a held-back grant may go ahead
+                        self._unconfirmed.discard(lease_id)
+                        self._set_wake(mem)
                 return _view(lease), mem.unsettled.get(lease_id) or _SETTLED
             if lease_id in mem.settling:
                 lease, stored = mem.settling[lease_id]
@@ -595,9 +604,13 @@ class LeaseBook:
                     snap=snap, rows={}, by_key={}, withdrawn=set(session.scalars(select(WithdrawnKey.idempotency_key))),
                     units=self._no_holders.empty(), seq=session.scalar(select(func.max(LeaseRow.seq))) or 0,
                 )
+                if not self._heard_since_start:
+                    self._unconfirmed = set()
                 for lease in active:
                     if lease.state == "queued":
                         lease.last_seen_at = now  # a fresh heartbeat window: the student keeps the place
+                        if not self._heard_since_start:
+                            self._unconfirmed.add(lease.id)  # ... and is granted nothing before it is heard from
                     self._remember(mem, lease)
                     if lease.state == "granted" and mem.units.knows(lease.unit_id):
                         mem.units.hold(lease.unit_id, lease.id)
@@ -616,14 +629,17 @@ class LeaseBook:
                 rebuilt.write(session)
         except SQLAlchemyError as exc:
             raise JournalUnavailable(f"the allocator could not be rebuilt from the database: {short_reason(exc)}") from exc
-        log.info("allocator built from the database: %d running, %d queued leases",
+        log.info("allocator built from the database: %d running, %d queued leases (%d not heard from yet)",
                  sum(1 for row in mem.rows.values() if row.state == "granted"),
-                 sum(1 for row in mem.rows.values() if row.state == "queued"))
+                 sum(1 for row in mem.rows.values() if row.state == "queued"), len(self._unconfirmed))
+        self._heard_since_start = True
         return mem
 
     def _set_wake(self, mem: _Memory) -> None:
         wake = mem.allocator.next_wake()
         wake = min(INF if wake is None else wake, mem.abandon_check_at)
+        if any(lease_id not in self._unconfirmed for lease_id in mem.deferred):
+            wake = 0.0  # a held-back grant was confirmed: grant it at once
         earlier = wake < self.next_wake
         self.next_wake = wake
         if earlier:
@@ -639,10 +655,18 @@ class LeaseBook:
                 lease = mem.rows.get(action.request_id)
                 if lease is None or lease.state != "queued":
                     continue
+                if lease.id in self._unconfirmed:  # not heard from since the restart: hold the grant back
+                    mem.deferred[lease.id] = action
+                    continue
                 pool, kind = mem.snap.pool_of[action.pool]
                 self._grant(mem, journal, lease, pool, kind, now, action.lease_end)
                 continue
             lease = mem.rows.get(action.session_id)
+            if lease is not None and lease.id in mem.deferred:
+                if action.kind == "stop":  # its session ended before anyone confirmed it: it never ran
+                    lease.reason = _sentence(action.message)
+                    self._end(mem, journal, lease, "abandoned", now)
+                continue
             if lease is None or lease.state != "granted":
                 continue
             journal.changed[lease.id] = lease
@@ -690,6 +714,25 @@ class LeaseBook:
             )
         )
 
+    def _grant_confirmed(self, mem: _Memory, journal: Entry, now: datetime) -> None:
+        """Grant the held-back admissions of queued leases heard from since the restart."""
+        for lease_id in [lease_id for lease_id in mem.deferred if lease_id not in self._unconfirmed]:
+            action = mem.deferred.pop(lease_id)
+            lease = mem.rows.get(lease_id)
+            if lease is not None and lease.state == "queued":
+                pool, kind = mem.snap.pool_of[action.pool]
+                self._grant(mem, journal, lease, pool, kind, now, action.lease_end)
+
+    @staticmethod
+    def _leave_allocator(mem: _Memory, lease: LeaseRow, t: float) -> list:
+        """Take an ending lease out of the allocator: a session (granted, or admitted and held
+        back) is released, a place in the queue cancelled. Returns the allocator's actions."""
+        if lease.kind is None:
+            return []
+        if lease.state == "granted" or lease.id in mem.deferred:
+            return mem.allocator.release(lease.id, t)
+        return mem.allocator.cancel(lease.id, t)
+
     def _heartbeat_from(self, mem: _Memory, now: datetime) -> None:
         """A queued lease's heartbeat window starts at ``now``: check for abandoned places by its end."""
         mem.abandon_check_at = min(mem.abandon_check_at, now.timestamp() + self._heartbeat_timeout.total_seconds())
@@ -700,9 +743,10 @@ class LeaseBook:
         if lease.idempotency_key:
             mem.by_key[lease.idempotency_key] = lease.id
 
-    @staticmethod
-    def _forget(mem: _Memory, lease: LeaseRow) -> None:
+    def _forget(self, mem: _Memory, lease: LeaseRow) -> None:
         mem.rows.pop(lease.id, None)
+        self._unconfirmed.discard(lease.id)
+        mem.deferred.pop(lease.id, None)
         if lease.idempotency_key:
             mem.by_key.pop(lease.idempotency_key, None)
 

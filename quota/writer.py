@@ -24,6 +24,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
+from quota.private_files import make_private
+
 log = logging.getLogger(__name__)
 
 ADVISORY_KEY = 7462  # the writer's session lock (7461 serialises write transactions)
@@ -39,7 +41,7 @@ class FileWriterLock:
         self._file = None
 
     def try_acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private(self.path)  # beside the database, as private as it
         handle = open(self.path, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -88,6 +88,8 @@ def test_a_restart_rebuilds_the_same_leases_and_the_same_queue(make_quota_app, c
     assert len(before["queue"]) == 2 and any(reclaim for *_, reclaim in before["granted"])
     with TestClient(make_quota_app(), headers=HEADERS) as client:
         assert _state(client) == before
+        for lease_id, *_ in before["queue"]:  # the waiting students' spawners ask again after the restart
+            client.get(f"/api/leases/{lease_id}")
         clock.advance(minutes=3)  # the warned slice goes back at its stop, also after the restart
         client.app.state.book.advance()
         after = client.get("/api/leases", params={"state": "granted"}).json()

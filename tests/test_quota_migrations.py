@@ -99,8 +99,11 @@ def test_data_written_at_the_first_schema_survives_the_upgrade(database_url, mak
         leases = {lease["id"]: lease for lease in client.get("/api/leases").json()}
         assert {lease_id: lease["state"] for lease_id, lease in leases.items()} == {
             "l-granted": "granted", "l-released": "released", "l-refused": "refused",
-            "l-queued": "granted",  # the free whole GPU went to the waiting student at start-up
+            "l-queued": "queued",  # the free whole GPU is held for the waiting student until they are heard from
         }
+        client.get("/api/leases/l-queued")  # their spawner asks again after the restart
+        client.app.state.book.advance()
+        assert client.get("/api/leases/l-queued").json()["state"] == "granted"
         granted = leases["l-granted"]
         assert granted["device"] == "MIG-sim-uni-a-gpu1-slice0" and granted["idempotency_key"] == "key-1"
         assert granted["granted_at"] == "2026-09-01T08:00:00Z" and granted["expires_at"] == "2026-09-01T09:00:00Z"
