@@ -20,7 +20,7 @@ from quota.auth import TokenResolver, hub_oauth_client, hub_token_resolver
 from quota.db import make_engine, session_factory, upgrade
 from quota.inventory import Unit, alliance_units
 from quota.leases import Clock, JournalUnavailable, LeaseBook, utc_now
-from quota.metrics import QuotaMetrics
+from quota.metrics import QuotaMetrics, TimedRequests
 from quota.reconcile import reconciler_for
 from quota.request_limits import RequestRate
 from quota.routes import health, inventory, leases, oauth, pools, queue, reference, reservations, schools, tiers, usage
@@ -100,6 +100,7 @@ def create_app(
     for module in (leases, queue, reservations, usage, schools, tiers, pools, inventory, oauth, reference, health):
         app.include_router(module.router)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(TimedRequests, histogram=metrics.http)  # outside the guard: its refusals are timed too
     app.add_middleware(SecurityHeaders)  # added last: the outermost, so every answer carries the headers
     app.add_exception_handler(RequestValidationError, validation_error)
 

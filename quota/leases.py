@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
 from collections import deque
 from concurrent.futures import Future
@@ -90,6 +91,9 @@ class Listener:
     on_request: Callable[[str, str], None] = lambda outcome, tier: None  # outcome, tier
     on_grant: Callable[[str, str], None] = lambda pool, tier: None
     on_commit: Callable[[float, int], None] = lambda seconds, inputs: None  # one durable commit of the journal
+    on_commit_failure: Callable[[], None] = lambda: None  # a commit of the journal failed
+    on_decision: Callable[[float], None] = lambda seconds: None  # the allocator decided one input in memory
+    on_queue_wait: Callable[[str, float], None] = lambda tier, seconds: None  # a queued lease was granted
 
 
 @dataclass
@@ -468,6 +472,38 @@ class LeaseBook:
             )
             return {(school, tier): float(total or 0) for school, tier, total in rows}
 
+    def queued_gpus_by_school(self) -> dict[str, float]:
+        """GPUs the queued requests of each school ask for (a slice counts as its fraction)."""
+        with self._lock:
+            asked: dict[str, float] = {}
+            for waiting in self._memory().allocator.waiting.values():
+                school = waiting.request.school
+                asked[school] = asked.get(school, 0.0) + waiting.request.milli / 1000
+            return asked
+
+    def budget_use(self) -> list[tuple[str, str, float, float]]:
+        """(school, tier, budget, GPU-hours used in the rolling budget period) of the schools
+        with a GPU-hour budget."""
+        with self._lock:
+            allocator = self._memory().allocator
+            t = self._clock().timestamp()
+            return [(school.id, school.tier, school.budget_gpu_hours,
+                     allocator.budgets.used_gpu_hours(f"school:{school.id}", t))
+                    for school in allocator.schools if school.budget_gpu_hours is not None]
+
+    def idle_seconds_by_unit(self) -> dict[str, tuple[str, float]]:
+        """For each held GPU unit: (pool, seconds since its lease's workspace was last known
+        to be used: its grant, or the latest :meth:`touch`)."""
+        with self._lock:
+            mem = self._memory()
+            t = self._clock().timestamp()
+            idle = {}
+            for unit_id, lease_id in mem.units.holders().items():
+                session = mem.allocator.sessions.get(lease_id)
+                if session is not None:
+                    idle[unit_id] = (mem.rows[lease_id].pool, max(0.0, t - session.last_active))
+            return idle
+
     # -- staff and operator settings, reservations (quota.policy_store) ----------------------
 
     def read_policy(self, action):
@@ -522,8 +558,10 @@ class LeaseBook:
             mem = self._memory()
             now = self._clock()
             entry = Entry(self._sessions)
+            began = time.perf_counter()
             try:
                 result = decide(mem, entry, now)
+                self._listener.on_decision(time.perf_counter() - began)
             except SQLAlchemyError as exc:  # reading history failed half-way through the input
                 self._mem = None
                 raise JournalUnavailable(f"the database did not answer: {short_reason(exc)}") from exc
@@ -544,8 +582,11 @@ class LeaseBook:
     def _tell(self, entry: Entry) -> None:
         for outcome, tier in entry.requests:
             self._listener.on_request(outcome, tier)
+        asked_now = {row.id for row in entry.added}
         for lease in entry.granted:
             self._listener.on_grant(lease.pool or "", lease.tier)
+            if lease.id not in asked_now:  # it waited in the queue
+                self._listener.on_queue_wait(lease.tier, (lease.granted_at - lease.requested_at).total_seconds())
 
     @staticmethod
     def _unsettled(mem: _Memory, entry: Entry, stored: Future) -> None:
@@ -577,6 +618,7 @@ class LeaseBook:
         with self._lock:
             self._mem = None
             self._committer.fail_queued(error)
+        self._listener.on_commit_failure()
         log.error("the journal could not store inputs; the allocator is rebuilt from the database: %s", error)
 
     def close(self) -> None:
