@@ -54,3 +54,31 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{ $namespaces | uniq | toJson }}
 {{- end -}}
+
+{{/* A NetworkPolicy peer: the pods of one component of this release, seen from any namespace:
+     (dict "root" $ "component" "hub") */}}
+{{- define "gpu-commons.peer" -}}
+- namespaceSelector:
+    matchLabels: {kubernetes.io/metadata.name: {{ .root.Release.Namespace }}}
+  podSelector:
+    matchLabels:
+      {{- include "gpu-commons.selector" . | nindent 6 }}
+{{- end -}}
+
+{{/* The students' workspace pods: KubeQuotaSpawner's servers, labelled with their pool. */}}
+{{- define "gpu-commons.workspacePods" -}}
+matchLabels:
+  component: singleuser-server
+matchExpressions:
+  - {key: gpu-commons/pool, operator: Exists}
+{{- end -}}
+
+{{/* NetworkPolicy peers: the workspaces in every namespace the hub starts them in. */}}
+{{- define "gpu-commons.workspacePeers" -}}
+{{- range $namespace := include "gpu-commons.workspaceNamespaces" . | fromJsonArray }}
+- namespaceSelector:
+    matchLabels: {kubernetes.io/metadata.name: {{ $namespace }}}
+  podSelector:
+    {{- include "gpu-commons.workspacePods" $ | nindent 4 }}
+{{- end }}
+{{- end -}}
