@@ -142,8 +142,10 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
             log.warning("reservation %s cannot be honoured now: %s", booking.id, exc)
 
     known_schools = set(allocator.school_index)
-    running = session.scalars(
-        select(LeaseRow).where(LeaseRow.state == "granted", LeaseRow.unit_id.is_not(None)).order_by(LeaseRow.granted_at, LeaseRow.seq)
+    running = session.execute(
+        select(LeaseRow.id, LeaseRow.user, LeaseRow.school, LeaseRow.profile, LeaseRow.pool, LeaseRow.unit_kind,
+               LeaseRow.granted_at, LeaseRow.expires_at, LeaseRow.reclaim_at)
+        .where(LeaseRow.state == "granted", LeaseRow.unit_id.is_not(None)).order_by(LeaseRow.granted_at, LeaseRow.seq)
     )
     for lease in running:
         spec_id = spec_of.get((lease.pool, lease.unit_kind))
@@ -162,8 +164,10 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
             allocator.seed_usage(school, usage[school], t)
     if allocator.track_budgets:  # the budget period's ended leases, in the order they ended
         since = now - timedelta(seconds=config.budget_period_s)
-        records = session.scalars(
-            select(UsageRecord).where(UsageRecord.ended_at > since, UsageRecord.gpu_seconds > 0)
+        records = session.execute(
+            select(UsageRecord.school, UsageRecord.user, UsageRecord.started_at, UsageRecord.ended_at,
+                   UsageRecord.held_seconds, UsageRecord.gpu_seconds)
+            .where(UsageRecord.ended_at > since, UsageRecord.gpu_seconds > 0)
             .order_by(UsageRecord.ended_at, UsageRecord.id)
         )
         for record in records:
@@ -176,8 +180,9 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
     # runs the allocator's timers and keeps no actions).
     snapshot.actions.extend(allocator.advance(t))
 
-    queued = session.scalars(
-        select(LeaseRow).where(LeaseRow.state == "queued", LeaseRow.kind.is_not(None)).order_by(LeaseRow.seq)
+    queued = session.execute(
+        select(LeaseRow.id, LeaseRow.user, LeaseRow.school, LeaseRow.profile, LeaseRow.kind, LeaseRow.requested_at)
+        .where(LeaseRow.state == "queued", LeaseRow.kind.is_not(None)).order_by(LeaseRow.seq)
     )
     for lease in queued:
         if lease.school not in known_schools:
