@@ -72,7 +72,7 @@ def summarize(trace: Trace, tier_of: dict[str, str], waits: list[float], admitte
     for tier, idx in sorted(by_tier.items()):
         w = np.array([waits[i] for i in idx if outcome[i] != "refused"], dtype=float)
         tier_served = sum(1 for i in idx if admitted[i] == admitted[i])
-        schools = {trace.school[i] for i in idx}
+        schools = sorted({trace.school[i] for i in idx})  # summed in one order: the same bits in every process
         tiers[tier] = {
             "requests": len(idx),
             "p50_wait_s": float(np.percentile(w, 50)) if len(w) else 0.0,
