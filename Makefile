@@ -31,6 +31,7 @@ $(VENV)/.installed: pyproject.toml workspace/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e . ./workspace
+	$(VENV)/bin/python -m gpu_commons_workspace.static_files  # JupyterLab's scripts precompressed (brotli)
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml

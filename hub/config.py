@@ -210,6 +210,9 @@ def configure_hub(c, settings: HubSettings) -> None:
 
     if settings.extra_config:
         c.merge(load_extra_config(settings.extra_config))
+    # Compressed pages, scripts and styles (a county school's 2 Mbit/s link: docs/slow-links.md);
+    # tornado_settings set in the extra config add to this and may switch it off.
+    c.JupyterHub.tornado_settings = {"compress_response": True, **c.JupyterHub.get("tornado_settings", {})}
 
     if settings.backend == "local":
         add_workspace_sweeper(c, data)

@@ -4,7 +4,8 @@
   student must queue.
 - ``stack``: the real platform (hub + configurable-http-proxy + quota service) started
   from that file on free loopback ports, stopped after the module (see tests/stack.py).
-- ``browser``: real headless Chromium (Debian's /usr/bin/chromium) driven by Playwright.
+- ``browser``: real headless Chromium (Debian's /usr/bin/chromium) driven by Playwright; helpers
+  for pages (log in, count what comes over the wire, a slow link) are in tests/browser.py.
 
 Quota-service fixtures live in tests/quota_fixtures.py, fair-share fixtures in
 tests/fairshare_fixtures.py; the Docker engine, the wheelhouse and the workspace image
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.stack import started_stack
 
 pytest_plugins = ["tests.quota_fixtures", "tests.docker_engine"]
@@ -36,12 +38,6 @@ schools:
   - {id: u01, tier: urban, students: [u01-s1]}
 staff: [staff-admin]
 """
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-]
 
 
 @pytest.fixture(scope="module")

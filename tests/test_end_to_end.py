@@ -12,19 +12,9 @@ import time
 
 import pytest
 
+from tests.browser import LAB_READY, log_in
+
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-LAB_READY = ".jp-LauncherCard"
-
-
-def log_in(context, stack, account: str):
-    page = context.new_page()
-    page.goto(f"{stack.url}/hub/login")
-    page.fill("input[name=username]", account)
-    page.fill("input[name=password]", stack.passwords[account])
-    page.click("#login_submit")
-    page.wait_for_url(re.compile(r".*/hub/(spawn|home).*"), timeout=30_000)
-    return page
 
 
 def choose_profile(page, stack, profile: str):

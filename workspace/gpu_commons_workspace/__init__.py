@@ -13,6 +13,9 @@ spawner also gives the quota service's URL (``GPU_COMMONS_QUOTA_URL``), the exte
 the service about the lease every ``GPU_COMMONS_LEASE_REFRESH_S`` seconds (default 30) with
 the server's own JupyterHub token, and serves the new end and the service's reason as soon
 as it learns them.
+
+The extension also makes the server light on a slow link: compressed responses, JupyterLab's
+static files precompressed with brotli, hashed files cached for good (static_files.py).
 """
 
 from __future__ import annotations
@@ -150,9 +153,19 @@ def _jupyter_server_extension_points():
     return [{"module": "gpu_commons_workspace"}]
 
 
+def _link_jupyter_server_extension(serverapp):
+    """Runs before the server builds its web application, so it holds for every extension."""
+    from gpu_commons_workspace.static_files import configure
+
+    configure(serverapp)
+
+
 def _load_jupyter_server_extension(serverapp):
+    from gpu_commons_workspace.static_files import cache_hashed_extensions
+
     lease = LeaseEnd.from_environment()
     web_app = serverapp.web_app
+    cache_hashed_extensions(web_app)
     web_app.settings["gpu_commons_lease"] = lease
     route = url_path_join(web_app.settings["base_url"], "gpu-commons", "lease")
     web_app.add_handlers(".*$", [(route, LeaseHandler)])
