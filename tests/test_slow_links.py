@@ -84,6 +84,9 @@ def test_hub_and_jupyterlab_come_compressed_and_cached_from_the_hub_alone(stack,
             "with brotli: run `make install` (python -m gpu_commons_workspace.static_files)")
         assert core.wire_bytes < 700_000, core  # 2.57 MB as it is
         assert "immutable" in core.headers.get("cache-control", "") and max_age(core.headers["cache-control"]) >= YEAR_S
+        lab_page = wire.find(rf"/user/{STUDENT}/lab$")
+        assert "jlab_core" in lab_page.headers.get("link", "") and "rel=preload" in lab_page.headers["link"]
+        assert len([url for url in wire.requested.values() if "/jlab_core." in url]) == 1  # the preload is used
         lease_plugin = wire.find(r"/lab/extensions/gpu-commons-lease/static/remoteEntry\.[0-9a-f]{20}\.js$")
         assert max_age(lease_plugin.headers.get("cache-control", "")) >= YEAR_S, lease_plugin.headers
         settings = wire.find(r"/lab/api/settings\?")

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import brotli
 import pytest
+from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
 from gpu_commons_workspace.static_files import (
     accepts_brotli,
     has_fresh_brotli,
     hashed_labextension_urls,
     precompress,
+    preload_core,
 )
 
 WORKSPACE = Path(__file__).resolve().parent.parent / "workspace"
@@ -81,6 +83,36 @@ def test_only_extensions_whose_entry_file_carries_a_hash_are_cached_for_good(tmp
         "/user/c01-s1/lab/extensions/@scope/built/static/",
         "/user/c01-s1/lab/extensions/built/static/",
     ]
+
+
+def test_jupyterlab_pages_and_only_they_say_to_preload_the_core_script(tmp_path):
+    (tmp_path / "jlab_core.8811dd2733d03721.js").write_text("core")
+    (tmp_path / "main.efd36b46f3b45eb8.js").write_text("main")
+
+    class WebApp:
+        settings = {"base_url": "/user/c01-s1/"}
+        transforms: list = []
+
+    web_app = WebApp()
+    preload_core(web_app, tmp_path)
+    (transform,) = web_app.transforms
+
+    def link(path: str, status: int = 200, content_type: str = "text/html; charset=UTF-8", method: str = "GET"):
+        headers = HTTPHeaders({"Content-Type": content_type})
+        request = HTTPServerRequest(start_line=RequestStartLine(method, path, "HTTP/1.1"),
+                                    headers=HTTPHeaders({"Host": "127.0.0.1"}))
+        transform(request).transform_first_chunk(status, headers, b"", True)
+        return headers.get("Link")
+
+    expected = "</user/c01-s1/static/lab/jlab_core.8811dd2733d03721.js?v=8811dd2733d03721>; rel=preload; as=script"
+    for page in ("/user/c01-s1/lab", "/user/c01-s1/lab/", "/user/c01-s1/lab/tree/notes/a.ipynb",
+                 "/user/c01-s1/lab/workspaces/auto-x?reset"):
+        assert link(page) == expected, page
+    assert link("/user/c01-s1/lab/api/settings", content_type="application/json") is None
+    assert link("/user/c01-s1/lab/api/settings") is None
+    assert link("/user/c01-s1/lab", status=302) is None
+    assert link("/user/c01-s1/lab", method="HEAD") is None
+    assert link("/user/c01-s2/lab") is None
 
 
 def test_the_lease_plugin_file_is_named_by_its_content_hash_everywhere():

@@ -161,11 +161,12 @@ def _link_jupyter_server_extension(serverapp):
 
 
 def _load_jupyter_server_extension(serverapp):
-    from gpu_commons_workspace.static_files import cache_hashed_extensions
+    from gpu_commons_workspace.static_files import cache_hashed_extensions, preload_core
 
     lease = LeaseEnd.from_environment()
     web_app = serverapp.web_app
     cache_hashed_extensions(web_app)
+    preload_core(web_app)
     web_app.settings["gpu_commons_lease"] = lease
     route = url_path_join(web_app.settings["base_url"], "gpu-commons", "lease")
     web_app.add_handlers(".*$", [(route, LeaseHandler)])

@@ -1,7 +1,7 @@
 """How the workspace's server sends its static files over a county school's 2 Mbit/s link.
 
 JupyterLab's 13 MB of scripts are what a student waits for (docs/slow-links.md). The
-extension sets the server up (:func:`configure` and :func:`cache_hashed_extensions`):
+extension sets the server up (:func:`configure`, :func:`cache_hashed_extensions`, :func:`preload_core`):
 
 - responses compressed with gzip as they are sent (Tornado's ``compress_response``);
 - JupyterLab's static files sent precompressed with brotli where that was done: brotli at
@@ -20,7 +20,9 @@ extension sets the server up (:func:`configure` and :func:`cache_hashed_extensio
   (``remoteEntry.<hash>.js``) cached for a year like JupyterLab's own. jupyterlab_server
   marks them so without the server's base URL, which misses them under JupyterHub
   (``/user/<name>/``): the browser asked again for each at every start, one round trip
-  before JupyterLab's core could load.
+  before JupyterLab's core could load;
+- JupyterLab's page tells the browser to fetch the core script (``jlab_core``, half of what a
+  first start carries) at once, not three round trips later.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from pathlib import Path
 from jupyter_core.paths import jupyter_path
 from jupyter_server.base.handlers import FileFindHandler
 from jupyter_server.utils import url_path_join
-from tornado import web
+from tornado import httputil, web
 
 COMPRESSIBLE = (".js", ".mjs", ".css", ".json", ".svg", ".html", ".ttf", ".eot", ".ico")
 MIN_SIZE = 1024  # smaller files are not worth a second copy
@@ -61,6 +63,32 @@ def cache_hashed_extensions(web_app) -> None:
     hashed = hashed_labextension_urls(web_app.settings["base_url"], jupyter_path("labextensions"))
     cached = web_app.settings.setdefault("static_immutable_cache", [])
     cached.extend(url for url in hashed if url not in cached)
+
+
+def preload_core(web_app, static_dir: Path | None = None) -> None:
+    """At the load step: JupyterLab's page says in its headers (``Link: rel=preload``) to fetch
+    JupyterLab's core script at once. JupyterLab asks for it only once its first script and the
+    extensions' entry files are in, three round trips after the page, during which a slow link
+    carries little."""
+    static_dir = static_dir or default_folders()[0]
+    cores = sorted(static_dir.glob("jlab_core.*.js"))
+    if len(cores) != 1:
+        return
+    digest = cores[0].name.split(".")[1]
+    base_url = web_app.settings["base_url"]
+    link = f"<{url_path_join(base_url, 'static/lab', cores[0].name)}?v={digest}>; rel=preload; as=script"
+    page = re.compile(re.escape(url_path_join(base_url, "lab")) + r"(/(tree|workspaces)(/.*)?)?/?$")
+
+    class PreloadCore(web.OutputTransform):
+        def __init__(self, request: httputil.HTTPServerRequest) -> None:
+            self._page = request.method == "GET" and bool(page.match(request.path))
+
+        def transform_first_chunk(self, status_code, headers, chunk, finishing):
+            if self._page and status_code == 200 and headers.get("Content-Type", "").startswith("text/html"):
+                headers.add("Link", link)
+            return status_code, headers, chunk
+
+    web_app.transforms.append(PreloadCore)
 
 
 def hashed_labextension_urls(base_url: str, labextension_dirs: list[str]) -> list[str]:
