@@ -225,23 +225,35 @@ class Allocator(Reclaiming, Answering):
         return waiting
 
     def release(self, session_id: str, now: float) -> list[Action]:
-        """The workspace stopped (the student logged out, the job ended)."""
+        """The workspace stopped (the student logged out, the job ended).
+
+        At its instant the release comes first: what was due before ``now`` runs, then the
+        session ends, then what is due at ``now`` (a reclaim stop or lease end of this
+        session at that very instant is not one any more: it ended by itself, and a lease
+        of another session ending then is decided with these slices free)."""
         out: list[Action] = []
+        self._run_timers(now, out, before=True)
+        session = self.sessions.get(session_id)
+        if session is not None:
+            self._end(session, now, out)
         self._run_timers(now, out)
-        if session_id in self.sessions:
-            self._end(self.sessions[session_id], now, out)
+        if session is not None:
             self._schedule(now, out)
         return out
 
     def cancel(self, request_id: str, now: float) -> list[Action]:
-        """A queued request is withdrawn (the student gave up or closed the page)."""
+        """A queued request is withdrawn (the student gave up or closed the page). Like a
+        release, it comes first at its instant: a lease ending at ``now`` does not admit
+        the request that is leaving at ``now``."""
         out: list[Action] = []
-        self._run_timers(now, out)
+        self._run_timers(now, out, before=True)
         waiting = self.waiting.pop(request_id, None)
         if waiting is not None:
             self.queue.remove(waiting, now)
             if self.track_users:
                 self._user_done(waiting.request.user)
+        self._run_timers(now, out)
+        if waiting is not None:
             self._schedule(now, out)
         return out
 
@@ -524,7 +536,8 @@ class Allocator(Reclaiming, Answering):
             seen.add(ref)  # its first valid timer is the sooner of its lease end and its stop
             yield t, sessions[ref]
 
-    def _run_timers(self, now: float, out: list[Action]) -> None:
+    def _run_timers(self, now: float, out: list[Action], before: bool = False) -> None:
+        """Run the timers due by ``now`` (``before``: only those due before it), in order."""
         # every public call starts here, before any key is computed at ``now``
         ledger = self.ledger
         if now - ledger.epoch > ledger.rebase_after:
@@ -532,7 +545,7 @@ class Allocator(Reclaiming, Answering):
             if not self.fifo:  # FIFO keys hold arrival numbers, not usage
                 self.queue.rescale(factor)
         timers = self.timers
-        while timers and timers[0][0] <= now:
+        while timers and (timers[0][0] < now or (timers[0][0] == now and not before)):
             timer = heapq.heappop(timers)
             if not self._timer_valid(timer):
                 continue

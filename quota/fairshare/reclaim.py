@@ -55,6 +55,8 @@ class Reclaiming:
         for bucket in ([] if nobody_below else self.queue.buckets()):
             for key, waiting in self.queue.peek_many(bucket, now, lambda top: top[0][0] > 0):
                 s = waiting.school_index
+                if self.fifo and self.held[s] + self.bucket_footprint[bucket] > self.guarantee[s]:
+                    continue  # it would borrow: no reclaim for it (the rebalance is for the fair order)
                 for pool, need in enumerate(waiting.needs):
                     if not need or need > self.pools[pool].slices - self.reserved_now[pool]:
                         continue
