@@ -1,7 +1,8 @@
 """Turn a replay into the numbers staff read: utilisation, fairness, waits per tier.
 
 * ``utilization``: GPU-seconds allocated inside the window (first to last arrival)
-  divided by the capacity's GPU-seconds in that window.
+  divided by the capacity's GPU-seconds in that window; always within [0, 1] (anything
+  else raises: see :func:`fraction_of_capacity`).
 * ``jain_index``: Jain's index over the schools the optimum serves anything, of
   ``served / optimum`` (both GPU-seconds in the window); 1.0 = everyone got exactly
   their entitlement in the same proportion.
@@ -88,8 +89,9 @@ def summarize(trace: Trace, tier_of: dict[str, str], waits: list[float], admitte
         "window_s": [lo, hi],
         "capacity_gpus": capacity_milli / 1000,
         "demand_gpu_hours": sum(d * m for d, m in zip(trace.duration, trace.milli)) / 3.6e6,
-        "utilization": allocated_milli_s / (capacity_milli * span),
-        "optimum_utilization": allocated_optimum(fluid) / (capacity_milli * span),
+        "utilization": fraction_of_capacity(allocated_milli_s, capacity_milli, span, "utilization"),
+        "optimum_utilization": fraction_of_capacity(allocated_optimum(fluid), capacity_milli, span,
+                                                    "optimum_utilization"),
         "jain_index": jain(list(ratios.values())),
         "capacity_violations": capacity_violations,
         "preemptions": preemptions,
@@ -99,6 +101,17 @@ def summarize(trace: Trace, tier_of: dict[str, str], waits: list[float], admitte
     if extra:
         summary.update(extra)
     return summary
+
+
+def fraction_of_capacity(allocated_milli_s: float, capacity_milli: int, span_s: float, name: str) -> float:
+    """``allocated / (capacity x span)``, which must lie in [0, 1]: anything else is a
+    bookkeeping bug (an allocation below zero or above the pools), never a result to
+    print. Rounding of the integral (at most a few parts in 10^12) is clipped."""
+    value = allocated_milli_s / (capacity_milli * span_s)
+    if not -1e-9 <= value <= 1 + 1e-9:
+        raise ValueError(f"{name} {value:.6f} is outside [0, 1]: {allocated_milli_s:.0f} milli-GPU-seconds allocated "
+                         f"of {capacity_milli * span_s:.0f} in the window; the replay's books do not balance")
+    return min(max(value, 0.0), 1.0)
 
 
 def allocated_optimum(fluid: Fluid) -> float:
