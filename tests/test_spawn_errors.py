@@ -68,13 +68,16 @@ def test_profile_without_hardware_is_refused_with_a_reason(stack, browser):
 
 
 def quota_service_pid(stack) -> int:
-    """The hub-managed quota service of this stack (found through its data directory)."""
+    """The hub-managed quota service of this stack (found through its data directory), not
+    the keep-alive parent that runs it (whose command line holds the service's too)."""
     marker = f"GPU_COMMONS_DATA_DIR={stack.data_dir / 'quota'}".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if b"quota\x00serve" in (entry / "cmdline").read_bytes() and marker in (entry / "environ").read_bytes():
+            command = (entry / "cmdline").read_bytes()
+            if (b"quota\x00serve" in command and b"hub.keepalive" not in command
+                    and marker in (entry / "environ").read_bytes()):
                 return int(entry.name)
         except OSError:
             continue
