@@ -164,14 +164,12 @@ class GroupCommit:
             queued.done.set_exception(error)
 
     def settle(self) -> None:
-        """Wait until everything submitted before this call is stored or has failed."""
-        with self._ready:
-            waits = [batch.done for batch in (self._writing, self._queued) if batch is not None and batch.entries]
-        for done in waits:
-            try:
-                done.result()
-            except JournalUnavailable:
-                pass
+        """Wait until everything submitted before this call is stored or has failed (batches
+        are stored in order, so the newest one's end is everyone's)."""
+        try:
+            self.tail().result()
+        except JournalUnavailable:
+            pass
 
     def tail(self) -> Future:
         """Done once everything submitted so far is stored (or has failed)."""
