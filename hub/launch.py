@@ -1,6 +1,7 @@
 """Start the hub, its proxy and the quota service (stop with Ctrl-C or SIGTERM)
 
-The hub manages the quota service and the proxy: stopping the hub stops all three.
+The hub manages the quota service and the proxy: stopping the hub stops the workspaces first
+(their leases are released), then the quota service and the proxy (hub/app.py).
 """
 
 from __future__ import annotations
@@ -57,5 +58,5 @@ def run(args: argparse.Namespace) -> int:
         return 2
     env = {**os.environ, **hub_environment(args)}
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
-    jupyterhub = str(Path(sys.executable).with_name("jupyterhub"))
-    os.execve(jupyterhub, [jupyterhub, "-f", str(CONFIG_FILE)], env)
+    # hub.app: JupyterHub that stops the workspaces (and so releases their leases) before the quota service
+    os.execve(sys.executable, [sys.executable, "-m", "hub.app", "-f", str(CONFIG_FILE)], env)
