@@ -365,6 +365,58 @@ def test_generated_scenario_simulates(capsys, tmp_path, pods, policy):
     assert 0 < summary["utilization"] <= 1
 
 
+def test_scenario_knobs_for_class_period_traffic(capsys, tmp_path, pods):
+    rc, out, err = scenario(
+        capsys, pods, tmp_path / "s", "--county", 3, "--urban", 3, "--days", 3, "--county-devices", 12,
+        "--county-devices-max", 30, "--county-max-milli", 500, "--patience", 480, "--patience-max", 600,
+        "--flood-schools", 1, "--flood-days", "1", "--flood-factor", 6, "--evening-end", 22, "--evening-sessions", 0.5,
+        "--pools", 2, "--sliced-share", 0.5, "--slices-per-gpu", 4, "--reserved-lessons", 0.5,
+        "--unused-reservations", 0.5, "--gpus", 8)
+    assert rc == 0, err
+    alliance = load_alliance(tmp_path / "s" / "alliance.yaml")
+    rows = read_rows(tmp_path / "s" / "trace.csv")
+    assert [(p.id, p.gpus, p.sliced_gpus, p.slices_per_gpu) for p in alliance.pools] == [
+        ("uni-a", 4, 2, 4), ("uni-b", 4, 2, 4)]
+    tiers = {s.id: s.tier for s in alliance.schools}
+    county = [r for r in rows if tiers[r["school"]] == "county"]
+    assert all(int(r["gpu_milli"]) <= 500 for r in county)
+    assert all(480 <= float(r["patience_s"]) <= 600 for r in rows)
+    # class sizes: students of one school, day and period
+    sizes = {}
+    for r in county:
+        key = (r["school"], int(float(r["arrival_s"]) // 86400), r["group"])
+        sizes[key] = sizes.get(key, 0) + 1
+    assert all(size <= 30 for size in sizes.values()) and max(sizes.values()) > 12
+    # the booked lessons: some used (their class came), some not (no request of that class then)
+    assert alliance.reservations
+    used = unused = 0
+    for res in alliance.reservations:
+        came = [r for r in county if r["school"] == res.school and r["group"] == res.group
+                and res.start <= float(r["arrival_s"]) < res.end]
+        used, unused = used + bool(came), unused + (not came)
+    assert used and unused
+    assert "reservations" in out and "left unused" in out
+    # exam day: u01 asks far more on day 1 than on days 0 and 2; evenings have some urban requests
+    per_day = [sum(1 for r in rows if r["school"] == "u01" and int(float(r["arrival_s"]) // 86400) == d)
+               for d in range(3)]
+    assert per_day[1] > 3 * max(per_day[0], per_day[2])
+    assert any(float(r["arrival_s"]) % 86400 > 17 * 3600 for r in rows if tiers[r["school"]] == "urban")
+    rc, _, err = gpu_commons(capsys, "simulate", "--alliance", tmp_path / "s" / "alliance.yaml",
+                             "--trace", tmp_path / "s" / "trace.csv", "--policy", "fair", "--out", tmp_path / "fair",
+                             "--no-plots")
+    assert rc == 0, err
+
+
+def test_scenario_knob_mistakes_name_the_option_and_the_fix(capsys, tmp_path, pods):
+    rc, _, err = scenario(capsys, pods, tmp_path / "s", "--county-devices", 12, "--county-devices-max", 8,
+                          "--sliced-share", 1.5, "--flood-days", "4", "--days", 2)
+    assert rc == 2
+    assert "county_devices_max (8) must be at least county_devices (12)" in err and "--county-devices-max" in err
+    assert "sliced_share must be 0 to 1" in err and "--sliced-share" in err
+    assert "flood_days must each be 0 to 1" in err and "--flood-days" in err
+    assert not (tmp_path / "s").exists()
+
+
 def test_scenario_bad_input_writes_nothing(capsys, tmp_path, pods):
     rc, _, err = scenario(capsys, tmp_path / "missing.csv", tmp_path / "s")
     assert rc == 2 and "missing.csv" in err and "--pods" in err
