@@ -85,7 +85,10 @@ async def current_principal(request: Request) -> Principal:
         from quota.routes.oauth import login_redirect  # a browser: log in through the hub
 
         response = login_redirect(request)
-        raise HTTPException(response.status_code, "Log in through the hub.", headers=dict(response.headers))
+        # only where to go and the state cookie: the redirect's own Content-Length (0) does not
+        # fit the error body rendered for this exception (a traceback at every first visit)
+        headers = {name: value for name, value in response.headers.items() if name in ("location", "set-cookie")}
+        raise HTTPException(response.status_code, "Log in through the hub.", headers=headers)
     if not token:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

@@ -74,6 +74,20 @@ def says_what_to_do(response) -> bool:
 
 # -- point 5: web hardening ------------------------------------------------------------------
 
+def test_the_login_redirect_is_one_well_formed_answer(quota_client):
+    """A browser's first visit is sent to the hub: the answer's Content-Length is its body's
+    (it was the redirect's 0 beside a JSON body: a traceback in the log at every first
+    visit, and servers that check it cut the answer)."""
+    app = quota_client.app
+    app.state.hub_oauth = FakeHubOAuth()
+    with TestClient(app, follow_redirects=False) as client:
+        for path in ("/", "/api/me", "/api/usage"):
+            sent = client.get(path, headers={"Accept": "text/html"})
+            assert sent.status_code == 302 and sent.headers["location"].startswith("/hub/api/oauth2/authorize")
+            assert int(sent.headers["content-length"]) == len(sent.content), (path, sent.headers)
+            assert "oauth-state" in sent.headers["set-cookie"]
+
+
 def test_after_login_the_browser_is_sent_only_to_a_page_of_the_service(quota_client):
     """The target kept in the state cookie is attacker-controlled (a same-site page can set
     cookies): whatever it holds, the callback redirects within the service."""
