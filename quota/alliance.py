@@ -59,6 +59,46 @@ class Tier(_Limits):
     description: str = ""
 
 
+class SharedGpus(_Strict):
+    """Whole GPUs of a pool shared by several students at once (time-sliced, no MIG), each
+    with a cap on the GPU memory their workspace may take."""
+
+    students_per_gpu: int = Field(
+        ge=2, le=48, description="Students whose workspaces share one GPU at the same time (2 to 48: CUDA MPS "
+        "serves at most 48 clients per GPU)."
+    )
+    memory_per_student: str = Field(
+        pattern=SIZE_PATTERN,
+        description="GPU memory of one student's workspace, e.g. 4G; students_per_gpu x this must fit in gpu_memory.",
+    )
+    gpu_memory: str = Field(
+        pattern=SIZE_PATTERN,
+        description="Memory of one of the pool's GPUs, e.g. 16G for a V100 16 GB; read from NVML and checked at "
+        "start when the pool is not simulated.",
+    )
+    compute_percent_per_student: int | None = Field(
+        None, ge=1, le=100,
+        description="Share of the GPU's compute one workspace may use at most (CUDA MPS active-thread percentage, "
+        "HAMi gpucores); empty = no compute cap (students take turns on the whole GPU).",
+    )
+
+    @property
+    def memory_per_student_mib(self) -> int:
+        return size_bytes(self.memory_per_student) // 1024**2
+
+    @model_validator(mode="after")
+    def _caps_fit_the_gpu(self) -> "SharedGpus":
+        cap, memory = size_bytes(self.memory_per_student), size_bytes(self.gpu_memory)
+        if cap * self.students_per_gpu > memory:
+            fits = memory // self.students_per_gpu // 1024**2
+            raise ValueError(
+                f"memory_per_student ({self.memory_per_student}) x students_per_gpu ({self.students_per_gpu}) = "
+                f"{_mib(cap * self.students_per_gpu)} is more than gpu_memory ({self.gpu_memory}); set "
+                f"memory_per_student to at most {fits}M, or students_per_gpu to at most {max(1, memory // cap)}"
+            )
+        return self
+
+
 class Pool(_Strict):
     """GPU capacity on one university server or cluster."""
 
@@ -69,6 +109,14 @@ class Pool(_Strict):
         0, ge=0, description="How many of the GPUs are partitioned into slices (MIG); the last ones are."
     )
     slices_per_gpu: int = Field(2, ge=1, le=7, description="Slices on each sliced GPU.")
+    mig_profile: str = Field(
+        "", description="MIG profile of every slice, e.g. 1g.10gb; checked against the hardware at start when the "
+        "pool is not simulated; empty = any."
+    )
+    shared: SharedGpus | None = Field(
+        None, description="The pool's whole (not MIG-sliced) GPUs are shared by several students at once; "
+        "empty = each is leased whole."
+    )
     gpu_model: str = "simulated GPU"
     simulated: bool = Field(
         True,
@@ -82,7 +130,17 @@ class Pool(_Strict):
                 f"sliced_gpus ({self.sliced_gpus}) is larger than gpus ({self.gpus}); "
                 "set sliced_gpus to at most gpus"
             )
+        if self.shared is not None and self.sliced_gpus == self.gpus:
+            raise ValueError(
+                f"shared is set, but all {self.gpus} GPU(s) are MIG-sliced (sliced_gpus), so none is left to share; "
+                "lower sliced_gpus or remove shared"
+            )
         return self
+
+    @property
+    def whole_gpus(self) -> int:
+        """GPUs without MIG: leased whole, or shared when ``shared`` is set."""
+        return self.gpus - self.sliced_gpus
 
 
 class Profile(_Strict):
@@ -91,7 +149,10 @@ class Profile(_Strict):
     id: str = Field(pattern=ID_PATTERN)
     display_name: str
     description: str = ""
-    gpu: Literal["none", "slice", "whole"] = "none"
+    gpu: Literal["none", "slice", "shared", "whole"] = Field(
+        "none", description="none (CPU only), slice (a MIG slice), shared (a share of a GPU that several students use "
+        "at once, with a memory cap: a pool's shared) or whole (a GPU)."
+    )
     max_minutes: float = Field(60, gt=0, description="Length of a lease before the workspace is stopped.")
     # Limits of one workspace; empty = the hub's setting of the same name (Spawner.cpu_limit, …).
     cpu_limit: float | None = Field(
@@ -151,7 +212,10 @@ class ClassReservation(_Strict):
     pool: str
     school: str
     group: str | None = Field(None, description="The class (JupyterHub group); empty = the whole school.")
-    slices: int = Field(ge=1, description="Units held: whole GPUs, or MIG slices on a fully sliced pool.")
+    slices: int = Field(
+        ge=1, description="Units held: whole GPUs (students' shares of them on a pool with shared), or MIG slices on a "
+        "fully sliced pool."
+    )
     start: float = Field(description="Start, in seconds (Unix time; the trace's clock in the simulator).")
     end: float = Field(description="End, in seconds; must be after start.")
 
@@ -299,10 +363,22 @@ class Alliance(_Strict):
 
 
 def reservable_units(pool: Pool) -> int:
-    """Units a reservation on the pool counts in: its whole GPUs, or its MIG slices when
-    every GPU of the pool is sliced."""
-    whole = pool.gpus - pool.sliced_gpus
+    """Units a reservation on the pool counts in: its whole GPUs (its students' shares of them
+    when the pool shares its GPUs), or its MIG slices when every GPU of the pool is sliced."""
+    whole = pool.whole_gpus
+    if whole and pool.shared is not None:
+        return whole * pool.shared.students_per_gpu
     return whole if whole else pool.sliced_gpus * pool.slices_per_gpu
+
+
+def size_bytes(text: str) -> int:
+    """A size as the alliance file writes it (512M, 4G, 4Gi: powers of 1024) in bytes."""
+    number, unit = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", text, re.IGNORECASE).groups()
+    return int(float(number) * 1024 ** " KMGT".index((unit or " ").upper()))
+
+
+def _mib(num_bytes: int) -> str:
+    return f"{num_bytes / 1024**3:g} GiB" if num_bytes % 1024**3 == 0 else f"{num_bytes // 1024**2} MiB"
 
 
 def _unique(what: str, ids: list[str]) -> None:

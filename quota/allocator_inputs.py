@@ -2,7 +2,9 @@
 
 A pool with whole GPUs becomes one allocator pool of 1000-milli slices; a pool whose
 GPUs are all MIG-sliced becomes one pool of ``1000 // slices_per_gpu`` slices; a pool
-with both becomes two allocator pools, ``<id>`` (the whole GPUs) and ``<id>-mig``.
+with both becomes two allocator pools, ``<id>`` (the whole GPUs) and ``<id>-mig``. A pool
+that shares its whole GPUs (``shared: {students_per_gpu: n}``) counts each of them as ``n``
+slices of ``1000 // n``, of kind ``shared``, as it counts MIG slices.
 """
 
 from __future__ import annotations
@@ -55,11 +57,14 @@ def pool_specs(alliance: Alliance) -> list[PoolSpec]:
 
 
 def pool_specs_of(pool: Pool) -> list[PoolSpec]:
-    """The allocator pools of one alliance pool: its whole GPUs (kind ``whole``) and its
-    MIG slices (kind ``slice``)."""
+    """The allocator pools of one alliance pool: its whole GPUs (kind ``whole``, or
+    ``shared`` in students' shares when the pool shares them) and its MIG slices (kind ``slice``)."""
     specs = []
-    whole = pool.gpus - pool.sliced_gpus
-    if whole:
+    whole = pool.whole_gpus
+    if whole and pool.shared is not None:
+        n = pool.shared.students_per_gpu
+        specs.append(PoolSpec(pool.id, whole * n, 1000 // n, "shared"))
+    elif whole:
         specs.append(PoolSpec(pool.id, whole, 1000, "whole"))
     if pool.sliced_gpus:
         pool_id = f"{pool.id}-mig" if whole else pool.id

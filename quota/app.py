@@ -44,7 +44,7 @@ def create_app(
     Raises :class:`quota.writer.AnotherWriter` when another process writes the SQLite database."""
     alliance = load_alliance(settings.alliance)
     if units is None:
-        units = alliance_units(alliance, use_nvml=settings.use_nvml)
+        units = alliance_units(alliance, use_nvml=settings.use_nvml, source=str(settings.alliance))
     if any(unit.simulated for unit in units):
         log.warning("SIMULATED GPU inventory: these GPU units are declared in %s, not read from hardware", settings.alliance)
     engine = make_engine(settings.database_url)

@@ -33,7 +33,7 @@ from quota.leases import JournalUnavailable, LeaseBook, Listener
 disable_created_metrics()  # the _created series only add noise to dashboards
 
 OUTCOMES = ("granted", "queued", "refused")
-KINDS = ("whole", "slice")
+KINDS = ("whole", "slice", "shared")
 # in-memory decisions take tens of microseconds to milliseconds; a durable commit milliseconds
 DECISION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)

@@ -198,4 +198,6 @@ class PolicyStore:
 
     def reservable_kind(self, pool_id: str) -> str:
         pool = next(p for p in self.alliance.pools if p.id == pool_id)
-        return "whole" if pool.gpus - pool.sliced_gpus else "slice"
+        if not pool.whole_gpus:
+            return "slice"
+        return "shared" if pool.shared is not None else "whole"

@@ -56,7 +56,8 @@ class Lease(BaseModel):
     state: LeaseState = Field(description="Where the lease is in its life.")
     pool: str | None = Field(description="Pool of the assigned unit; null for CPU or not granted.")
     device: str | None = Field(description="Value for CUDA_VISIBLE_DEVICES / NVIDIA_VISIBLE_DEVICES.")
-    unit_kind: Literal["whole", "slice"] | None = Field(description="Kind of the assigned unit.")
+    unit_kind: Literal["whole", "slice", "shared"] | None = Field(
+        description="Kind of the assigned unit: a whole GPU, a MIG slice, or a share of a GPU several students use at once.")
     simulated: bool = Field(description="True when the inventory is simulated (no real GPU).")
     requested_at: datetime = Field(description='When the request arrived (UTC).')
     granted_at: datetime | None = Field(description='When a unit was assigned (UTC); null while queued.')
@@ -99,7 +100,7 @@ class Usage(BaseModel):
     profile: str = Field(description='Profile id (cpu, gpu-slice, gpu-whole, …).')
     pool: str | None = Field(description='Pool id.')
     device: str | None = Field(description='Device string the workspace got.')
-    unit_kind: str | None = Field(description='whole or slice; null for CPU.')
+    unit_kind: str | None = Field(description='whole, slice or shared; null for CPU.')
     started_at: datetime = Field(description='When the lease was granted (UTC).')
     ended_at: datetime = Field(description='When the lease ended (UTC).')
     held_seconds: float = Field(description="Seconds the lease was held.")
@@ -115,7 +116,8 @@ class Usage(BaseModel):
 
 class InventoryUnit(BaseModel):
     device: str = Field(description='Device string the workspace got.')
-    kind: Literal["whole", "slice"] = Field(description='whole (a GPU) or slice (part of one).')
+    kind: Literal["whole", "slice", "shared"] = Field(
+        description='whole (a GPU), slice (a MIG slice of one) or shared (one student\'s share of a GPU used by several at once).')
     gpu_index: int = Field(description='Index of the physical GPU in its pool.')
     model: str = Field(description='GPU model.')
     simulated: bool = Field(description='True when declared, not read from hardware.')
@@ -136,7 +138,7 @@ class InventoryPool(BaseModel):
 class InventoryProfile(BaseModel):
     id: str = Field(description='Identifier.')
     display_name: str = Field(description='Name shown on the spawn form.')
-    gpu: str = Field(description='none, slice or whole.')
+    gpu: str = Field(description='none, slice, shared or whole.')
     free_units: int | None = Field(description="Units free for this profile now; null for CPU (always available).")
 
 

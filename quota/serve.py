@@ -30,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
             field = ".".join(map(str, error["loc"])) or "settings"
             logging.error("quota service setting %s: %s", field, error["msg"])
         return 2
+    from quota.alliance import AllianceError
+    from quota.hardware import InventoryMismatch
     from quota.writer import AnotherWriter
 
     url = urlparse(settings.bind_url)
@@ -38,5 +40,8 @@ def run(args: argparse.Namespace) -> int:
     except AnotherWriter as exc:
         logging.error("quota service not started: %s", exc)
         return 3
+    except (AllianceError, InventoryMismatch) as exc:  # the file, or the GPUs it declares, is wrong: say where
+        logging.error("quota service not started: %s", exc)
+        return 2
     uvicorn.run(app, host=url.hostname or "127.0.0.1", port=url.port or 8181, log_level="info", access_log=False)
     return 0

@@ -15,10 +15,11 @@ from quota.inventory import Unit
 
 
 def gpu_fractions(units: list[Unit]) -> dict[str, float]:
-    """How much of one GPU each unit is: 1 for a whole GPU, 1/n for one of n slices."""
+    """How much of one GPU each unit is: 1 for a whole GPU, 1/n for one of n slices or
+    one of n students' shares of a GPU."""
     slices_per_gpu: dict[tuple[str, int], int] = {}
     for unit in units:
-        if unit.kind == "slice":
+        if unit.kind != "whole":
             key = (unit.pool, unit.gpu_index)
             slices_per_gpu[key] = slices_per_gpu.get(key, 0) + 1
     return {

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from quota.alliance import Alliance, AllianceError, load_alliance
 from quota.allocator_inputs import pool_specs_of
+from quota.simulator.fits import request_limits
 from quota.simulator.run import POLICIES, simulate, write_outputs
 from quota.simulator.trace import Trace, TraceError, read_trace
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         alliance = load_alliance(args.alliance)
         trace = read_trace(args.trace, {s.id for s in alliance.schools},
-                           {p.id for p in alliance.profiles if p.gpu != "none"})
+                           {p.id for p in alliance.profiles if p.gpu != "none"}, request_limits(alliance))
     except (AllianceError, TraceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -19,6 +19,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from quota.simulator import fits
+
 REQUIRED = ("arrival_s", "user", "school", "duration_s", "gpu_milli")
 DEFAULT_PATIENCE_S = 900.0
 MAX_ERRORS_SHOWN = 20
@@ -66,9 +68,11 @@ def _number(text: str, column: str, where: str, errors: list[str], integer: bool
     return value
 
 
-def read_trace(path: str | Path, schools: set[str] | None = None, profiles: set[str] | None = None) -> Trace:
+def read_trace(path: str | Path, schools: set[str] | None = None, profiles: set[str] | None = None,
+               limits: dict | None = None) -> Trace:
     """Read and check ``path``; ``schools`` and ``profiles`` (if given) are the ids of the
-    alliance's schools and GPU profiles."""
+    alliance's schools and GPU profiles; ``limits`` (:func:`quota.simulator.fits.request_limits`)
+    the most a line may ask of the alliance's pools."""
     path = Path(path)
     errors: list[str] = []
     trace = Trace()
@@ -134,6 +138,10 @@ def read_trace(path: str | Path, schools: set[str] | None = None, profiles: set[
                 known = ", ".join(sorted(profiles)) or "none"
                 errors.append(f"{where}: profile {profile!r} is not a GPU profile of the alliance file; "
                               f"use one of: {known}, or leave it empty")
+            if limits is not None and milli == milli and milli > 0:
+                too_much = fits.problem(limits, int(milli), profile)
+                if too_much:
+                    errors.append(f"{where}: {too_much}")
             if len(errors) >= MAX_ERRORS_SHOWN:
                 break
             trace.arrival.append(arrival)
