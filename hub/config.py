@@ -18,7 +18,9 @@ from pathlib import Path
 import yaml
 from traitlets.config import Config
 
+from gpu_commons_i18n import _
 from hub.groups import hub_groups, hub_roles
+from hub.i18n import HubLanguage, configure_templates
 from hub.passwords import password_file
 from quota.alliance import load_alliance
 from quota.private_files import make_private, private_dir
@@ -201,15 +203,19 @@ def configure_hub(c, settings: HubSettings) -> None:
 
     if any(pool.simulated for pool in alliance.pools):
         c.JupyterHub.template_vars = {
-            "announcement": "Simulated GPUs: this server has no real GPU. Bookings work as in production; "
-            "code cannot use CUDA here."
+            "announcement": _("Simulated GPUs: this server has no real GPU. Bookings work as in production; "
+                              "code cannot use CUDA here.")
         }
+    # The pages in the student's language (hub/i18n.py, hub/templates/); the alliance's language
+    # for a browser that asks for none of ours, unless c.HubLanguage.default_locale says otherwise.
+    c.HubLanguage.default_locale = alliance.language
 
     if settings.backend == "local":
         c.LocalQuotaSpawner.cgroup_parent = cgroup_parent_for(data)
 
     if settings.extra_config:
         c.merge(load_extra_config(settings.extra_config))
+    configure_templates(c, HubLanguage(config=c).default_locale, str(Path(__file__).resolve().parent / "templates"))
     # Compressed pages, scripts and styles (a county school's 2 Mbit/s link: docs/slow-links.md);
     # tornado_settings set in the extra config add to this and may switch it off.
     c.JupyterHub.tornado_settings = {"compress_response": True, **c.JupyterHub.get("tornado_settings", {})}

@@ -15,6 +15,8 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+from gpu_commons_i18n import Message, _, _n
+
 
 @dataclass(frozen=True)
 class Attempt:
@@ -29,16 +31,19 @@ class Refusal:
     retry_after_s: float
     limit: str  # "account" or "address"
 
-    def message(self, per_account: int, per_address: int, window_s: float) -> str:
-        """What the login page says: the reason and when to try again."""
+    def message(self, per_account: int, per_address: int, window_s: float) -> Message:
+        """What the login page says (in its language: a catalogue message): the reason and
+        when to try again."""
         wait = _duration(self.retry_after_s)
         window = _duration(window_s)
         if self.limit == "account":
-            why = f"Too many failed logins for this account (at most {per_account} in {window})."
+            why = _("Too many failed logins for this account (at most {limit} in {window}).",
+                    limit=per_account, window=window)
         else:
-            why = f"Too many failed logins from your network address (at most {per_address} in {window})."
-        return (f"{why} Try again in {wait}. If you forgot your password, ask your teacher to set a new one; "
-                "waiting does not reset it.")
+            why = _("Too many failed logins from your network address (at most {limit} in {window}).",
+                    limit=per_address, window=window)
+        return _("{why} Try again in {wait}. If you forgot your password, ask your teacher to set a new one; "
+                 "waiting does not reset it.", why=why, wait=wait)
 
 
 class LoginLimiter:
@@ -104,9 +109,12 @@ class LoginLimiter:
         return len(self._failures)
 
 
-def _duration(seconds: float) -> str:
+def _duration(seconds: float) -> Message:
     seconds = max(1, math.ceil(seconds))
     if seconds < 120:
-        return f"{seconds} second{'s' if seconds > 1 else ''}"
+        return _n("{n} second", "{n} seconds", seconds)
     minutes, rest = divmod(seconds, 60)
-    return f"{minutes} minutes" + (f" {rest} second{'s' if rest > 1 else ''}" if rest else "")
+    if not rest:
+        return _n("{n} minute", "{n} minutes", minutes)
+    return _("{minutes} {seconds}", minutes=_n("{n} minute", "{n} minutes", minutes),
+             seconds=_n("{n} second", "{n} seconds", rest))

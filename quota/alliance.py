@@ -231,6 +231,12 @@ class FairShareSettings(_Strict):
     warning_minutes: float = Field(2, ge=0, description="Warning before a borrowed session is stopped.")
     max_lease_minutes: float = Field(240, gt=0, description="A lease is renewed after this only if nobody better waits.")
     budget_period_days: float = Field(7, gt=0, description="Rolling window of the GPU-hour budgets.")
+    reservation_lead_minutes: float = Field(
+        0, ge=0, le=30,
+        description="A class reservation holds its units from this long before its start, where no other booking "
+        "needs them then, so the platform can start the class's workspaces before the bell (hub/prestart.py); "
+        "0 = from its start, and no workspace is started ahead.",
+    )
     max_sessions_per_student: int | None = Field(
         1, ge=1,
         description="GPU workspaces one student may have running or waiting at once, where neither the school nor "
@@ -240,6 +246,11 @@ class FairShareSettings(_Strict):
 
 class Alliance(_Strict):
     name: str = "GPU alliance"
+    language: Literal["zh-CN", "en"] = Field(
+        "zh-CN",
+        description="The language of the hub's pages, JupyterLab and every message for a student whose browser "
+        "asks for none the platform has (gpu_commons_i18n); each student may switch on any hub page.",
+    )
     tiers: dict[str, Tier]
     pools: list[Pool]
     profiles: list[Profile] = []

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+from gpu_commons_i18n import Message, _
 from spawner.quota import SpawnRefused
 
 FailureKind = Literal["pool", "image", "device", "volume", "unschedulable", "config"]
 
-_RELEASED = "Your GPU booking was released, so nothing is held for you."
+_RELEASED = _("Your GPU booking was released, so nothing is held for you.")
 
 
 class WorkspaceFailed(SpawnRefused):
@@ -25,36 +26,29 @@ class WorkspaceFailed(SpawnRefused):
         super().__init__(student_message(kind, pool=pool, image=image, device=device, detail=detail))
 
 
-def student_message(kind: FailureKind, *, pool: str, image: str = "", device: str = "", detail: str = "") -> str:
+def student_message(kind: FailureKind, *, pool: str, image: str = "", device: str = "", detail: str = "") -> Message:
+    """The student's sentence (a catalogue message: English as a str, rendered in their language)."""
     if kind == "pool":
-        return (
-            f"The computers of pool '{pool}' cannot be reached right now, so your workspace did not start. "
-            f"{_RELEASED} Please try again in a few minutes; if it keeps happening, tell your teacher."
-        )
+        return _("The computers of pool '{pool}' cannot be reached right now, so your workspace did not start. "
+                 "{released} Please try again in a few minutes; if it keeps happening, tell your teacher.",
+                 pool=pool, released=_RELEASED)
     if kind == "image":
-        return (
-            f"The workspace software ('{image}') is not available on pool '{pool}', so your workspace did not "
-            f"start. {_RELEASED} Please tell your teacher: the pool's operator has to install that image."
-        )
+        return _("The workspace software ('{image}') is not available on pool '{pool}', so your workspace did not "
+                 "start. {released} Please tell your teacher: the pool's operator has to install that image.",
+                 image=image, pool=pool, released=_RELEASED)
     if kind == "device":
-        return (
-            f"The GPU assigned to you ({device} on pool '{pool}') is not available any more. {_RELEASED} "
-            "Please start again: you will get another GPU, or a place in the queue."
-        )
+        return _("The GPU assigned to you ({device} on pool '{pool}') is not available any more. {released} "
+                 "Please start again: you will get another GPU, or a place in the queue.",
+                 device=device, pool=pool, released=_RELEASED)
     if kind == "volume":
-        return (
-            f"Your home folder could not be attached on pool '{pool}', so your workspace did not start. Your "
-            f"saved files are untouched. {_RELEASED} Please tell your teacher."
-        )
+        return _("Your home folder could not be attached on pool '{pool}', so your workspace did not start. Your "
+                 "saved files are untouched. {released} Please tell your teacher.", pool=pool, released=_RELEASED)
     if kind == "unschedulable":
-        return (
-            f"No computer of pool '{pool}' can take your workspace right now. {_RELEASED} "
-            "Please try again in a few minutes; if it keeps happening, tell your teacher."
-        )
-    return (
-        f"Your workspace on pool '{pool}' could not be set up. {_RELEASED} "
-        "Please try again; if it keeps happening, tell your teacher."
-    )
+        return _("No computer of pool '{pool}' can take your workspace right now. {released} "
+                 "Please try again in a few minutes; if it keeps happening, tell your teacher.",
+                 pool=pool, released=_RELEASED)
+    return _("Your workspace on pool '{pool}' could not be set up. {released} "
+             "Please try again; if it keeps happening, tell your teacher.", pool=pool, released=_RELEASED)
 
 
 def docker_failure_kind(message: str) -> FailureKind | None:

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from html import escape
 
+from gpu_commons_i18n import Localized, _, _n, ngettext, translate
 from quota.alliance import Profile
 from spawner.specs import Resources
 
-_KIND_WORDS = {"slice": "GPU slices", "whole": "whole GPUs"}
+
+def profile_form(profiles: list[Profile], inventory: dict | None,
+                 limits: dict[str, Resources] | None = None) -> Localized:
+    """The form as the hub's spawn page shows it in the page's language (hub/templates/spawn.html
+    renders it with ``tr()``); as a str, the English form."""
+    return Localized(lambda locale: render_profile_form(profiles, inventory, limits, locale))
 
 
 def render_profile_form(profiles: list[Profile], inventory: dict | None,
-                        limits: dict[str, Resources] | None = None) -> str:
-    """HTML for JupyterHub's spawn form. ``inventory`` is the quota service's
+                        limits: dict[str, Resources] | None = None, locale: str | None = "en") -> str:
+    """HTML for JupyterHub's spawn form in ``locale``. ``inventory`` is the quota service's
     ``/api/inventory`` answer, or None when the service did not answer; ``limits`` the
     limits the backend enforces for each profile (by id)."""
     free, total = _count_units(inventory or {})
@@ -20,24 +26,24 @@ def render_profile_form(profiles: list[Profile], inventory: dict | None,
     for index, profile in enumerate(profiles):
         checked = " checked" if index == 0 else ""
         resources = (limits or {}).get(profile.id)
-        text = limits_text(resources) if resources else ""
+        up_to = ngettext("Up to {n} minute.", "Up to {n} minutes.", round(profile.max_minutes), locale)
+        text = limits_text(resources, locale) if resources else ""
         limit_html = f'<br><small class="gc-limits">{escape(text)}</small>' if text else ""
         rows.append(
             f"""<label class="gc-profile" for="profile-{escape(profile.id)}">
   <input type="radio" name="profile" id="profile-{escape(profile.id)}" value="{escape(profile.id)}"{checked}>
   <strong>{escape(profile.display_name)}</strong>
-  <span class="gc-availability">{escape(_availability(profile, free, total, inventory is not None))}</span>
-  <br><small>{escape(profile.description)} Up to {profile.max_minutes:g} minutes.</small>{limit_html}
+  <span class="gc-availability">{escape(_availability(profile, free, total, inventory is not None).render(locale))}</span>
+  <br><small>{escape(profile.description)} {escape(up_to)}</small>{limit_html}
 </label>"""
         )
     notices = []
     if inventory is None:
-        notices.append("The GPU booking service is not answering; you can still choose, but starting may fail.")
+        notices.append(translate("The GPU booking service is not answering; you can still choose, "
+                                 "but starting may fail.", locale))
     elif inventory.get("simulated"):
-        notices.append(
-            "Simulated GPUs: this server has no real GPU. The booking works as in production, "
-            "but code cannot use CUDA here."
-        )
+        notices.append(translate("Simulated GPUs: this server has no real GPU. The booking works as in production, "
+                                 "but code cannot use CUDA here.", locale))
     notice_html = "".join(f'<p class="alert alert-info gc-notice">{escape(text)}</p>' for text in notices)
     return f"""<div class="gc-profiles">
 {notice_html}
@@ -47,18 +53,24 @@ def render_profile_form(profiles: list[Profile], inventory: dict | None,
 .gc-availability{{float:right;color:#555}}</style>"""
 
 
-def _availability(profile: Profile, free: dict, total: dict, known: bool) -> str:
+def _availability(profile: Profile, free: dict, total: dict, known: bool):
     if profile.gpu == "none":
-        return "always available"
+        return _("always available")
     if not known:
-        return "availability unknown"
+        return _("availability unknown")
     kind = profile.gpu
     free_now, all_units = free.get(kind, 0), total.get(kind, 0)
     if all_units == 0:
-        return "none in this alliance"
+        return _("none in this alliance")
+    if kind == "slice":
+        if free_now == 0:
+            return _n("the only GPU slice is in use: you will join the queue",
+                      "all {n} GPU slices in use: you will join the queue", all_units)
+        return _n("{free} of {n} GPU slice free", "{free} of {n} GPU slices free", all_units, free=free_now)
     if free_now == 0:
-        return f"all {all_units} {_KIND_WORDS[kind]} in use: you will join the queue"
-    return f"{free_now} of {all_units} {_KIND_WORDS[kind]} free"
+        return _n("the only whole GPU is in use: you will join the queue",
+                  "all {n} whole GPUs in use: you will join the queue", all_units)
+    return _n("{free} of {n} whole GPU free", "{free} of {n} whole GPUs free", all_units, free=free_now)
 
 
 def _count_units(inventory: dict) -> tuple[dict[str, int], dict[str, int]]:
@@ -74,21 +86,27 @@ def _count_units(inventory: dict) -> tuple[dict[str, int], dict[str, int]]:
     return free, total
 
 
-def limits_text(r: Resources) -> str:
-    """The workspace's limits in one line: 'Limits: 2 CPU cores, 4 GB memory (/tmp 1 GB of it), …'."""
+def limits_text(r: Resources, locale: str | None = "en") -> str:
+    """The workspace's limits in one line: 'Limits: 2 CPU cores, 4 GB memory (/tmp up to 1 GB of it), …'."""
     parts = []
     if r.cpu_limit is not None:
-        parts.append(f"{r.cpu_limit:g} CPU core{'s' if r.cpu_limit != 1 else ''}")
+        cores = f"{r.cpu_limit:g}"
+        parts.append(translate("{cores} CPU core", locale, cores=cores) if r.cpu_limit == 1
+                     else translate("{cores} CPU cores", locale, cores=cores))
     if r.mem_limit is not None:
-        tmp = f" (/tmp up to {_size(r.tmp_size)} of it)" if r.tmp_size is not None else ""
-        parts.append(f"{_size(r.mem_limit)} memory{tmp}")
+        if r.tmp_size is not None:
+            parts.append(translate("{memory} memory (/tmp up to {tmp} of it)", locale,
+                                   memory=_size(r.mem_limit), tmp=_size(r.tmp_size)))
+        else:
+            parts.append(translate("{memory} memory", locale, memory=_size(r.mem_limit)))
     elif r.tmp_size is not None:
-        parts.append(f"/tmp {_size(r.tmp_size)}")
+        parts.append(translate("/tmp {tmp}", locale, tmp=_size(r.tmp_size)))
     if r.home_quota is not None:
-        parts.append(f"{_size(r.home_quota)} home folder")
+        parts.append(translate("{size} home folder", locale, size=_size(r.home_quota)))
     if r.pids_limit is not None:
-        parts.append(f"{r.pids_limit} processes")
-    return f"Limits: {', '.join(parts)}." if parts else ""
+        parts.append(ngettext("{n} process", "{n} processes", r.pids_limit, locale))
+    separator = translate(", ", locale)
+    return translate("Limits: {limits}.", locale, limits=separator.join(parts)) if parts else ""
 
 
 def _size(num_bytes: int) -> str:

@@ -25,27 +25,37 @@ import time
 import uuid
 from datetime import datetime, timezone
 
+from markupsafe import escape
 from tornado import web
-from traitlets import Any, Bool, Float, List, Unicode, default
+from traitlets import Any, Bool, Dict, Float, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from gpu_commons_i18n import Message, _, _n, from_json, render
+from hub.i18n import HubLanguage, request_locale
 from quota.alliance import Alliance, AllianceError, load_alliance
-from spawner.form import render_profile_form
+from spawner.form import profile_form
 from spawner.quota_client import Lease, QuotaClient, QuotaRejected, QuotaUnavailable
 
-RESTARTING_MESSAGE = "The quota service is restarting; you keep your place in the queue."
+RESTARTING_MESSAGE = _("The quota service is restarting; you keep your place in the queue.")
 
 
 class SpawnRefused(web.HTTPError):
-    """A spawn that cannot go ahead; ``str()`` is the message the student sees.
+    """A spawn that cannot go ahead; ``str()`` is the message the student sees (in English).
 
     An HTTPError carrying ``jupyterhub_message``, so JupyterHub shows the message itself on
     the spawn page (instead of "Unhandled error") when the spawn fails within its first second.
+    The message is a catalogue :class:`~gpu_commons_i18n.Message`: the hub's templates show it
+    in the page's language (``tr()``); :meth:`in_language` also gives JupyterHub's progress
+    stream the student's language (``jupyterhub_html_message``).
     """
 
-    def __init__(self, message: str, status_code: int = 400):
+    def __init__(self, message: str | Message, status_code: int = 400):
         super().__init__(status_code, "%s", message)
         self.jupyterhub_message = message
+
+    def in_language(self, locale: str) -> "SpawnRefused":
+        self.jupyterhub_html_message = str(escape(render(self.jupyterhub_message, locale)))
+        return self
 
     def __str__(self) -> str:
         return self.jupyterhub_message
@@ -141,6 +151,10 @@ class QuotaSpawnerMixin(LoggingConfigurable):
     # Kept across hub restarts through get_state() / load_state().
     lease_id = Unicode("")
     lease_expires_at = Unicode("")
+    # The student's language (hub/i18n.py) at the last start: messages, JupyterLab's language.
+    locale = Unicode("")
+    # Why the workspace last stopped by itself (a catalogue message as data), for the hub's pages.
+    stop_reason = Dict()
     # Only for the lifetime of one start.
     _events = List()
     _start_done = Bool(False)
@@ -190,7 +204,7 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         # The backend's limits (spawner/limits.py), where it has them.
         resources_for = getattr(self, "resources_for", None)
         limits = {p.id: resources_for(p) for p in self.alliance.profiles} if resources_for else None
-        return render_profile_form(self.alliance.profiles, inventory, limits)
+        return profile_form(self.alliance.profiles, inventory, limits)
 
     def options_from_form(self, formdata):
         profile = (formdata.get("profile") or [""])[0]
@@ -203,21 +217,22 @@ class QuotaSpawnerMixin(LoggingConfigurable):
             return self.alliance.profile(profile_id)
         except KeyError:
             choices = ", ".join(p.id for p in self.alliance.profiles)
-            raise SpawnRefused(f"Unknown profile '{profile_id}'. Choose one of: {choices}.") from None
+            raise SpawnRefused(_("Unknown profile '{profile}'. Choose one of: {choices}.",
+                                 profile=profile_id, choices=choices)) from None
 
     def _school(self) -> tuple[str, str]:
         for group in self.user.groups:
             properties = group.properties or {}
             if properties.get("school_id"):
                 return properties["school_id"], properties.get("tier", "")
-        raise SpawnRefused(
-            f"Your account '{self.user.name}' is not registered with any school, so no GPU time can be booked "
-            "for it. Please ask your teacher to add you to your school's class list."
-        )
+        raise SpawnRefused(_(
+            "Your account '{account}' is not registered with any school, so no GPU time can be booked "
+            "for it. Please ask your teacher to add you to your school's class list.", account=self.user.name,
+        ))
 
     # -- progress shown on the spawn page -------------------------------------------
 
-    def _report(self, progress: int, message: str) -> None:
+    def _report(self, progress: int, message: str | Message) -> None:
         self.log.info("%s: %s", self._log_name, message)
         self._events.append({"progress": progress, "message": message})
 
@@ -225,7 +240,8 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         sent = 0
         while True:
             while sent < len(self._events):
-                yield self._events[sent]
+                event = self._events[sent]
+                yield {**event, "message": render(event["message"], self.locale or None)}
                 sent += 1
             if self._start_done:
                 break
@@ -233,10 +249,23 @@ class QuotaSpawnerMixin(LoggingConfigurable):
 
     # -- start / stop / poll ----------------------------------------------------------
 
+    # -- the student's language ---------------------------------------------------------
+
+    def _request_locale(self) -> str:
+        """The language of the request that started this spawn (the switch's cookie, else
+        Accept-Language, else the alliance's); the last one known when there is none."""
+        default = HubLanguage(parent=self).default_locale
+        handler = getattr(self, "handler", None)
+        if handler is not None and getattr(handler, "request", None) is not None:
+            return request_locale(handler, default)
+        return self.locale or default
+
     async def start(self):
         self._events = []
         self._start_done = False
         self._lease = None
+        self.locale = self._request_locale()
+        self.stop_reason = {}
         try:
             lease = await self._obtain_lease()
             self._report(60, self._granted_message(lease))
@@ -249,6 +278,8 @@ class QuotaSpawnerMixin(LoggingConfigurable):
                 finally:  # a clean-up that fails must not keep the GPU booked
                     await self._release_lease()
                 raise
+        except SpawnRefused as exc:
+            raise exc.in_language(self.locale)
         finally:
             self._start_done = True
 
@@ -256,14 +287,14 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         profile = self._check_profile(self.user_options.get("profile", ""))
         school, _tier = self._school()
         key = f"{self.user.name}-{self.name or 'default'}-{uuid.uuid4().hex}"
-        self._report(5, f"Asking for {profile.display_name}…")
+        self._report(5, _("Asking for {profile}…", profile=profile.display_name))
         try:
             lease = await self.quota.request_lease(self.user.name, school, profile.id, key)
         except QuotaUnavailable as exc:
             await self._forget_request(key)
-            raise SpawnRefused(str(exc), 503) from exc
+            raise SpawnRefused(exc.args[0] if exc.args else str(exc), 503) from exc  # the catalogue's message
         except QuotaRejected as exc:
-            raise SpawnRefused(f"The request was not accepted: {exc}") from None
+            raise SpawnRefused(_("The request was not accepted: {reason}", reason=str(exc))) from None
         self.lease_id = lease.id
         try:
             restarting = False
@@ -281,7 +312,8 @@ class QuotaSpawnerMixin(LoggingConfigurable):
                         self._report(10, RESTARTING_MESSAGE)
                     restarting = True
             if lease.state != "granted":
-                raise SpawnRefused(lease.reason or f"Your request for {profile.display_name} was not granted.")
+                raise SpawnRefused(lease.reason or _("Your request for {profile} was not granted.",
+                                                     profile=profile.display_name))
         except BaseException:
             # Refused, timed out or cancelled while queued: give the place back.
             await self._release_lease()
@@ -348,6 +380,7 @@ class QuotaSpawnerMixin(LoggingConfigurable):
     ).tag(config=True)
 
     _ending_lease = Bool(False)
+    _ended_lease = Any(None)  # the service's answer that the lease ended (None: it no longer knows it)
     _lease_checked_at = Float(0.0)
     # The lease end the service already answered a renewal for: asked once per end, not each poll.
     _renewal_answered_for = Unicode("")
@@ -360,6 +393,7 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         await self._renew_if_due()
         if await self._lease_ended():
             self.log.info("%s: lease %s has ended; stopping the workspace", self._log_name, self.lease_id)
+            self.stop_reason = stop_reason_data(stop_reason(self._ended_lease))
             self._ending_lease = True
             try:
                 await super().stop()
@@ -414,6 +448,7 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         except (QuotaUnavailable, QuotaRejected):
             return False  # the service cannot tell now: keep the workspace, ask again later
         if lease is None or lease.state != "granted":
+            self._ended_lease = lease
             return True
         self._remember_expiry(lease)
         return False
@@ -450,6 +485,8 @@ class QuotaSpawnerMixin(LoggingConfigurable):
             env["GPU_COMMONS_QUOTA_URL"] = quota_url
             env["GPU_COMMONS_LEASE_REFRESH_S"] = f"{self.lease_refresh_seconds:g}"
         env["GPU_COMMONS_GPU_SIMULATED"] = "1" if lease.simulated else "0"
+        # The student's language: JupyterLab's and the lease warnings' (gpu_commons_workspace).
+        env["GPU_COMMONS_LOCALE"] = self.locale or HubLanguage(parent=self).default_locale
         return env
 
     def get_state(self):
@@ -457,12 +494,18 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         if self.lease_id:
             state["lease_id"] = self.lease_id
             state["lease_expires_at"] = self.lease_expires_at
+        if self.locale:
+            state["locale"] = self.locale
+        if self.stop_reason:
+            state["stop_reason"] = self.stop_reason
         return state
 
     def load_state(self, state):
         super().load_state(state)
         self.lease_id = state.get("lease_id", "")
         self.lease_expires_at = state.get("lease_expires_at", "")
+        self.locale = state.get("locale", self.locale)
+        self.stop_reason = state.get("stop_reason", self.stop_reason) or {}
 
     def clear_state(self):
         super().clear_state()
@@ -475,23 +518,52 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         return f"{self.user.name}/{self.name or 'default'}"
 
     @staticmethod
-    def _queued_message(lease: Lease) -> str:
-        position = lease.queue_position or "?"
-        wait = ""
-        if lease.wait_estimate_s is not None:
-            minutes = max(1, round(lease.wait_estimate_s / 60))
-            wait = f" A GPU should be free within about {minutes} minute{'s' if minutes != 1 else ''}."
-        return (
-            f"All GPUs of this kind are in use. You are number {position} in the queue.{wait} "
-            "Keep this page open and your workspace will start by itself."
-        )
+    def _queued_message(lease: Lease) -> Message:
+        keep_open = _("Keep this page open and your workspace will start by itself.")
+        if lease.queue_position is None:
+            place = _("All GPUs of this kind are in use. You are in the queue.")
+        else:
+            place = _("All GPUs of this kind are in use. You are number {position} in the queue.",
+                      position=lease.queue_position)
+        if lease.wait_estimate_s is None:
+            return _("{place} {keep_open}", place=place, keep_open=keep_open)
+        minutes = max(1, round(lease.wait_estimate_s / 60))
+        wait = _n("A GPU should be free within about {n} minute.", "A GPU should be free within about {n} minutes.",
+                  minutes)
+        return _("{place} {wait} {keep_open}", place=place, wait=wait, keep_open=keep_open)
 
     @staticmethod
-    def _granted_message(lease: Lease) -> str:
+    def _granted_message(lease: Lease) -> Message:
         if not lease.device:
-            return "Starting a CPU workspace…"
-        simulated = " (simulated GPU: this server has no real GPU)" if lease.simulated else ""
-        return f"GPU granted: {lease.device} on {lease.pool}{simulated}. Starting your workspace…"
+            return _("Starting a CPU workspace…")
+        if lease.simulated:
+            return _("GPU granted: {device} on {pool} (simulated GPU: this server has no real GPU). "
+                     "Starting your workspace…", device=lease.device, pool=lease.pool)
+        return _("GPU granted: {device} on {pool}. Starting your workspace…", device=lease.device, pool=lease.pool)
+
+
+def stop_reason(lease: Lease | None) -> Message | str:
+    """Why a running workspace was stopped, from the service's last answer about its lease."""
+    if lease is None:
+        return _("The GPU booking service no longer knows its booking.")
+    if lease.reason:
+        return lease.reason  # the service's sentence: a reclaim, a renewal refused, a budget spent, a drain
+    if lease.state == "expired":
+        return _("Its booked time ended.")
+    return _("The GPU booking service ended its booking.")
+
+
+def stop_reason_data(reason: Message | str) -> dict:
+    """A stop reason as plain data for the spawner's state; :func:`stop_reason_text` reads it."""
+    return {"message": reason.as_json()} if isinstance(reason, Message) else {"text": str(reason)}
+
+
+def stop_reason_text(data: dict | None, locale: str | None) -> str:
+    if not data:
+        return ""
+    if "message" in data:
+        return from_json(data["message"]).render(locale)
+    return data.get("text", "")
 
 
 __all__ = ["QuotaSpawnerMixin", "SpawnRefused", "WorkspaceStillRunning", "AllianceError"]

@@ -12,7 +12,9 @@ from datetime import datetime
 
 import httpx
 
-STUDENT_RETRY_MESSAGE = (
+from gpu_commons_i18n import _, from_json
+
+STUDENT_RETRY_MESSAGE = _(
     "The GPU booking service is not answering right now, so no workspace was started. "
     "Please try again in a minute; if it keeps happening, tell your teacher."
 )
@@ -54,7 +56,9 @@ class Lease:
             simulated=bool(body.get("simulated")),
             expires_at=datetime.fromisoformat(expires) if expires else None,
             queue_position=body.get("queue_position"),
-            reason=body.get("reason"),
+            # The service's sentence as a catalogue message when it sends one (shown in the
+            # student's language), else its text.
+            reason=from_json(body["reason_message"]) if body.get("reason_message") else body.get("reason"),
             wait_estimate_s=body.get("wait_estimate_s"),
         )
 
