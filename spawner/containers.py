@@ -9,8 +9,10 @@ from __future__ import annotations
 from traitlets import Dict, Unicode
 
 from quota.alliance import Profile
-from spawner.quota_client import Lease
 from spawner.limits import WorkspaceLimits
+from spawner.pools import gpu_share
+from spawner.quota_client import Lease
+from spawner.sharing import shared_pool
 
 
 class ContainerWorkspaceMixin(WorkspaceLimits):
@@ -69,6 +71,15 @@ class ContainerWorkspaceMixin(WorkspaceLimits):
 
     def pool_of(self, lease: Lease) -> str:
         return lease.pool or self.cpu_pool or next(iter(self.pools), "")
+
+    def gpu_share_of(self, lease: Lease):
+        """The lease's GPU unit in its pool's terms (a shared GPU's with the student's cap)."""
+        setting = f"c.{type(self).__name__}.pools"
+        return gpu_share(lease, self.pool_settings(self.pool_of(lease)), setting, shared_pool(self.alliance, lease.pool))
+
+    def shared_gpu_cap(self, lease: Lease):
+        share = self.gpu_share_of(lease) if lease.unit_kind == "shared" else None
+        return share.cap if share else None
 
     def image_for(self, profile: Profile, lease: Lease) -> str:
         if profile.id in self.profile_images:

@@ -24,7 +24,7 @@ from traitlets import Dict, Integer, Unicode, default
 from spawner.builders.docker import build_container
 from spawner.containers import ContainerWorkspaceMixin
 from spawner.failures import WorkspaceFailed, docker_failure_kind
-from spawner.pools import DockerPool, PoolConfigError, gpu_share, parse_pools
+from spawner.pools import DockerPool, PoolConfigError, parse_pools
 from spawner.quota import QuotaSpawnerMixin
 from spawner.specs import HomeVolume, Placement, Resources, WorkspaceSpec
 
@@ -135,7 +135,7 @@ class LeasedDockerSpawner(ContainerWorkspaceMixin, DockerSpawner):
                 driver_options=pool.volume_options,
             ),
             resources=self.resources_for(profile),
-            gpu=gpu_share(lease, pool, f"c.{type(self).__name__}.pools"),
+            gpu=self.gpu_share_of(lease),
         )
 
     def resources_for(self, profile) -> Resources:

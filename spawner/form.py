@@ -10,17 +10,19 @@ from spawner.specs import Resources
 
 
 def profile_form(profiles: list[Profile], inventory: dict | None,
-                 limits: dict[str, Resources] | None = None) -> Localized:
+                 limits: dict[str, Resources] | None = None, shared: dict | None = None) -> Localized:
     """The form as the hub's spawn page shows it in the page's language (hub/templates/spawn.html
     renders it with ``tr()``); as a str, the English form."""
-    return Localized(lambda locale: render_profile_form(profiles, inventory, limits, locale))
+    return Localized(lambda locale: render_profile_form(profiles, inventory, limits, locale, shared))
 
 
 def render_profile_form(profiles: list[Profile], inventory: dict | None,
-                        limits: dict[str, Resources] | None = None, locale: str | None = "en") -> str:
+                        limits: dict[str, Resources] | None = None, locale: str | None = "en",
+                        shared: dict | None = None) -> str:
     """HTML for JupyterHub's spawn form in ``locale``. ``inventory`` is the quota service's
     ``/api/inventory`` answer, or None when the service did not answer; ``limits`` the
-    limits the backend enforces for each profile (by id)."""
+    limits the backend enforces for each profile (by id); ``shared`` the sentence of each
+    shared-GPU profile (spawner.sharing.form_sentences: shared by how many, whose memory)."""
     free, total = _count_units(inventory or {})
     rows = []
     for index, profile in enumerate(profiles):
@@ -29,6 +31,8 @@ def render_profile_form(profiles: list[Profile], inventory: dict | None,
         up_to = ngettext("Up to {n} minute.", "Up to {n} minutes.", round(profile.max_minutes), locale)
         text = limits_text(resources, locale) if resources else ""
         limit_html = f'<br><small class="gc-limits">{escape(text)}</small>' if text else ""
+        if profile.id in (shared or {}):
+            limit_html += f'<br><small class="gc-shared">{escape(shared[profile.id].render(locale))}</small>'
         rows.append(
             f"""<label class="gc-profile" for="profile-{escape(profile.id)}">
   <input type="radio" name="profile" id="profile-{escape(profile.id)}" value="{escape(profile.id)}"{checked}>
@@ -62,6 +66,11 @@ def _availability(profile: Profile, free: dict, total: dict, known: bool):
     free_now, all_units = free.get(kind, 0), total.get(kind, 0)
     if all_units == 0:
         return _("none in this alliance")
+    if kind == "shared":
+        if free_now == 0:
+            return _n("the only GPU share is in use: you will join the queue",
+                      "all {n} GPU shares in use: you will join the queue", all_units)
+        return _n("{free} of {n} GPU share free", "{free} of {n} GPU shares free", all_units, free=free_now)
     if kind == "slice":
         if free_now == 0:
             return _n("the only GPU slice is in use: you will join the queue",

@@ -17,7 +17,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from quota.alliance import Pool
 from spawner.quota_client import Lease
+from spawner.sharing import cap_for, mps_daemon_runs
 from spawner.specs import GpuShare, NodeRequirement, Toleration
 
 
@@ -54,6 +56,20 @@ class KubePool(_Strict):
         "", description="Extended resource of one GPU slice, e.g. nvidia.com/mig-1g.10gb (MIG 'mixed' strategy)."
     )
     gpu_product: str = Field("", description="Value of the node label nvidia.com/gpu.product; empty = any model.")
+    gpu_sharing: Literal["time-slicing", "hami"] = Field(
+        "time-slicing",
+        description="How the cluster shares the GPUs of a pool with shared GPUs (alliance file: the pool's shared): "
+        "time-slicing = the NVIDIA device plugin's time-slicing replicas (one shared_resource each; no memory "
+        "isolation, so the cap is only the frameworks' settings); hami = HAMi (nvidia.com/gpu: 1 with "
+        "hami_memory_resource MiB, enforced in the container).",
+    )
+    shared_resource: str = Field(
+        "nvidia.com/gpu",
+        description="Extended resource of one time-sliced share: nvidia.com/gpu, or nvidia.com/gpu.shared where the "
+        "device plugin's time-slicing config sets renameByDefault: true.",
+    )
+    hami_memory_resource: str = Field("nvidia.com/gpumem", description="HAMi's resource of GPU memory, in MiB.")
+    hami_cores_resource: str = Field("nvidia.com/gpucores", description="HAMi's resource of GPU compute, in percent.")
     storage_class: str = Field("", description="StorageClass of the students' home claims; empty = cluster default.")
     home_size: str = Field("10Gi", description="Size of each student's home claim.")
 
@@ -70,6 +86,13 @@ class DockerPool(_Strict):
         "bridge", description="Docker network of the workspaces; 'host' gives each its own port on the host."
     )
     gpu_driver: str = Field("nvidia", description="Device-request driver of the host's GPUs.")
+    mps_pipe_directory: str = Field(
+        "",
+        description="Pipe directory of the host's CUDA MPS control daemon (its CUDA_MPS_PIPE_DIRECTORY, e.g. "
+        "/tmp/nvidia-mps) for a pool with shared GPUs: workspaces then get their memory cap through MPS (the "
+        "directory is mounted and the container shares the host's IPC namespace, as MPS needs). On a local Docker "
+        "socket the daemon's control pipe must be there, else the cap is soft; empty = no MPS, a soft cap.",
+    )
     volume_driver: str = Field("local", description="Driver of the students' home volumes.")
     volume_options: dict[str, str] = Field(
         {}, description="Driver options of the home volumes, e.g. NFS: {type: nfs, o: 'addr=…,rw', device: ':/homes'}."
@@ -90,10 +113,13 @@ def parse_pools(raw: dict, model: type[_Strict], setting: str) -> dict[str, _Str
     return pools
 
 
-def gpu_share(lease: Lease, pool: KubePool | DockerPool, setting: str) -> GpuShare | None:
-    """The GPU unit of a granted lease, in the pool's terms; None for a CPU lease."""
+def gpu_share(lease: Lease, pool: KubePool | DockerPool, setting: str, alliance_pool: Pool | None = None) -> GpuShare | None:
+    """The GPU unit of a granted lease, in the pool's terms; None for a CPU lease. A share of a
+    shared GPU needs the pool as the alliance file declares it (``alliance_pool``: its cap)."""
     if not lease.device:
         return None
+    if lease.unit_kind == "shared":
+        return _shared_share(lease, pool, setting, alliance_pool)
     kind = "slice" if lease.unit_kind == "slice" else "whole"
     if isinstance(pool, DockerPool):
         return GpuShare(device=lease.device, kind=kind, driver=pool.gpu_driver)
@@ -106,6 +132,35 @@ def gpu_share(lease: Lease, pool: KubePool | DockerPool, setting: str) -> GpuSha
             )
         resource = pool.slice_resource
     return GpuShare(device=lease.device, kind=kind, resource=resource, product=pool.gpu_product)
+
+
+def docker_mps_directory(pool: DockerPool) -> str:
+    """The MPS pipe directory workspaces on this Docker host use, or "" (a soft cap): the
+    setting, checked for a running daemon where the host is this machine (a unix socket)."""
+    if not pool.mps_pipe_directory:
+        return ""
+    if pool.docker_url.startswith("unix://") and not mps_daemon_runs(pool.mps_pipe_directory):
+        return ""
+    return pool.mps_pipe_directory
+
+
+def _shared_share(lease: Lease, pool: KubePool | DockerPool, setting: str, alliance_pool: Pool | None) -> GpuShare:
+    if alliance_pool is None or alliance_pool.shared is None:
+        raise PoolConfigError(
+            f"the quota service granted a share of a shared GPU on pool {lease.pool!r}, but the alliance file the hub "
+            "reads does not declare that pool with shared; give the hub and the quota service the same alliance file"
+        )
+    if isinstance(pool, DockerPool):
+        directory = docker_mps_directory(pool)
+        cap = cap_for(alliance_pool, "mps" if directory else "soft", directory)
+        return GpuShare(device=lease.device, kind="shared", driver=pool.gpu_driver, cap=cap)
+    if pool.gpu_sharing == "hami":
+        cap = cap_for(alliance_pool, "hami", memory_resource=pool.hami_memory_resource,
+                      cores_resource=pool.hami_cores_resource)
+        return GpuShare(device=lease.device, kind="shared", resource=pool.gpu_resource, product=pool.gpu_product,
+                        cap=cap)
+    return GpuShare(device=lease.device, kind="shared", resource=pool.shared_resource, product=pool.gpu_product,
+                    cap=cap_for(alliance_pool, "soft"))
 
 
 def tolerations(pool: KubePool) -> tuple[Toleration, ...]:

@@ -34,6 +34,8 @@ from gpu_commons_i18n import Message, _, _n, from_json, render
 from hub.i18n import HubLanguage, request_locale
 from quota.alliance import Alliance, AllianceError, load_alliance
 from spawner.form import profile_form
+from spawner.sharing import cap_for, form_sentences, granted_sentence, shared_pool
+from spawner.specs import SharedCap
 from spawner.quota_client import Lease, QuotaClient, QuotaRejected, QuotaUnavailable
 
 RESTARTING_MESSAGE = _("The quota service is restarting; you keep your place in the queue.")
@@ -204,7 +206,7 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         # The backend's limits (spawner/limits.py), where it has them.
         resources_for = getattr(self, "resources_for", None)
         limits = {p.id: resources_for(p) for p in self.alliance.profiles} if resources_for else None
-        return profile_form(self.alliance.profiles, inventory, limits)
+        return profile_form(self.alliance.profiles, inventory, limits, form_sentences(self.alliance))
 
     def options_from_form(self, formdata):
         profile = (formdata.get("profile") or [""])[0]
@@ -270,6 +272,9 @@ class QuotaSpawnerMixin(LoggingConfigurable):
             lease = await self._obtain_lease()
             self._report(60, self._granted_message(lease))
             try:
+                cap = self.shared_gpu_cap(lease)
+                if cap is not None:  # a shared GPU: how much memory is the student's, and whether it is enforced
+                    self._report(60, granted_sentence(cap))
                 return await super().start()
             except Exception:
                 self.log.exception("%s: the workspace did not start; releasing lease %s", self._log_name, lease.id)
@@ -464,6 +469,12 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         return datetime.now(timezone.utc) >= datetime.fromisoformat(self.lease_expires_at)
 
     # -- what the workspace gets --------------------------------------------------------
+
+    def shared_gpu_cap(self, lease: Lease) -> SharedCap | None:
+        """The student's cap on a shared GPU (spawner/sharing.py), None for other leases. Here a
+        soft cap; the backends say what they enforce."""
+        pool = shared_pool(self.alliance, lease.pool) if lease.unit_kind == "shared" else None
+        return cap_for(pool, "soft") if pool else None
 
     def get_env(self):
         env = super().get_env()

@@ -18,21 +18,43 @@ WORKSPACE_GID = 100  # the 'users' group, as in the Jupyter docker-stacks
 
 
 @dataclass(frozen=True)
+class SharedCap:
+    """One student's share of a GPU that several use at once, and how the backend holds them to it.
+
+    ``enforcement``: ``mps`` (CUDA MPS: ``CUDA_MPS_PINNED_DEVICE_MEM_LIMIT`` through the control
+    daemon whose pipes are in ``mps_pipe_directory``), ``hami`` (Kubernetes: HAMi's
+    ``memory_resource`` / ``cores_resource``, enforced in the container) or ``soft`` (nothing can
+    enforce it: the frameworks are told the cap through their own settings).
+    """
+
+    memory_mib: int  # the student's GPU memory
+    gpu_memory_mib: int  # the whole GPU's, for frameworks that take a fraction
+    students_per_gpu: int
+    enforcement: Literal["mps", "hami", "soft"]
+    compute_percent: int | None = None  # MPS active-thread percentage, HAMi gpucores; None = no cap
+    mps_pipe_directory: str = ""
+    memory_resource: str = "nvidia.com/gpumem"  # HAMi: MiB of GPU memory
+    cores_resource: str = "nvidia.com/gpucores"  # HAMi: percent of the GPU's compute
+
+
+@dataclass(frozen=True)
 class GpuShare:
-    """The GPU unit a lease granted: one whole GPU or one slice (MIG) of one.
+    """The GPU unit a lease granted: one whole GPU, one slice (MIG) of one, or one student's
+    share of a GPU several students use at once (``shared``, with its ``cap``).
 
     ``device`` is the lease's device id (a GPU index or UUID, or a MIG device UUID).
     ``resource`` is the Kubernetes extended resource that stands for one such unit
-    (``nvidia.com/gpu``, ``nvidia.com/mig-1g.10gb``); ``product`` the GPU model the node must
-    carry (node label ``nvidia.com/gpu.product``, empty = any); ``driver`` the Docker
-    device-request driver.
+    (``nvidia.com/gpu``, ``nvidia.com/mig-1g.10gb``, a time-sliced ``nvidia.com/gpu.shared``);
+    ``product`` the GPU model the node must carry (node label ``nvidia.com/gpu.product``, empty =
+    any); ``driver`` the Docker device-request driver.
     """
 
     device: str
-    kind: Literal["whole", "slice"]
+    kind: Literal["whole", "slice", "shared"]
     resource: str = "nvidia.com/gpu"
     product: str = ""
     driver: str = "nvidia"
+    cap: SharedCap | None = None  # set for kind "shared"
 
 
 @dataclass(frozen=True)

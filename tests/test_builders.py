@@ -3,11 +3,13 @@ spec's GPU share from a lease and a pool's settings."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import kubernetes_validate
 import pytest
 
+from quota.alliance import parse_alliance
 from spawner.builders.docker import build_container
 from spawner.builders.kubernetes import PodProblem, build_home_claim, build_pod, diagnose_pod
 from spawner.failures import docker_failure_kind
@@ -19,6 +21,7 @@ from spawner.specs import (
     NodeRequirement,
     Placement,
     Resources,
+    SharedCap,
     Toleration,
     WorkspaceSpec,
     cpu_quantity,
@@ -402,3 +405,161 @@ def test_pool_settings_mistakes_name_the_setting():
         gpu_share(lease("MIG-1", "slice"), KubePool(), "c.KubeQuotaSpawner.pools")
     with pytest.raises(PoolConfigError, match=r"c.DockerQuotaSpawner.pools\['uni-b'\] is not valid: dockr_url"):
         parse_pools({"uni-b": {"dockr_url": "tcp://x"}}, DockerPool, "c.DockerQuotaSpawner.pools")
+
+
+# -- a share of a shared GPU (alliance: a pool's shared): the cap on each backend ---------------
+
+T4_SHARE = SharedCap(memory_mib=3584, gpu_memory_mib=15360, students_per_gpu=4, enforcement="soft")
+CAP_ENV = {  # every backend: the cap for the workspace and the frameworks' own memory settings
+    "GPU_COMMONS_GPU_CAP": "soft", "GPU_COMMONS_GPU_MEMORY_MIB": "3584", "GPU_COMMONS_GPU_SHARED": "4",
+    "GPU_COMMONS_GPU_TOTAL_MIB": "15360", "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+    "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.2333", "CUPY_GPU_MEMORY_LIMIT": str(3584 * 1024**2),
+    "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+}
+
+
+def env_list(env: dict) -> list[str]:
+    return [f"{k}={v}" for k, v in sorted(env.items())]
+
+
+def test_container_on_a_gpu_shared_through_mps():
+    cap = replace(T4_SHARE, enforcement="mps", mps_pipe_directory="/tmp/nvidia-mps", compute_percent=25)
+    spec = replace(BASE, gpu=GpuShare(device="0", kind="shared", cap=cap), placement=Placement(pool="uni-t"),
+                   home=HomeVolume(name="gpu-commons-home-c01-s1"), resources=Resources(mem_limit=4 * 1024**3),
+                   labels={})
+    assert build_container(spec) == {
+        "Image": "gpu-commons/workspace-gpu:1.0",
+        "Cmd": ["jupyterhub-singleuser"],
+        "Env": env_list({**CAP_ENV, "GPU_COMMONS_GPU_CAP": "mps", "GPU_COMMONS_DEVICE": "0",
+                         "JUPYTERHUB_API_TOKEN": "t0k", "CUDA_MPS_PIPE_DIRECTORY": "/tmp/nvidia-mps",
+                         "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": "0=3584M", "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": "25"}),
+        "User": "1000:100",
+        "WorkingDir": "/home/jovyan",
+        "ExposedPorts": {"8888/tcp": {}},
+        "StopTimeout": 30,
+        "Labels": {"gpu-commons.device": "0", "gpu-commons.gpu": "shared", "gpu-commons.lease": "l-42",
+                   "gpu-commons.pool": "uni-t", "gpu-commons.user": "c01-s1"},
+        "HostConfig": {
+            "NetworkMode": "host",
+            "Mounts": [
+                {"Type": "volume", "Source": "gpu-commons-home-c01-s1", "Target": "/home/jovyan",
+                 "VolumeOptions": {"Labels": {"gpu-commons.user": "c01-s1"}}},
+                # the host's MPS control daemon, and its shared memory through the host's IPC namespace
+                {"Type": "bind", "Source": "/tmp/nvidia-mps", "Target": "/tmp/nvidia-mps"},
+            ],
+            "CapDrop": ["ALL"],
+            "SecurityOpt": ["no-new-privileges"],
+            "Memory": 4 * 1024**3,
+            "MemorySwap": 4 * 1024**3,
+            "DeviceRequests": [{"Driver": "nvidia", "DeviceIDs": ["0"], "Capabilities": [["gpu"]]}],
+            "IpcMode": "host",
+        },
+    }
+
+
+def test_container_on_a_shared_gpu_without_mps_has_the_soft_cap_only():
+    spec = replace(BASE, gpu=GpuShare(device="0", kind="shared", cap=T4_SHARE), placement=Placement(pool="uni-t"),
+                   home=HomeVolume(name="gpu-commons-home-c01-s1"), resources=Resources(), labels={})
+    body = build_container(spec)
+    assert body["Env"] == env_list({**CAP_ENV, "GPU_COMMONS_DEVICE": "0", "JUPYTERHUB_API_TOKEN": "t0k"})
+    assert body["HostConfig"] == {
+        "NetworkMode": "host",
+        "Mounts": [{"Type": "volume", "Source": "gpu-commons-home-c01-s1", "Target": "/home/jovyan",
+                    "VolumeOptions": {"Labels": {"gpu-commons.user": "c01-s1"}}}],
+        "CapDrop": ["ALL"],
+        "SecurityOpt": ["no-new-privileges"],
+        "DeviceRequests": [{"Driver": "nvidia", "DeviceIDs": ["0"], "Capabilities": [["gpu"]]}],
+    }
+
+
+def test_pod_on_a_gpu_shared_through_hami():
+    cap = replace(T4_SHARE, enforcement="hami", compute_percent=25)
+    spec = replace(BASE, gpu=GpuShare(device="0", kind="shared", cap=cap), placement=Placement(pool="uni-t"),
+                   resources=Resources(cpu_limit=2, mem_limit=4 * 1024**3), annotations={}, labels={})
+    pod = build_pod(spec)
+    assert pod == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "jupyter-c01-s1",
+            "namespace": "",
+            "labels": {"gpu-commons/gpu": "shared", "gpu-commons/pool": "uni-t"},
+            "annotations": {"gpu-commons/device": "0", "gpu-commons/lease": "l-42"},
+        },
+        "spec": {
+            "containers": [
+                {
+                    "name": "notebook",
+                    "image": "gpu-commons/workspace-gpu:1.0",
+                    "args": ["jupyterhub-singleuser"],
+                    "env": [{"name": k, "value": v} for k, v in sorted(
+                        {**CAP_ENV, "GPU_COMMONS_GPU_CAP": "hami", "GPU_COMMONS_DEVICE": "0",
+                         "JUPYTERHUB_API_TOKEN": "t0k"}.items())],
+                    "ports": [{"name": "notebook-port", "containerPort": 8888}],
+                    # HAMi: one GPU, 3584 MiB of its memory and a quarter of its compute, enforced in the container
+                    "resources": {"limits": {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "1",
+                                             "nvidia.com/gpumem": "3584", "nvidia.com/gpucores": "25"}},
+                    "securityContext": {
+                        "runAsUser": 1000,
+                        "runAsGroup": 100,
+                        "runAsNonRoot": True,
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "volumeMounts": [{"name": "home", "mountPath": "/home/jovyan"}],
+                    "workingDir": "/home/jovyan",
+                }
+            ],
+            "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-c01-s1"}}],
+            "securityContext": {"fsGroup": 100, "fsGroupChangePolicy": "OnRootMismatch"},
+            "restartPolicy": "OnFailure",
+            "terminationGracePeriodSeconds": 30,
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+        },
+    }
+    kubernetes_validate.validate(pod, "1.30.0", strict=True)
+
+
+def test_pod_on_a_time_sliced_gpu_asks_one_replica_and_carries_the_soft_cap():
+    spec = replace(BASE, gpu=GpuShare(device="0", kind="shared", resource="nvidia.com/gpu.shared",
+                                      product="Tesla-T4", cap=T4_SHARE),
+                   placement=Placement(pool="uni-t"), resources=Resources(), annotations={}, labels={})
+    container = build_pod(spec)["spec"]["containers"][0]
+    assert container["resources"] == {"limits": {"nvidia.com/gpu.shared": "1"}}
+    assert container["env"] == [{"name": k, "value": v} for k, v in sorted(
+        {**CAP_ENV, "GPU_COMMONS_DEVICE": "0", "JUPYTERHUB_API_TOKEN": "t0k"}.items())]
+    assert build_pod(spec)["spec"]["nodeSelector"] == {"nvidia.com/gpu.product": "Tesla-T4"}
+
+
+SHARED_POOL = parse_alliance({
+    "tiers": {"county": {}}, "schools": [{"id": "c01", "tier": "county"}],
+    "pools": [{"id": "uni-a", "gpus": 2, "shared": {"students_per_gpu": 4, "memory_per_student": "3584M",
+                                                     "gpu_memory": "15360M", "compute_percent_per_student": 25}}],
+}).pools[0]
+
+
+def test_gpu_share_of_a_shared_gpu_in_each_backends_terms(tmp_path):
+    share = lease("0", "shared")
+    mps = str(tmp_path / "mps")
+    # Kubernetes: the device plugin's time-slicing replica (soft cap), or HAMi's resources
+    assert gpu_share(share, KubePool(shared_resource="nvidia.com/gpu.shared"), "c.K.pools", SHARED_POOL) == GpuShare(
+        device="0", kind="shared", resource="nvidia.com/gpu.shared",
+        cap=SharedCap(3584, 15360, 4, "soft", compute_percent=25))
+    assert gpu_share(share, KubePool(gpu_sharing="hami", hami_memory_resource="example.com/vmem"), "c.K.pools",
+                     SHARED_POOL) == GpuShare(device="0", kind="shared", resource="nvidia.com/gpu",
+                                              cap=SharedCap(3584, 15360, 4, "hami", compute_percent=25,
+                                                            memory_resource="example.com/vmem"))
+    # Docker: MPS where its daemon runs (its control pipe), else the soft cap
+    local = DockerPool(mps_pipe_directory=mps)
+    assert gpu_share(share, local, "c.D.pools", SHARED_POOL).cap.enforcement == "soft"  # no daemon there
+    (tmp_path / "mps").mkdir()
+    os.mkfifo(tmp_path / "mps" / "control")
+    assert gpu_share(share, local, "c.D.pools", SHARED_POOL).cap == SharedCap(
+        3584, 15360, 4, "mps", compute_percent=25, mps_pipe_directory=mps)
+    remote = DockerPool(docker_url="tcp://gpu1:2376", mps_pipe_directory="/tmp/nvidia-mps")  # cannot look: trusted
+    assert gpu_share(share, remote, "c.D.pools", SHARED_POOL).cap.mps_pipe_directory == "/tmp/nvidia-mps"
+    assert gpu_share(share, DockerPool(), "c.D.pools", SHARED_POOL).cap.enforcement == "soft"
+    with pytest.raises(PoolConfigError, match="does not declare that pool with shared; give the hub and the quota "
+                                              "service the same alliance file"):
+        gpu_share(share, DockerPool(), "c.D.pools", None)

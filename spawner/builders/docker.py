@@ -3,13 +3,16 @@
 The body is what ``POST /containers/create`` takes (docker-py:
 ``APIClient.create_container_from_config(body, name)``). The GPU goes in as a device request
 for exactly the lease's device, so the engine's NVIDIA hook exposes that GPU or MIG slice
-and nothing else. The profile's limits become the engine's (memory without extra swap, CPUs,
+and nothing else; a share of a shared GPU also gets its memory cap (CUDA MPS's client settings,
+with the daemon's pipe directory mounted and the host's IPC namespace, or the frameworks'
+settings alone: spawner/sharing.py). The profile's limits become the engine's (memory without extra swap, CPUs,
 processes, a size-limited /tmp in memory); a named volume of the local driver has no size,
 so a home quota is not enforced on Docker.
 """
 
 from __future__ import annotations
 
+from spawner.sharing import cap_env
 from spawner.specs import HOST_DEVICE_VARIABLES, WorkspaceSpec
 
 LABEL_PREFIX = "gpu-commons"
@@ -46,6 +49,12 @@ def build_container(spec: WorkspaceSpec) -> dict:
         host_config["DeviceRequests"] = [
             {"Driver": spec.gpu.driver, "DeviceIDs": [spec.gpu.device], "Capabilities": [["gpu"]]}
         ]
+    cap = spec.gpu.cap if spec.gpu else None
+    if cap is not None and cap.enforcement == "mps":
+        # MPS clients reach the host's control daemon through its pipes and shared memory
+        host_config["Mounts"].append({"Type": "bind", "Source": cap.mps_pipe_directory,
+                                      "Target": cap.mps_pipe_directory})
+        host_config["IpcMode"] = "host"
     return {
         "Image": spec.image,
         "Cmd": list(spec.command),
@@ -66,6 +75,8 @@ def _env(spec: WorkspaceSpec) -> dict[str, str]:
         for name in HOST_DEVICE_VARIABLES:
             env.pop(name, None)
         env["GPU_COMMONS_DEVICE"] = spec.gpu.device
+        if spec.gpu.cap is not None:
+            env.update(cap_env(spec.gpu.cap))
     return env
 
 

@@ -3,7 +3,9 @@
 The pod keeps KubeSpawner's conventions (container ``notebook``, port ``notebook-port``,
 arguments after the image's entrypoint), so KubeSpawner watches, reaches and deletes it
 as one of its own. The profile's limits become the container's resources (CPU, memory,
-ephemeral storage) and a size-limited in-memory /tmp; the home quota is the claim's size.
+ephemeral storage) and a size-limited in-memory /tmp; the home quota is the claim's size. A share
+of a shared GPU is one time-sliced replica of the device plugin (the cap only in the frameworks'
+settings) or HAMi's GPU with its memory (and compute) resources, as the pool's settings say.
 A pod has no process limit of its own: that is the kubelet's ``podPidsLimit``.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from spawner.sharing import cap_env
 from spawner.specs import HOST_DEVICE_VARIABLES, HomeVolume, WorkspaceSpec, cpu_quantity, quantity
 
 LABEL_PREFIX = "gpu-commons"
@@ -118,6 +121,8 @@ def _env(spec: WorkspaceSpec) -> dict[str, str]:
         for name in HOST_DEVICE_VARIABLES:
             env.pop(name, None)
         env["GPU_COMMONS_DEVICE"] = spec.gpu.device
+        if spec.gpu.cap is not None:
+            env.update(cap_env(spec.gpu.cap))
     return env
 
 
@@ -138,6 +143,11 @@ def _resources(spec: WorkspaceSpec) -> dict:
         requests["memory"] = quantity(r.mem_guarantee)
     if spec.gpu:
         limits[spec.gpu.resource] = "1"  # extended resources: the request equals the limit
+        cap = spec.gpu.cap
+        if cap is not None and cap.enforcement == "hami":  # HAMi holds the container to them
+            limits[cap.memory_resource] = str(cap.memory_mib)
+            if cap.compute_percent is not None:
+                limits[cap.cores_resource] = str(cap.compute_percent)
     resources = {}
     if limits:
         resources["limits"] = limits
