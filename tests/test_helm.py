@@ -38,7 +38,9 @@ MAXIMAL = {
             "storage_class": "nfs-homes",
             "home_size": "20Gi",
         },
-        "uni-b": {"namespace": "uni-b-workspaces", "node_selector": {"gpu-commons/pool": "uni-b"}},
+        "uni-b": {"namespace": "uni-b-workspaces", "node_selector": {"gpu-commons/pool": "uni-b"},
+                  "gpu_sharing": "hami", "shared_resource": "nvidia.com/gpu.shared",
+                  "hami_memory_resource": "nvidia.com/gpumem", "hami_cores_resource": "nvidia.com/gpucores"},
     },
     "hub": {
         "config": {"KubeQuotaSpawner": {"unschedulable_timeout": 300}, "JupyterHub": {"concurrent_spawn_limit": 50}},
@@ -111,6 +113,7 @@ def test_the_hub_and_the_quota_service_read_what_the_chart_gives_them():
     settings = yaml.safe_load(hub_map["data"]["hub-config.yaml"])
     pools = parse_pools(settings["KubeQuotaSpawner"]["pools"], KubePool, "chart pools")
     assert pools["uni-a"].slice_resource == "nvidia.com/mig-1g.10gb" and pools["uni-b"].namespace == "uni-b-workspaces"
+    assert (pools["uni-a"].gpu_sharing, pools["uni-b"].gpu_sharing) == ("time-slicing", "hami")
     assert settings["KubeQuotaSpawner"]["unschedulable_timeout"] == 300  # hub.config is merged in
     assert settings["KubeQuotaSpawner"]["namespace"] == "schools"
     assert settings["QuotaSpawnerMixin"]["lease_warning_minutes"] == [15, 5, 1]
@@ -257,3 +260,17 @@ def test_dashboards_as_configmaps_for_grafanas_sidecar():
         assert configmap["metadata"]["annotations"] == {"grafana_folder": "GPU Commons"}
         [(key, text)] = configmap["data"].items()
         assert json.loads(text) == json.loads((dashboards.OUT / key).read_text())
+
+
+def test_a_shared_gpu_pool_reaches_the_hub_and_the_quota_service():
+    shared = {"id": "uni-t", "gpus": 4, "gpu_model": "Tesla T4", "simulated": True,
+              "shared": {"students_per_gpu": 4, "memory_per_student": "3584M", "gpu_memory": "15360M"}}
+    objects = rendered({"alliance": {"pools": [shared],
+                                     "profiles": [{"id": "gpu-shared", "display_name": "A shared GPU", "gpu": "shared"}]},
+                        "pools": {"uni-t": {"gpu_sharing": "hami"}}})
+    [alliance_map] = find(objects, "ConfigMap", "-alliance")
+    [pool] = parse_alliance(yaml.safe_load(alliance_map["data"]["alliance.yaml"]), "chart").pools
+    assert (pool.shared.students_per_gpu, pool.shared.memory_per_student_mib) == (4, 3584)
+    [hub_map] = find(objects, "ConfigMap", "-hub")
+    pools = parse_pools(yaml.safe_load(hub_map["data"]["hub-config.yaml"])["KubeQuotaSpawner"]["pools"], KubePool, "chart")
+    assert pools["uni-t"].gpu_sharing == "hami"
