@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "hub": "hub.launch",
     "set-password": "hub.passwords",
     "quota-serve": "quota.serve",
+    "backup": "quota.backup",
     "simulate": "quota.simulator.cli",
     "scenario": "quota.simulator.scenario_cli",
 }

@@ -97,9 +97,14 @@ class QuotaSettings(BaseSettings):
                 "or set GPU_COMMONS_API_TOKEN."
             )
         if not self.database_url:
-            self.database_url = f"sqlite:///{Path(self.data_dir).resolve() / 'quota.sqlite'}"
+            self.database_url = default_database_url(self.data_dir)
         return self
 
     @classmethod
     def from_environment(cls, **overrides) -> "QuotaSettings":
         return cls(**overrides)
+
+
+def default_database_url(data_dir: Path) -> str:
+    """The database when no URL is set: SQLite in the data directory."""
+    return f"sqlite:///{Path(data_dir).resolve() / 'quota.sqlite'}"
