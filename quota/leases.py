@@ -55,6 +55,8 @@ from quota.decayed_usage import DecayedUsage
 from quota.errors import InvalidField
 from quota.fairshare.model import INF
 from quota.inventory import Unit
+from quota.messages import NO_SUCH_KIND, WITHDRAWN, ask_again_from, goes_back, not_renewed
+from quota.messages import sentence as _sentence
 from quota.journal import LEASE_COLUMNS, Batch, Entry, GroupCommit, JournalUnavailable, begin_write, settled, short_reason
 from quota.policy_store import PolicyStore
 from quota.unit_holders import UnitHolders
@@ -63,7 +65,6 @@ from quota.tables import LeaseRow, UsageRecord, WithdrawnKey
 log = logging.getLogger(__name__)
 
 ACTIVE = ("granted", "queued")
-NO_SUCH_KIND = "No GPU of this kind exists in the alliance; choose another profile."
 END_STATE = {"released": "released", "reconciled": "released", "expired": "expired", "reclaimed": "expired",
              "budget_exhausted": "expired", "abandoned": "abandoned"}
 # the allocator's reason for a stop -> the usage record's end reason
@@ -212,7 +213,7 @@ class LeaseBook:
         """Decide a new lease; returns the outcome."""
         if lease.idempotency_key and lease.idempotency_key in mem.withdrawn:
             lease.state, lease.released_at = "refused", now
-            lease.reason = "This request was withdrawn by the hub before it arrived; nothing was booked."
+            lease.reason = WITHDRAWN
             return "refused"
         if lease.kind is None:  # CPU only: nothing scarce to allocate, so the lease has no end
             lease.state, lease.granted_at = "granted", now
@@ -233,7 +234,7 @@ class LeaseBook:
         elif decision.kind == "refuse":
             lease.state, lease.reason, lease.released_at = "refused", _sentence(decision.reason), now
             if decision.retry_at is not None and decision.retry_at < INF:
-                lease.reason += f" You can ask again from {_at(decision.retry_at):%Y-%m-%d %H:%M} UTC."
+                lease.reason = ask_again_from(lease.reason, _at(decision.retry_at))
             self._forget(mem, lease)
         else:
             self._heartbeat_from(mem, now)
@@ -298,10 +299,9 @@ class LeaseBook:
                     lease.reason = None
             else:
                 ends = lease.reclaim_at or lease.expires_at
-                why = f"cannot be renewed now: {_sentence(answer.reason)} Save your work: it ends at {ends:%H:%M} UTC."
-                refusal = f"It {why}"
+                refusal, why = not_renewed(_sentence(answer.reason), ends)
                 if lease.reclaim_at is None:  # a reclaim warning already says why it ends
-                    lease.reason = f"Your GPU lease {why}"
+                    lease.reason = why
             journal.changed[lease.id] = lease
             self._apply(mem, journal, actions, now)
             return _view(lease), refusal
@@ -311,15 +311,19 @@ class LeaseBook:
             raise InvalidField("lease", refusal)
         return lease
 
-    def touch(self, lease_id: str) -> bool:
-        """The student used the workspace now (kept in memory: the reclaim takes the longest
-        idle first). False when the lease is not running."""
+    def touch(self, lease_id: str, at: datetime | None = None) -> bool:
+        """The student used the workspace at ``at`` (default now; kept in memory: the reclaim
+        takes the longest idle first). An older moment than the one known changes nothing.
+        False when the lease is not running."""
         with self._lock:
             mem = self._memory()
             lease = mem.rows.get(lease_id)
-            if lease is None or lease.state != "granted":
+            session = mem.allocator.sessions.get(lease_id)
+            if lease is None or lease.state != "granted" or session is None:
                 return False
-            mem.allocator.touch(lease_id, self._clock().timestamp())
+            t = min(self._clock(), at or self._clock()).timestamp()  # never in the future
+            if t > session.last_active:
+                mem.allocator.touch(lease_id, t)
             return True
 
     def advance(self) -> int:
@@ -714,10 +718,7 @@ class LeaseBook:
             journal.changed[lease.id] = lease
             if action.kind == "warn":
                 lease.reclaim_at = _at(action.stop_at)
-                lease.reason = (
-                    f"Your GPU share goes back at {lease.reclaim_at:%H:%M} UTC: {_sentence(action.reason)} "
-                    "Save your work before then."
-                )
+                lease.reason = goes_back(_sentence(action.reason), lease.reclaim_at)
             elif action.kind == "renew":
                 lease.expires_at = _at(action.lease_end) if action.lease_end < INF else None
                 if action.warning_withdrawn:
@@ -825,12 +826,6 @@ def _view(row: LeaseRow) -> SimpleNamespace:
     """A copy of a lease's columns: what a reader gets, so that no later input changes it
     under the reader's feet."""
     return SimpleNamespace(**{name: getattr(row, name) for name in LEASE_COLUMNS})
-
-
-def _sentence(text: str) -> str:
-    """The allocator's reasons are phrases; a student reads sentences."""
-    text = text.strip()
-    return (text[:1].upper() + text[1:]).rstrip(".") + "."
 
 
 __all__ = ["LeaseBook", "Listener", "JournalUnavailable", "NotWriter", "ACTIVE", "utc_now"]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from quota.messages import as_data
 from quota.tables import LeaseRow, UsageRecord
 
 if TYPE_CHECKING:
@@ -77,6 +78,12 @@ class Lease(BaseModel):
     reason: str | None = Field(
         description="Why it was refused, or why it will be reclaimed, in words a student can read."
     )
+    reason_message: dict | None = Field(
+        None,
+        description="The reason as the message catalogue's id and parameters ({msgid, params[, plural, n]}), "
+        "for a reader that shows it in the student's language (gpu_commons_i18n); null when the reason is "
+        "only known as text (e.g. read back after a restart).",
+    )
     idempotency_key: str | None = Field(description='The key the request was made with, if any.')
 
     @classmethod
@@ -88,7 +95,7 @@ class Lease(BaseModel):
             requested_at=row.requested_at, granted_at=row.granted_at, expires_at=row.expires_at,
             released_at=row.released_at, queue_position=place.position if queued else None,
             wait_estimate_s=place.wait_estimate_s if queued else None,
-            reclaim_at=row.reclaim_at if row.state == "granted" else None, reason=row.reason, idempotency_key=row.idempotency_key,
+            reclaim_at=row.reclaim_at if row.state == "granted" else None, reason=row.reason, reason_message=as_data(row.reason), idempotency_key=row.idempotency_key,
         )
 
 

@@ -3,16 +3,21 @@ the reader's language chosen from Accept-Language with the alliance's as the fal
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gpu_commons_i18n import (
     SUPPORTED, Message, _, _n, from_json, negotiate, ngettext, parse_accept_language, render, translate,
 )
-from gpu_commons_i18n.catalogue import problems
+from gpu_commons_i18n import LOCALES_DIR
+from gpu_commons_i18n.catalogue import LOCALES_IN_CHECKOUT, problems
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_every_sentence_of_the_code_and_templates_has_a_translation_in_every_catalogue():
-    found = problems()
+    found = problems(REPO)
     assert not found, "run `.venv/bin/python -m gpu_commons_i18n.catalogue update`, translate, see docs/i18n.md:\n" + \
         "\n".join(map(str, found))
 
@@ -21,7 +26,7 @@ def test_the_completeness_check_finds_a_sentence_nobody_translated(tmp_path):
     (tmp_path / "spawner").mkdir()
     (tmp_path / "spawner" / "new.py").write_text(
         'from gpu_commons_i18n import _\nMESSAGE = _("A sentence no catalogue has yet.")\n')
-    found = {(p.locale, p.msgid, p.what) for p in problems(tmp_path)}
+    found = {(p.locale, p.msgid, p.what) for p in problems(tmp_path, catalogue_root=REPO)}
     assert ("zh_CN", "A sentence no catalogue has yet.", "missing") in found
     assert ("en", "A sentence no catalogue has yet.", "missing") in found
     # ... and every translation that this tree no longer uses is stale
@@ -31,7 +36,17 @@ def test_the_completeness_check_finds_a_sentence_nobody_translated(tmp_path):
 def test_templates_are_extracted_too(tmp_path):
     (tmp_path / "hub" / "templates").mkdir(parents=True)
     (tmp_path / "hub" / "templates" / "x.html").write_text('<p>{{ _("Only in a template.") }}</p>')
-    assert ("zh_CN", "Only in a template.", "missing") in {(p.locale, p.msgid, p.what) for p in problems(tmp_path)}
+    found = {(p.locale, p.msgid, p.what) for p in problems(tmp_path, catalogue_root=REPO)}
+    assert ("zh_CN", "Only in a template.", "missing") in found
+
+
+def test_the_installed_catalogues_are_the_checkouts():
+    """The hub, the quota service and JupyterLab read the installed copy (`make install`,
+    the images): one older than the checkout would show old sentences."""
+    for po in sorted((REPO / LOCALES_IN_CHECKOUT).glob("*/LC_MESSAGES/*.po")):
+        installed = LOCALES_DIR / po.relative_to(REPO / LOCALES_IN_CHECKOUT)
+        assert installed.exists() and installed.read_bytes() == po.read_bytes(), \
+            f"{installed} differs from {po}: run `make install` (or pip install --no-deps ./workspace)"
 
 
 @pytest.mark.parametrize("n", [1, 2, 5])

@@ -118,6 +118,19 @@ def ngettext(singular: str, plural: str, n: int, locale: str | None, **params) -
     return _render_one(singular, plural, n, {"n": n, **params}, locale)
 
 
+def text_template(msgid: str, locale: str | None) -> str:
+    """``msgid`` in ``locale`` with its ``{parameters}`` left in, for a browser to fill in
+    (the JupyterLab plugin fills the time it shows in the student's clock)."""
+    return translations(locale).gettext(msgid)
+
+
+def plural_templates(singular: str, plural: str, locale: str | None) -> dict[str, str]:
+    """Each plural form of a sentence in ``locale`` by its CLDR category (``one``, ``other``),
+    ``{n}`` left in: a browser chooses with ``Intl.PluralRules``."""
+    catalogue = translations(locale)
+    return {"one": catalogue.ngettext(singular, plural, 1), "other": catalogue.ngettext(singular, plural, 2)}
+
+
 def render(text, locale: str | None) -> str:
     """A :class:`Message` in ``locale``; any other text as it is (a sentence from elsewhere)."""
     if isinstance(text, (Message, Localized)):
@@ -223,5 +236,5 @@ def placeholders(text: str) -> set[str]:
     return {name for _lit, name, _spec, _conv in string.Formatter().parse(text) if name}
 
 
-__all__ = ["Message", "Localized", "_", "_n", "translate", "ngettext", "render", "negotiate", "parse_accept_language",
+__all__ = ["Message", "Localized", "_", "_n", "translate", "ngettext", "render", "text_template", "plural_templates", "negotiate", "parse_accept_language",
            "translations", "from_json", "placeholders", "SUPPORTED", "DEFAULT_LOCALE", "COOKIE_NAME"]

@@ -22,7 +22,7 @@ from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po, write_po
 
-from gpu_commons_i18n import CATALOGUES, DOMAIN, LOCALES_DIR, placeholders
+from gpu_commons_i18n import CATALOGUES, DOMAIN, placeholders
 
 # Where sentences for people are marked: Python code and the hub's Jinja templates.
 SOURCE_DIRS = ("hub", "spawner", "quota", "workspace/gpu_commons_workspace")
@@ -31,12 +31,19 @@ METHOD_MAP = [
     ("**.py", "python"),
 ]
 # _(msgid, **params), _n(singular, plural, n, **params); translate/ngettext take the locale after.
-KEYWORDS = {"_": None, "_n": (1, 2), "translate": (1,), "ngettext": (1, 2)}
+KEYWORDS = {"_": None, "_n": (1, 2), "translate": (1,), "ngettext": (1, 2), "text_template": (1,),
+            "plural_templates": (1, 2)}
 JINJA_OPTIONS = {"extensions": "", "trimmed": "true"}
 
 
+# The catalogues as the checkout holds them (the installed package has a copy: `make install`).
+LOCALES_IN_CHECKOUT = Path("workspace") / "gpu_commons_i18n" / "locales"
+
+
 def default_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    """The checkout: this file's, when run from it, else the current directory."""
+    here = Path(__file__).resolve().parents[2]
+    return here if (here / LOCALES_IN_CHECKOUT).is_dir() else Path.cwd()
 
 
 def extract(root: Path | None = None) -> Catalog:
@@ -56,12 +63,12 @@ def extract(root: Path | None = None) -> Catalog:
     return template
 
 
-def po_path(folder: str) -> Path:
-    return LOCALES_DIR / folder / "LC_MESSAGES" / f"{DOMAIN}.po"
+def po_path(folder: str, root: Path | None = None) -> Path:
+    return Path(root or default_root()) / LOCALES_IN_CHECKOUT / folder / "LC_MESSAGES" / f"{DOMAIN}.po"
 
 
-def read_catalogue(folder: str) -> Catalog:
-    path = po_path(folder)
+def read_catalogue(folder: str, root: Path | None = None) -> Catalog:
+    path = po_path(folder, root)
     if not path.exists():
         return Catalog(locale=folder, domain=DOMAIN)
     with path.open("rb") as po:
@@ -73,15 +80,17 @@ def update(root: Path | None = None) -> dict[str, int]:
     template = extract(root)
     untranslated = {}
     for folder in CATALOGUES.values():
-        catalogue = read_catalogue(folder)
+        catalogue = read_catalogue(folder, root)
         catalogue.update(template, no_fuzzy_matching=False, update_header_comment=False)
         catalogue.obsolete.clear()
         if folder == "en":  # English: the id is the sentence
             for message in catalogue:
-                if message.id and not _translated(message):
+                if message.id and (not _translated(message) or message.fuzzy):
                     message.string = message.id if isinstance(message.id, str) else tuple(message.id)
                     message.flags.discard("fuzzy")
-        path = po_path(folder)
+        catalogue.fuzzy = False
+        catalogue.project, catalogue.version = "GPU Commons", "0.1.0"
+        path = po_path(folder, root)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as out:
             write_po(out, catalogue, width=100, sort_output=False, include_previous=True)
@@ -104,14 +113,14 @@ class Problem:
         return f"{self.locale}: {self.what}: {self.msgid!r}"
 
 
-def problems(root: Path | None = None) -> list[Problem]:
-    """Every sentence of the code without a usable translation in some catalogue, and every
-    translation no code uses any more."""
+def problems(root: Path | None = None, catalogue_root: Path | None = None) -> list[Problem]:
+    """Every sentence of the code under ``root`` without a usable translation in some catalogue
+    (of ``catalogue_root``, by default the same checkout), and every translation no code uses."""
     template = extract(root)
     wanted = {_key(m.id): m for m in template if m.id}
     found = []
     for folder in CATALOGUES.values():
-        catalogue = read_catalogue(folder)
+        catalogue = read_catalogue(folder, catalogue_root or root)
         present = {_key(m.id): m for m in catalogue if m.id}
         for key, source in wanted.items():
             message = present.get(key)
@@ -149,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.action == "update":
         for folder, count in update(args.root).items():
-            print(f"{po_path(folder)}: {count} sentence(s) to translate")
+            print(f"{po_path(folder, args.root)}: {count} sentence(s) to translate")
         return 0
     found = problems(args.root)
     for problem in found:

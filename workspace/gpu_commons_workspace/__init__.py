@@ -16,6 +16,11 @@ as it learns them.
 
 The extension also makes the server light on a slow link: compressed responses, JupyterLab's
 static files precompressed with brotli, hashed files cached for good (static_files.py).
+
+It speaks the student's language (``GPU_COMMONS_LOCALE``, set by the spawner from the hub's
+choice): the warnings' sentences come from the one catalogue (gpu_commons_i18n) with the lease,
+and JupyterLab opens in that language (its translation setting's default for this server; a
+language the student picks in Settings > Language still wins).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from gpu_commons_i18n import DEFAULT_LOCALE, from_json, locale_folder, negotiate, plural_templates, render, text_template
+
 DEFAULT_WARNINGS = (600, 120)  # ten and two minutes before the end
 SAVE_BEFORE_SECONDS = 30  # open documents are saved this long before the end
 
@@ -45,6 +52,7 @@ class LeaseEnd:
     ends_early: bool = False  # reclaimed or ended by the service before the end booked for it
     quota_url: str = ""
     refresh_seconds: float = 30.0
+    locale: str = DEFAULT_LOCALE  # the student's language (a tag: zh-CN, en)
 
     @classmethod
     def from_environment(cls, env=os.environ) -> "LeaseEnd":
@@ -58,6 +66,7 @@ class LeaseEnd:
             profile=env.get("GPU_COMMONS_PROFILE", ""),
             quota_url=env.get("GPU_COMMONS_QUOTA_URL", "").rstrip("/"),
             refresh_seconds=float(env.get("GPU_COMMONS_LEASE_REFRESH_S", "30") or 30),
+            locale=negotiate(env.get("GPU_COMMONS_LOCALE", ""), default=DEFAULT_LOCALE),
         )
 
     def updated(self, answer: dict) -> "LeaseEnd":
@@ -74,7 +83,9 @@ class LeaseEnd:
         if not running:
             end = min(end, datetime.now(timezone.utc)) if end else datetime.now(timezone.utc)
             ends_early = True
-        reason = answer.get("reason") or ""
+        # The service's sentence in the student's language when it sends the catalogue's message.
+        message = answer.get("reason_message")
+        reason = render(from_json(message), self.locale) if message else (answer.get("reason") or "")
         if (end, reason, ends_early) == (self.expires_at, self.reason, self.ends_early):
             return self
         return replace(self, expires_at=end, reason=reason, ends_early=ends_early)
@@ -96,7 +107,27 @@ class LeaseEnd:
             "reason": self.reason,
             "ends_early": self.ends_early,
             "refresh_seconds": self.refresh_seconds,
+            "locale": self.locale,
+            "messages": warning_sentences(self.locale),
         }
+
+
+def warning_sentences(locale: str) -> dict:
+    """The plugin's sentences in ``locale``; ``{left}`` and ``{at}`` are filled in by the browser
+    (the time in the student's clock), ``units`` chosen with ``Intl.PluralRules``."""
+    return {
+        "warning": text_template("Your GPU time ends in {left} (at {at}); the workspace stops then. "
+                                 "Save your work now.", locale),
+        "not_renewed": text_template("Your GPU time ends in {left} (at {at}) and cannot be renewed; the workspace "
+                                     "stops then. Save your work now.", locale),
+        "reclaimed": text_template("Your GPU goes back at {at} to a school below its guaranteed share; "
+                                   "save your work now.", locale),
+        "save_all": text_template("Save all", locale),
+        "units": {
+            "minute": plural_templates("{n} minute", "{n} minutes", locale),
+            "second": plural_templates("{n} second", "{n} seconds", locale),
+        },
+    }
 
 
 class LeaseHandler(APIHandler):
@@ -165,6 +196,8 @@ def _load_jupyter_server_extension(serverapp):
 
     lease = LeaseEnd.from_environment()
     web_app = serverapp.web_app
+    # After every extension is loaded (JupyterLab's settings handler too), before the first request.
+    serverapp.io_loop.add_callback(set_lab_language, web_app, lease.locale, serverapp.log)
     cache_hashed_extensions(web_app)
     preload_core(web_app)
     web_app.settings["gpu_commons_lease"] = lease
@@ -176,3 +209,31 @@ def _load_jupyter_server_extension(serverapp):
         serverapp.io_loop.add_callback(_log_warnings, web_app, serverapp.log)
     if lease.quota_url and lease.lease_id:
         serverapp.io_loop.add_callback(_follow_quota_service, web_app, serverapp.log)
+
+
+TRANSLATION_PLUGIN = "@jupyterlab/translation-extension:plugin"
+
+
+def set_lab_language(web_app, locale: str, log) -> bool:
+    """Make ``locale`` JupyterLab's language on this server: the default of its translation
+    setting, in the overrides its settings handler serves (a language the student chose in
+    Settings > Language is a user setting and still wins). True when the handler was found."""
+    language_pack = locale_folder(locale) or "en"  # JupyterLab names its packs zh_CN, en
+    found = False
+    for overrides in _settings_overrides(web_app.default_router):
+        overrides.setdefault(TRANSLATION_PLUGIN, {})["locale"] = language_pack
+        found = True
+    if found:
+        log.info("JupyterLab's language here: %s", language_pack)
+    else:
+        log.warning("JupyterLab's settings handler was not found; its language stays as configured")
+    return found
+
+
+def _settings_overrides(router):
+    """The ``overrides`` dicts handed to JupyterLab's settings handlers, through nested routers."""
+    for rule in getattr(router, "rules", []):
+        kwargs = getattr(rule, "target_kwargs", None) or {}
+        if isinstance(kwargs.get("overrides"), dict):
+            yield kwargs["overrides"]
+        yield from _settings_overrides(rule.target)

@@ -8,27 +8,46 @@
   "use strict";
 
   var NAME = "gpu-commons-lease";
+  // The sentences come with the lease from the server extension, in the student's language
+  // (the one message catalogue, gpu_commons_i18n); only the time left and the clock time are
+  // filled in here. These English ones are used only when the server sent none.
+  var ENGLISH = {
+    warning: "Your GPU time ends in {left} (at {at}); the workspace stops then. Save your work now.",
+    not_renewed: "Your GPU time ends in {left} (at {at}) and cannot be renewed; the workspace stops then. Save your work now.",
+    reclaimed: "Your GPU goes back at {at} to a school below its guaranteed share; save your work now.",
+    save_all: "Save all",
+    units: { minute: { one: "{n} minute", other: "{n} minutes" }, second: { one: "{n} second", other: "{n} seconds" } },
+  };
+  var sentences = ENGLISH;
+  var language = "en";
+
+  function fill(text, values) {
+    return text.replace(/\{(\w+)\}/g, function (all, name) {
+      return Object.prototype.hasOwnProperty.call(values, name) ? String(values[name]) : all;
+    });
+  }
+
+  function amount(unit, n) {
+    var forms = sentences.units[unit];
+    var category = new Intl.PluralRules(language).select(n);
+    return fill(forms[category] || forms.other, { n: n });
+  }
+
+  function clock(endsAt) {
+    return endsAt.toLocaleTimeString(language, { hour: "2-digit", minute: "2-digit" });
+  }
 
   function say(seconds, endsAt, reason) {
     var minutes = Math.round(seconds / 60);
-    var inEn = minutes >= 1 ? minutes + (minutes === 1 ? " minute" : " minutes") : Math.max(1, Math.round(seconds)) + " seconds";
-    var inZh = minutes >= 1 ? minutes + " 分钟" : Math.max(1, Math.round(seconds)) + " 秒";
-    var at = endsAt.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    // Toasts show about 140 characters: the Chinese and the English sentence both fit.
-    var warning =
-      "GPU 时间还剩 " + inZh + "（" + at + " 结束）" + (reason ? "，无法续期" : "") + "，工作区随后停止，请保存文件。" +
-      "Your GPU time ends in " + inEn + " (at " + at + "); save your work now.";
-    // A renewal the quota service refused: its own sentence (English) says why.
+    var left = minutes >= 1 ? amount("minute", minutes) : amount("second", Math.max(1, Math.round(seconds)));
+    var warning = fill(reason ? sentences.not_renewed : sentences.warning, { left: left, at: clock(endsAt) });
+    // A renewal the quota service refused: its own sentence (in the same language) says why.
     return reason ? warning + " " + reason : warning;
   }
 
   function sayReclaimed(endsAt) {
-    var at = endsAt.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
     // Short enough for a toast (about 140 characters); the lease's full reason is in the log.
-    return (
-      "GPU 将于 " + at + " 让给保障份额不足的学校，请保存文件。" +
-      "Your GPU goes back at " + at + " to a school below its guaranteed share; save now."
-    );
+    return fill(sentences.reclaimed, { at: clock(endsAt) });
   }
 
   var timers = [];
@@ -39,7 +58,7 @@
       type: "warning",
       options: {
         autoClose: false,
-        actions: [{ label: "Save all / 全部保存", commandId: "docmanager:save-all" }],
+        actions: [{ label: sentences.save_all, commandId: "docmanager:save-all" }],
         data: { source: NAME },
       },
     });
@@ -110,6 +129,10 @@
             return response.json();
           })
           .then(function (lease) {
+            if (lease.messages) {
+              sentences = lease.messages;
+              language = lease.locale || language;
+            }
             // A new end (renewed, reclaimed) or a new reason (a renewal refused): warn again.
             var seen = lease.expires_at + "|" + (lease.reason || "");
             if (seen !== scheduledEnd) {
