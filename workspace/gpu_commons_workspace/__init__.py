@@ -192,10 +192,12 @@ def _link_jupyter_server_extension(serverapp):
 
 
 def _load_jupyter_server_extension(serverapp):
+    from gpu_commons_workspace.gpu_memory_cap import install_startup
     from gpu_commons_workspace.static_files import cache_hashed_extensions, preload_core
 
     lease = LeaseEnd.from_environment()
     web_app = serverapp.web_app
+    install_startup(os.environ, os.path.expanduser("~"), serverapp.log)  # a shared GPU: frameworks told the cap
     # After every extension is loaded (JupyterLab's settings handler too), before the first request.
     serverapp.io_loop.add_callback(set_lab_language, web_app, lease.locale, serverapp.log)
     cache_hashed_extensions(web_app)
