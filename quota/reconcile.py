@@ -15,6 +15,10 @@ and then
   lease is released when its student has no server, and when the server runs another
   profile (a GPU lease beside a CPU workspace). A lease granted less than
   ``reconcile_grace_s`` before the listing stays: its server may be too new to be listed;
+- tells the allocator when each held lease's server was last used (the server's
+  ``last_activity``, which the hub learns from the proxy's traffic and the server's own
+  activity reports, every few minutes): the reclaim takes the longest idle first, and
+  idle GPUs are found (:meth:`quota.leases.LeaseBook.touch`);
 - reports ready GPU servers whose user holds no granted GPU lease here (a warning in the
   log and the gauge ``gpu_commons_gpu_servers_unleased``): a workspace using a GPU nobody
   booked, for an operator to look at. Nothing is stopped from here; the spawner itself
@@ -33,7 +37,7 @@ import logging
 import os
 import collections
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -54,6 +58,7 @@ class HubServer:
     name: str
     ready: bool
     profile: str | None  # the profile the student chose (user_options), if any
+    last_activity: datetime | None = None  # when the hub last saw the server used
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class HubListing:
 class Plan:
     release: tuple[str, ...]  # lease ids
     unleased_gpu_servers: tuple[HubServer, ...]
+    activity: tuple[tuple[str, datetime], ...] = ()  # (lease id, its server's last activity)
 
 
 def plan(leases: list[HeldLease], listing: HubListing, listed_at: datetime, grace: timedelta,
@@ -83,12 +89,17 @@ def plan(leases: list[HeldLease], listing: HubListing, listed_at: datetime, grac
     GPU servers hold no lease. A server holds one lease of its student and profile; of a
     student's leases of one profile the newest are held, one per such server."""
     cutoff = listed_at - grace
-    servers_running = collections.Counter((server.user, server.profile) for server in listing.servers)
+    servers_running = collections.defaultdict(list)
+    for server in sorted(listing.servers, key=_last_used):  # the most recently used hold the newest leases
+        servers_running[(server.user, server.profile)].append(server)
     unheld = set()
+    activity = []
     for lease in sorted(leases, key=lambda lease: lease.granted_at, reverse=True):  # the newest are held first
-        held_by = (lease.user, lease.profile)
-        if servers_running[held_by] > 0:
-            servers_running[held_by] -= 1
+        holders = servers_running[(lease.user, lease.profile)]
+        if holders:
+            server = holders.pop()
+            if server.last_activity is not None:
+                activity.append((lease.id, server.last_activity))
         elif lease.granted_at <= cutoff:
             unheld.add(lease.id)
     release_ids = tuple(lease.id for lease in leases if lease.id in unheld)  # in the book's order
@@ -97,7 +108,11 @@ def plan(leases: list[HeldLease], listing: HubListing, listed_at: datetime, grac
         server for server in listing.servers
         if server.ready and server.profile in gpu_profiles and server.user not in gpu_holders
     )
-    return Plan(release_ids, unleased)
+    return Plan(release_ids, unleased, tuple(activity))
+
+
+def _last_used(server: HubServer) -> datetime:
+    return server.last_activity or datetime.min.replace(tzinfo=timezone.utc)
 
 
 async def list_active_servers(client: httpx.AsyncClient) -> HubListing:
@@ -127,11 +142,23 @@ async def list_active_servers(client: httpx.AsyncClient) -> HubListing:
                 )
             for name, server in (user.get("servers") or {}).items():
                 options = server.get("user_options") or {}
-                servers.append(HubServer(user["name"], name, bool(server.get("ready")), options.get("profile")))
+                servers.append(HubServer(user["name"], name, bool(server.get("ready")), options.get("profile"),
+                                         _moment(server.get("last_activity"))))
         following = body.get("_pagination", {}).get("next") if isinstance(body, dict) else None
         if not following:
             return HubListing(frozenset(users), tuple(servers))
         offset = following["offset"]
+
+
+def _moment(text: str | None) -> datetime | None:
+    """A time as the hub's REST API writes it (ISO 8601, ``Z`` for UTC); None if absent or unreadable."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 class Reconciler:
@@ -183,6 +210,8 @@ class Reconciler:
                 self.released.inc()
                 log.warning("released lease %s (%s) of %s: no server of theirs runs that profile (reconciled)",
                             lease_id, lease.profile, lease.user)
+        if decided.activity:
+            await asyncio.to_thread(self._touch, decided.activity)
         for server in decided.unleased_gpu_servers:
             log.warning("GPU server of %s (profile %s) holds no GPU lease; check how it was started",
                         server.user, server.profile)
@@ -197,6 +226,10 @@ class Reconciler:
             except Exception:  # keep reconciling: one bad pass must not stop it for good
                 log.exception("the reconciliation with the hub failed")
             await asyncio.sleep(every_s)
+
+    def _touch(self, activity) -> None:
+        for lease_id, at in activity:
+            self._book.touch(lease_id, at)
 
     def _granted(self) -> list[HeldLease]:
         return [

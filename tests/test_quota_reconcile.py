@@ -89,6 +89,20 @@ def test_one_server_holds_one_lease_of_its_profile_the_newest():
     assert plan(leases, two, NOW, GRACE, GPU).release == ()  # named servers: one lease each
 
 
+def test_each_held_lease_gets_its_servers_last_activity():
+    used = NOW - timedelta(minutes=3)
+    listing = HubListing(frozenset({"s", "t"}), (
+        HubServer("s", "", True, "gpu-slice", NOW - timedelta(minutes=40)),
+        HubServer("s", "lab", True, "gpu-slice", used),  # used last: it holds the newest lease
+        HubServer("t", "", True, "gpu-whole", None),  # never used since it started: nothing to tell
+    ))
+    leases = [lease("l-old", "s", age=timedelta(hours=2)), lease("l-new", "s", age=timedelta(hours=1)),
+              lease("l-t", "t", profile="gpu-whole"), lease("l-gone", "gone")]
+    decided = plan(leases, listing, NOW, GRACE, GPU)
+    assert dict(decided.activity) == {"l-new": used, "l-old": NOW - timedelta(minutes=40)}
+    assert decided.release == ("l-gone",)
+
+
 def fake_hub(users: list[dict]) -> httpx.MockTransport:
     """The hub's REST API as the reconciler reads it: one page of ``GET /users?state=active``."""
     def answer(request: httpx.Request) -> httpx.Response:
@@ -130,6 +144,42 @@ def test_the_reconciler_releases_a_gpu_lease_whose_server_runs_the_cpu_profile(m
                        transport=fake_hub([{"name": "u01-s1"}]))
     assert asyncio.run(blind.run_once()) is None
     assert book.get(kept.id).state == "granted"
+
+
+def test_the_reconciler_tells_the_allocator_when_each_workspace_was_last_used(make_quota_app, clock, monkeypatch):
+    """Issue 15, point 4: the allocator's touch had no caller, so "longest idle first" was
+    "oldest first". The hub's last_activity of each server now reaches it."""
+    import asyncio
+
+    from quota.reconcile import Reconciler
+
+    monkeypatch.delenv("JUPYTERHUB_API_URL", raising=False)
+    app = make_quota_app()
+    book = app.state.book
+    first, _ = book.request("c01-s1", "c01", "gpu-slice", None)
+    second, _ = book.request("u01-s1", "u01", "gpu-slice", None)
+    granted_at = clock().timestamp()
+    clock.advance(minutes=30)
+    used = clock() - timedelta(minutes=2)
+
+    def activity(at):
+        return {**server("gpu-slice"), "last_activity": at}
+
+    hub = fake_hub([{"name": "c01-s1", "servers": {"": activity(used.isoformat().replace("+00:00", "Z"))}},
+                    {"name": "u01-s1", "servers": {"": activity(None)}}])
+    reconciler = Reconciler(book, "http://hub.invalid/hub/api", TOKEN, 10, CollectorRegistry(), book.clock,
+                            transport=hub)
+    decided = asyncio.run(reconciler.run_once())
+    assert decided.release == () and dict(decided.activity) == {first.id: used}
+    sessions = book._memory().allocator.sessions
+    assert sessions[first.id].last_active == used.timestamp()
+    assert sessions[second.id].last_active == granted_at  # not used since its grant: still idle since then
+    # an older report (a page of the hub listed before a newer one arrived) changes nothing
+    assert book.touch(first.id, used - timedelta(minutes=10))
+    assert sessions[first.id].last_active == used.timestamp()
+    # a moment in the future (a clock ahead on the hub's host) counts as now
+    assert book.touch(second.id, clock() + timedelta(hours=1))
+    assert sessions[second.id].last_active == clock().timestamp()
 
 
 def test_nothing_is_released_when_the_hub_cannot_be_asked(make_quota_app, monkeypatch):
