@@ -47,14 +47,14 @@ TIERS = ("county", "urban")
 
 # the class-period traffic, which every family starts from
 BASE = dict(
-    county_schools=8, urban_schools=6, county_devices=12, county_devices_max=30, county_max_milli=500,
+    county_schools=6, urban_schools=8, county_lessons_per_day=2, county_devices=12, county_devices_max=30, county_max_milli=500,
     login_spread_s=300.0, patience_s=480.0, patience_max_s=600.0, flood_schools=1, flood_days=(1,),
     flood_factor=4.0,
 )
 
 # family -> (what it is, what it changes in BASE)
 FAMILIES: dict[str, tuple[str, dict]] = {
-    "whole": ("whole GPUs only, 16 schools", dict(county_schools=8, urban_schools=8)),
+    "whole": ("whole GPUs only, 16 schools", dict(urban_schools=10)),
     "mig": ("every GPU MIG-sliced (7 slices)", dict(sliced_share=1.0)),
     "mixed": ("a MIG-sliced pool beside a whole-GPU pool", dict(sliced_share=0.5)),
     "two-pools": ("two pools of whole GPUs", dict(pools=2)),

@@ -223,13 +223,20 @@ class ClassReservation(_Strict):
 class FairShareSettings(_Strict):
     """Knobs of the fair-share allocator (quota.fairshare); every one has a default."""
 
-    half_life_minutes: float = Field(60, gt=0, description="Past usage counts half after this long.")
+    half_life_minutes: float = Field(
+        10, gt=0, description="Past usage counts half after this long (short: a school's priority follows what it "
+        "holds now, as weighted max-min does).")
     entry_penalty_minutes: float = Field(
         10, ge=0, description="Usage charged when a session starts, so a burst cannot take the whole pool."
     )
     min_runtime_minutes: float = Field(10, ge=0, description="A borrowed session runs at least this long.")
     warning_minutes: float = Field(2, ge=0, description="Warning before a borrowed session is stopped.")
     max_lease_minutes: float = Field(240, gt=0, description="A lease is renewed after this only if nobody better waits.")
+    lent_lease_minutes: float | None = Field(
+        15, gt=0,
+        description="A session beyond its school's guaranteed share (borrowed) gets a lease of at most this, told at "
+        "admission ('borrowed until HH:MM'), renewed while nobody with a better claim waits, instead of being "
+        "stopped with a warning when another school wants its share back; null = full leases and such stops.")
     budget_period_days: float = Field(7, gt=0, description="Rolling window of the GPU-hour budgets.")
     reservation_lead_minutes: float = Field(
         0, ge=0, le=30,

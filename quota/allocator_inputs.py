@@ -87,6 +87,8 @@ def config_from(alliance: Alliance, base: Config | None = None) -> Config:
         max_lease_s=fs.max_lease_minutes * 60 if base.max_lease_s != float("inf") else base.max_lease_s,
         budget_period_s=fs.budget_period_days * 86400,
         whole_slice_guarantees=base.whole_slice_guarantees,
+        # lending with a known end belongs to the reclaiming policies; the baselines never take back
+        lent_lease_s=None if fs.lent_lease_minutes is None or not base.reclaim else fs.lent_lease_minutes * 60,
     )
 
 

@@ -55,6 +55,7 @@ def worlds(draw, reservations: bool = True, budgets: bool = False) -> World:
         warning_s=draw(st.sampled_from([0.0, 30.0, 120.0])),
         max_lease_s=draw(st.sampled_from([300.0, 1800.0, math.inf])),
         budget_period_s=draw(st.sampled_from([600.0, 3600.0])),
+        lent_lease_s=draw(st.sampled_from([None, None, 120.0, 900.0])),
     )
     books: list[Reservation] = []
     if reservations:
@@ -216,6 +217,9 @@ class Checker:
                 assert request.pool in (None, action.pool)
                 assert action.slices == self.pool[action.pool].need(request.milli)
                 assert action.lease_end - self.now <= self.world.config.max_lease_s + 1e-6
+                lent = self.world.config.lent_lease_s
+                if lent is not None and action.borrowed and action.reservation is None:
+                    assert action.lease_end - self.now <= lent + 1e-6, "a borrowed session's lease is longer than lent"
                 self.running[action.session_id] = Running(
                     action.pool, action.slices, request.school, action.borrowed, self.now, action.reservation,
                     action.lease_end,

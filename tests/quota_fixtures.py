@@ -43,6 +43,9 @@ schools:
   - {id: u01, tier: urban, students: [u01-s1, u01-s2], teachers: [u01-teacher]}
 staff: [staff-admin]
 operators: [it-ops]
+# these tests follow borrowed leases of full length taken back with a warning, and the
+# usage of the last hour; lent leases have their own tests (tests/test_lent_leases.py)
+fairshare: {half_life_minutes: 60, lent_lease_minutes: null}
 """
 
 

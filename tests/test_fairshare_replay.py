@@ -105,7 +105,7 @@ def test_the_property_meets_every_kind_of_stop():
     seen = {"reclaimed": 0, "lease_expired": 0, "budget_exhausted": 0, "renewed": 0, "resubmitted": 0,
             "abandoned": 0, "tie": 0}
 
-    @settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
     @given(cases(budgets=True, resubmit=True))
     def run(case):
         result = replay_and_check(case)

@@ -98,6 +98,10 @@ class Config:
     max_lease_s: float = 4 * 3600.0  # a lease ends after this; renewed only if nobody better waits
     budget_period_s: float = 7 * 24 * 3600.0  # rolling window for GPU-hour budgets
     whole_slice_guarantees: bool = False  # round guarantees down to whole slices (static partition)
+    # a session beyond its school's guarantee gets a lease of at most this (told at admission:
+    # "borrowed until HH:MM"), renewed at its end while nobody with a better claim waits;
+    # None: borrowed sessions get full leases and are taken back with a warning (the rebalance)
+    lent_lease_s: float | None = None
 
 
 def fcfs_config() -> Config:

@@ -85,7 +85,7 @@ class Allocator(Reclaiming, Answering):
         self.reserved_now = [0] * len(self.pools)  # slices taken out by active reservations
         self.pending = [0] * len(self.pools)  # slices that warned sessions will give back
         self.leaving = [0] * n  # milli of each school's warned sessions
-        rebalancing = config.reclaim and config.rebalance and config.ordering == "fair"
+        rebalancing = config.reclaim and config.rebalance and config.ordering == "fair" and config.lent_lease_s is None
         self.ledger = UsageLedger(n, config.half_life_s, start)
         self.bucket_footprint: dict[tuple, int] = {}  # bucket -> the least milli it takes in a pool
         self.bucket_claims: dict[tuple, list[tuple[int, int]]] = {}  # bucket -> (pool, milli it takes there)
@@ -407,12 +407,14 @@ class Allocator(Reclaiming, Answering):
             self.book.held[res.id] += slices
         else:
             self.general[pool] += slices
-            if self.book:
-                lease_end = self.book.clip(spec.id, now, lease_end, self.general[pool])
             if self.held_guaranteed[s] + milli <= self.guarantee[s]:
                 self.held_guaranteed[s] += milli
             else:
                 borrowed = True
+                if self.config.lent_lease_s is not None:
+                    lease_end = min(lease_end, now + self.config.lent_lease_s)
+            if self.book:
+                lease_end = self.book.clip(spec.id, now, lease_end, self.general[pool])
             self.held[s] += milli
         self.seq += 1
         session = Session(
@@ -600,6 +602,8 @@ class Allocator(Reclaiming, Answering):
     def _renewed_end(self, session: Session, now: float) -> float:
         request = session.request
         lease_end = now + (self.config.max_lease_s if request.lease_s is None else request.lease_s)
+        if session.borrowed and self.config.lent_lease_s is not None:
+            lease_end = min(lease_end, now + self.config.lent_lease_s)
         if session.reservation is not None:
             return min(lease_end, self.book.by_id[session.reservation].end)
         if self.book:
@@ -614,7 +618,12 @@ class Allocator(Reclaiming, Answering):
         if refusal is not None:
             code, reason = refusal
             self._end(session, now, out)
-            message = reason if code == "budget_exhausted" else f"the lease ended and was not renewed: {reason}"
+            if code == "budget_exhausted":
+                message = reason
+            elif session.borrowed and self.config.lent_lease_s is not None:
+                message = f"the borrowed GPU share went back at the time given when it was lent: {reason}"
+            else:
+                message = f"the lease ended and was not renewed: {reason}"
             out.append(Stop(session.id, code, message))
             return
         lease_end = self._renewed_end(session, now)
