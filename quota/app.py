@@ -21,6 +21,7 @@ from quota.db import make_engine, session_factory, upgrade
 from quota.inventory import Unit, alliance_units
 from quota.leases import Clock, JournalUnavailable, LeaseBook, utc_now
 from quota.metrics import QuotaMetrics, TimedRequests
+from quota.gpu_activity import gpu_activity_for
 from quota.reconcile import reconciler_for
 from quota.request_limits import RequestRate
 from quota.routes import health, inventory, leases, oauth, pools, queue, reference, reservations, schools, tiers, usage
@@ -62,6 +63,7 @@ def create_app(
         book.change_policy(lambda session, now: book.policy.book_alliance_reservations(session, now))
         book.promote()
     reconciler = reconciler_for(book, settings, metrics.registry, clock)  # None unless run under a hub
+    gpu_activity = gpu_activity_for(book, units, settings) if run_timers else None  # None without real GPUs
     ticker = Ticker(book, settings.timer_max_sleep_s, leadership.is_writer) if run_timers else None
 
     @contextlib.asynccontextmanager
@@ -71,11 +73,13 @@ def create_app(
         if ticker:
             ticker.start()
         reconciling = reconciler and asyncio.create_task(reconciler.run_forever(settings.reconcile_interval_s))
+        sampling = gpu_activity and asyncio.create_task(gpu_activity.run_forever(settings.gpu_activity_interval_s))
         try:
             yield
         finally:
-            if reconciling:
-                reconciling.cancel()
+            for task in (reconciling, sampling):
+                if task:
+                    task.cancel()
             if ticker:
                 ticker.stop()
             book.close()  # what is decided is stored before the database goes

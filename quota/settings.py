@@ -48,6 +48,16 @@ class QuotaSettings(BaseSettings):
         description="A queued lease nobody asked about for this long is abandoned (the student left the page).",
     )
     use_nvml: bool = Field(True, description="Read GPUs through NVML for pools marked simulated: false.")
+    gpu_activity_interval_s: float = Field(
+        30.0, gt=0,
+        description="Seconds between two readings of how busy each held whole GPU of the hardware pools is "
+        "(NVML); a lease whose GPU is busy counts as used then (quota/gpu_activity.py).",
+    )
+    gpu_busy_percent: int = Field(
+        5, ge=1, le=100,
+        description="A held GPU at least this many percent busy (NVML's utilisation) counts as used. "
+        "Example: GPU_COMMONS_GPU_BUSY_PERCENT=10",
+    )
     reconcile_interval_s: float = Field(
         60.0, gt=0,
         description="Seconds between two comparisons of the leases with the hub's servers (only under a hub: "

@@ -6,7 +6,7 @@ the same calls, constants and errors that :mod:`quota.hardware` uses.
   a real ``python -m quota serve`` read the GPUs described by ``FAKE_NVML_GPUS`` (JSON).
 
 A GPU is a dict: ``{"name", "memory_mib", "mig": None | False | True, "mig_pending": bool,
-"mig_devices": [{"name", "memory_mib"}]}`` (``mig: None``: the GPU has no MIG support, as a V100).
+"mig_devices": [{"name", "memory_mib"}], "utilisation": percent}`` (``mig: None``: the GPU has no MIG support, as a V100).
 ``fake_nvml(None)`` is a machine without a driver: ``nvmlInit`` raises ``NVMLError_LibraryNotFound``.
 """
 
@@ -87,6 +87,7 @@ def fake_nvml(gpus: list[dict] | None) -> types.ModuleType:
     nvml.nvmlDeviceGetName = lambda h: spec(h)["name"]
     nvml.nvmlDeviceGetUUID = uuid
     nvml.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(total=spec(h)["memory_mib"] * 1024**2, free=0, used=0)
+    nvml.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=spec(h).get("utilisation", 0), memory=0)
     nvml.nvmlDeviceGetMigMode = mig_mode
     nvml.nvmlDeviceGetMaxMigDeviceCount = lambda h: 7 if gpus[h[1]].get("mig") is not None else 0
     nvml.nvmlDeviceGetMigDeviceHandleByIndex = mig_handle
