@@ -11,14 +11,21 @@ from pathlib import Path
 
 from traitlets import Unicode
 
+from spawner.light_start import LightStart
 from spawner.local import SandboxedLocalSpawner
 from spawner.quota import QuotaSpawnerMixin
 from spawner.sharing import cap_env, cap_for, mps_daemon_runs, shared_pool
 from spawner.specs import Resources, SharedCap
 
 
-class LocalQuotaSpawner(QuotaSpawnerMixin, SandboxedLocalSpawner):
+class LocalQuotaSpawner(QuotaSpawnerMixin, LightStart, SandboxedLocalSpawner):
     """Sandboxed local JupyterLab processes on this GPU server, each behind a lease (the embedded default)."""
+
+    def start_priority(self) -> tuple:
+        # The start line's order (spawner/light_start.py): students of a heavier tier (county) first,
+        # then in the order their leases were granted (the allocator's).
+        _school, tier = self._school()
+        return (-self.alliance.tiers[tier].weight,)
 
     mps_pipe_directory = Unicode(
         "",

@@ -78,6 +78,7 @@ def workspace_spawner(service: FakeQuotaService, alliance: Path, homes: Path, cg
     user.progress_url = f"/hub/api/users/{user.name}/server/progress"
     config.setdefault("interrupt_timeout", 2)
     config.setdefault("term_timeout", 2)
+    config.setdefault("wait_for_listen", False)  # the script does not listen on the server's port
     spawner = LocalQuotaSpawner(
         user=user, hub=HUB, user_options={"profile": profile}, alliance_file=str(alliance), log=LOG,
         homes_dir=str(homes), cgroup_parent=cgroup_parent, queue_poll_interval=0.001,
