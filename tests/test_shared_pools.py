@@ -112,10 +112,14 @@ def trace_rows(seed: int = 5) -> list[tuple]:
 
 
 def test_the_service_decides_a_shared_pool_as_the_simulator(tmp_path):
+    day = document()
+    # the county class booked 4 of the 8 shares for its lesson
+    day["reservations"] = [{"id": "c01-lesson", "pool": "uni-t", "school": "c01", "slices": 4,
+                            "start": DAY + 3600, "end": DAY + 2 * 3600}]
     alliance_path = tmp_path / "alliance.yaml"
-    alliance_path.write_text(yaml.safe_dump(document()))
+    alliance_path.write_text(yaml.safe_dump(day))
     write_trace(tmp_path / "trace.csv", trace_rows())
-    alliance = parse_alliance(document())
+    alliance = parse_alliance(day)
     trace = read_trace(tmp_path / "trace.csv", {"c01", "u01"}, {"gpu-shared", "gpu-whole"})
     expected = simulate(alliance, trace, "fair")["replay"]
 
