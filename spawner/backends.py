@@ -73,6 +73,13 @@ class LocalQuotaSpawner(QuotaSpawnerMixin, LightStart, SandboxedLocalSpawner):
         binds += ["--bind", cap.mps_pipe_directory, cap.mps_pipe_directory, "--bind", "/dev/shm", "/dev/shm"]
         return command[:end] + binds + command[end:]
 
+    def workspace_lease_id(self) -> str:
+        return self.lease_id  # kept in the state, so also after a hub restart
+
+    def get_env(self):
+        # Last, after the quota step added its URL: the URLs the workspace reaches through its gates.
+        return self.env_inside(super().get_env())
+
     def workspace_resources(self) -> Resources:
         # The limits of the granted profile (after a hub restart, when the lease is not at hand: the hub's).
         lease = self._lease

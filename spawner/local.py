@@ -16,22 +16,33 @@ in and cannot leave: the kernel holds it to the workspace's memory, CPU and proc
 and stopping the workspace ends every process in it, double-forked and ``setsid`` ones too,
 before stop() returns (so before the quota step releases the lease). Its /tmp is a tmpfs of
 the ``tmp_size``; a home with a ``home_quota`` is an ext4 image of that size (spawner/homes.py).
+
+With ``network_isolation`` (the default where the hub is root and ``ip`` exists) each workspace
+also has its own network namespace (spawner/netns.py): JupyterLab listens on the workspace's own
+address, which only the host (the proxy, the hub's readiness check) can connect to, and the
+workspace can open connections only to two gates on its own loopback that the hub serves
+(spawner/net_gates.py): the hub API, and the quota service's route for its own lease.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
-from traitlets import Float, Integer, List, Unicode, default
+from jupyterhub.utils import random_port
+from traitlets import Any, Bool, Float, Integer, List, Unicode, default, validate
 
 from spawner.cgroups import CGROUP_ROOT, CgroupError, CgroupLimits, WorkspaceCgroup
 from spawner.homes import HomeQuotaError, mount_home, unmount_home
 from spawner.limits import WorkspaceLimits
+from spawner.net_gates import GatePlan, WorkspaceGates, inside_env
+from spawner.netns import DEFAULT_SUBNET, Link, NetworkError, WorkspaceNetwork, link_for, slot_count
 from spawner.quota import WorkspaceStillRunning
 from spawner.specs import Resources
 
@@ -104,6 +115,49 @@ class SandboxedLocalSpawner(WorkspaceLimits, LocalProcessSpawner):
         until its cgroup is empty. Past it stop() fails and the lease is kept (a GPU is not
         handed on while a process may still use it).""",
     ).tag(config=True)
+
+    network_isolation = Bool(
+        help="""Give each workspace its own network namespace (docs/security.md, "Workspace network"):
+        reachable only from the host (the proxy), and reaching only the hub API and the quota
+        service's route for its own lease, through gates the hub serves on the workspace's
+        loopback. No other host port, no other workspace, no outside network, no DNS.
+
+        On by default where the hub runs as root and ``ip`` (iproute2) is installed; it also needs
+        ``iptables-restore`` (iptables) and ``nsenter`` (util-linux). When it is on and cannot be
+        set up, the start fails with the reason in the hub log and nothing of the network is left.
+
+        Example::
+
+            c.LocalQuotaSpawner.network_isolation = True
+        """,
+    ).tag(config=True)
+
+    @default("network_isolation")
+    def _isolate_where_possible(self):
+        return os.geteuid() == 0 and shutil.which("ip") is not None
+
+    workspace_subnet = Unicode(
+        DEFAULT_SUBNET,
+        help="""IPv4 block from which each isolated workspace gets a /30 (the host end ``.1``, the
+        workspace ``.2``): a /17 holds 8192 workspaces. Pick a block the server does not route
+        elsewhere; the default is link-local space (never routed) without 169.254.169.254.
+
+        Example::
+
+            c.LocalQuotaSpawner.workspace_subnet = "10.250.0.0/16"
+        """,
+    ).tag(config=True)
+
+    @validate("workspace_subnet")
+    def _a_subnet_of_slots(self, proposal):
+        value = proposal["value"]
+        try:
+            network = ipaddress.IPv4Network(value)
+        except ValueError as exc:
+            raise ValueError(f"c.LocalQuotaSpawner.workspace_subnet = {value!r} is not an IPv4 subnet: {exc}") from None
+        if network.prefixlen > 30:
+            raise ValueError(f"c.LocalQuotaSpawner.workspace_subnet = {value!r} is smaller than one /30")
+        return str(network)
 
     bwrap_path = Unicode("/usr/bin/bwrap", help="Path of bubblewrap (Debian package `bubblewrap`).").tag(config=True)
     setpriv_path = Unicode("/usr/bin/setpriv", help="Path of setpriv (Debian package `util-linux`).").tag(config=True)
@@ -184,8 +238,16 @@ class SandboxedLocalSpawner(WorkspaceLimits, LocalProcessSpawner):
         return command
 
     def make_preexec_fn(self, name):
-        # Only join the workspace's cgroup: bwrap needs root to build the sandbox, setpriv drops it inside.
-        return self.cgroup.joiner()
+        # Only join the workspace's cgroup (and network): bwrap needs root to build the sandbox, setpriv drops it inside.
+        join_cgroup = self.cgroup.joiner()
+        join_network = self._network.joiner() if self._network is not None else None
+
+        def join() -> None:
+            join_cgroup()
+            if join_network is not None:
+                join_network()
+
+        return join
 
     def user_env(self, env):
         env["USER"] = self.user.name
@@ -205,6 +267,8 @@ class SandboxedLocalSpawner(WorkspaceLimits, LocalProcessSpawner):
         singleuser = list(self.cmd)
         try:
             await asyncio.to_thread(self._prepare, resources)
+            if self.network_isolation:
+                await self._open_network()
             self.cmd = self.sandbox_command(resources) + singleuser
             return await super().start()
         except BaseException:
@@ -246,12 +310,111 @@ class SandboxedLocalSpawner(WorkspaceLimits, LocalProcessSpawner):
             raise WorkspaceStillRunning(str(exc)) from None
         if killed:
             self.log.info("%s: ended %d processes left in the workspace after its server", self._log_name, killed)
+        await self._close_network()
         await asyncio.to_thread(unmount_home, self.home_on_host, self.log)
+
+    # -- the workspace's network ------------------------------------------------------
+
+    _network = Any(None)  # WorkspaceNetwork while the workspace has one
+    _gates = Any(None)  # WorkspaceGates serving it
+    network_slot = Integer(-1)  # kept in the state with the gates' plan, for a hub that restarts meanwhile
+    _gate_plan = Any(None)
+    _configured_ip = Any(None)
+
+    def workspace_lease_id(self) -> str:
+        """The lease whose route the lease gate lets through (the quota step's)."""
+        return ""
+
+    def env_inside(self, env: dict) -> dict:
+        """The environment with the hub's and quota service's URLs pointing at the gates."""
+        return inside_env(env, self._gates.plan) if self._gates is not None else env
+
+    @property
+    def network_alias(self) -> str:
+        """The host end's alias (``ip link`` shows it): which hub's workspace it is."""
+        return f"gpu-commons:{self.cgroup_parent}/{self.cgroup.name}"
+
+    async def _open_network(self) -> None:
+        await self._close_network()  # one of an earlier start whose stop never came (a lost process)
+        if self.port == 0:
+            self.port = random_port()
+        plan = GatePlan.from_env(self.get_env())  # the URLs as the host reaches them
+        try:
+            network = await asyncio.to_thread(WorkspaceNetwork.create, self.workspace_subnet, self.port,
+                                              self.network_alias)
+        except NetworkError as exc:
+            self.log.error("%s: %s", self._log_name, exc)
+            raise self._network_failed(exc) from None
+        try:
+            self._gates = await WorkspaceGates.open(network, plan, self.workspace_lease_id, self.log)
+        except BaseException as exc:
+            await asyncio.to_thread(network.close)
+            if isinstance(exc, OSError):
+                self.log.error("%s: cannot open the gates of the workspace network: %s", self._log_name, exc)
+                raise self._network_failed(exc) from None
+            raise
+        self._network, self.network_slot, self._gate_plan = network, network.link.slot, plan
+        if self._configured_ip is None:
+            self._configured_ip = self.ip
+        self.ip = network.link.workspace_address
+        self.log.info("%s: workspace network %s, JupyterLab at %s:%d", self._log_name, network.link.host_name,
+                      self.ip, self.port)
+
+    def _network_failed(self, exc: Exception) -> Exception:
+        """What the student reads (the reason is the operator's, in the hub log)."""
+        from spawner.failures import WorkspaceFailed  # it imports the quota step, which imports nothing of here
+
+        lease = getattr(self, "_lease", None)
+        return WorkspaceFailed("config", pool=getattr(lease, "pool", "") or "local", detail=str(exc))
+
+    async def _close_network(self) -> None:
+        gates, network = self._gates, self._network
+        self._gates = self._network = None
+        if gates is not None:
+            await gates.close()
+        if network is None and 0 <= self.network_slot < slot_count(self.workspace_subnet):
+            # After a hub restart the namespace ends with the workspace's processes; its host end may linger.
+            network = WorkspaceNetwork(-1, link_for(self.workspace_subnet, self.network_slot), self.network_alias)
+        if network is not None:
+            await asyncio.to_thread(network.close)
+        self.network_slot, self._gate_plan = -1, None
+        if self._configured_ip is not None:
+            self.ip, self._configured_ip = self._configured_ip, None
+
+    async def _reopen_gates(self) -> None:
+        """After a hub restart: serve the gates again in the running workspace's namespace."""
+        link: Link = link_for(self.workspace_subnet, self.network_slot)
+        network = None
+        try:
+            network = await asyncio.to_thread(WorkspaceNetwork.attach, self.pid, link, self.network_alias)
+            self._gates = await WorkspaceGates.open(network, self._gate_plan or GatePlan(),
+                                                    self.workspace_lease_id, self.log)
+        except (NetworkError, OSError) as exc:
+            self.log.error("%s: cannot serve the gates of the running workspace again: %s", self._log_name, exc)
+            if network is not None:
+                os.close(network.fd)  # the workspace keeps its namespace; only this descriptor goes
+            return
+        self._network = network
+        self.log.info("%s: gates of workspace network %s served again", self._log_name, link.host_name)
+
+    def get_state(self):
+        state = super().get_state()
+        if self.network_slot >= 0:
+            state["network"] = {"slot": self.network_slot, "gates": (self._gate_plan or GatePlan()).as_state()}
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        network = state.get("network") or {}
+        self.network_slot = network.get("slot", -1)
+        self._gate_plan = GatePlan.from_state(network["gates"]) if "gates" in network else None
 
     _oom_kills_seen = Integer(0)
 
     async def poll(self):
         status = await super().poll()
+        if status is None and self._gates is None and self.network_slot >= 0 and self.pid:
+            await self._reopen_gates()
         if status is None:
             kills = self.cgroup.oom_kills()
             if kills > self._oom_kills_seen:
