@@ -55,7 +55,7 @@ from quota.decayed_usage import DecayedUsage
 from quota.errors import InvalidField
 from quota.fairshare.model import INF
 from quota.inventory import Unit
-from quota.messages import NO_SUCH_KIND, WITHDRAWN, ask_again_from, goes_back, not_renewed
+from quota.messages import NO_SUCH_KIND, WITHDRAWN, ask_again_from, goes_back, lent_until, not_renewed
 from quota.messages import sentence as _sentence
 from quota.journal import LEASE_COLUMNS, Batch, Entry, GroupCommit, JournalUnavailable, begin_write, settled, short_reason
 from quota.policy_store import PolicyStore
@@ -95,6 +95,15 @@ class Listener:
     on_commit_failure: Callable[[], None] = lambda: None  # a commit of the journal failed
     on_decision: Callable[[float], None] = lambda seconds: None  # the allocator decided one input in memory
     on_queue_wait: Callable[[str, float], None] = lambda tier, seconds: None  # a queued lease was granted
+
+
+def _lent_reason(mem: "_Memory", lease: LeaseRow):
+    """'Lent until HH:MM' for a running lease beyond its school's guaranteed share that the
+    allocator lent with an end (``Config.lent_lease_s``); None for any other lease."""
+    session = mem.allocator.sessions.get(lease.id)
+    if session is None or not session.borrowed or mem.allocator.config.lent_lease_s is None or lease.expires_at is None:
+        return None
+    return lent_until(lease.expires_at)
 
 
 @dataclass
@@ -296,7 +305,7 @@ class LeaseBook:
             if answer.kind == "renew":
                 lease.expires_at = _at(answer.lease_end) if answer.lease_end < INF else None
                 if lease.reclaim_at is None:
-                    lease.reason = None
+                    lease.reason = _lent_reason(mem, lease)
             else:
                 ends = lease.reclaim_at or lease.expires_at
                 refusal, why = not_renewed(_sentence(answer.reason), ends)
@@ -723,6 +732,8 @@ class LeaseBook:
                 lease.expires_at = _at(action.lease_end) if action.lease_end < INF else None
                 if action.warning_withdrawn:
                     lease.reclaim_at, lease.reason = None, None
+                if lease.reclaim_at is None and (lent := _lent_reason(mem, lease)) is not None:
+                    lease.reason = lent
             elif action.kind == "stop":
                 lease.reason = _sentence(action.message)
                 self._end(mem, journal, lease, _STOP_REASON[action.reason], now)
@@ -735,6 +746,8 @@ class LeaseBook:
         lease.unit_id, lease.pool, lease.device, lease.unit_kind = unit.id, unit.pool, unit.device, unit.kind
         lease.gpu_fraction = mem.units.fraction(unit.id)
         lease.simulated = unit.simulated
+        if (lent := _lent_reason(mem, lease)) is not None:
+            lease.reason = lent  # told at admission how long the share is theirs
         journal.changed[lease.id] = lease
         journal.granted.append(lease)
 

@@ -34,6 +34,7 @@ _PHRASES = {
     "a request must ask for a positive GPU share": _("A request must ask for a positive GPU share."),
 }
 _NOT_RENEWED = "the lease ended and was not renewed: "
+_LENT_BACK = "the borrowed GPU share went back at the time given when it was lent: "
 
 NO_SUCH_KIND = _("No GPU of this kind exists in the alliance; choose another profile.")
 WITHDRAWN = _("This request was withdrawn by the hub before it arrived; nothing was booked.")
@@ -46,6 +47,9 @@ def sentence(phrase: str) -> Message | str:
         return _PHRASES[text]
     if text.startswith(_NOT_RENEWED):
         return _("The lease ended and was not renewed: {reason}", reason=sentence(text[len(_NOT_RENEWED):]))
+    if text.startswith(_LENT_BACK):
+        return _("The borrowed GPU share went back at the time you were told when it was lent: {reason}",
+                 reason=sentence(text[len(_LENT_BACK):]))
     return (text[:1].upper() + text[1:]).rstrip(".") + "."
 
 
@@ -59,6 +63,12 @@ def not_renewed(reason: Message | str, ends: datetime) -> tuple[Message, Message
     values = {"reason": reason, "ends": ends.strftime("%H:%M")}
     return (_("It cannot be renewed now: {reason} Save your work: it ends at {ends} UTC.", **values),
             _("Your GPU lease cannot be renewed now: {reason} Save your work: it ends at {ends} UTC.", **values))
+
+
+def lent_until(until: datetime) -> Message:
+    """A lease beyond the school's guaranteed share, lent until ``until`` (quota.fairshare's lent leases)."""
+    return _("This GPU share is lent to you from idle capacity until {until} UTC; it is renewed then if nobody with "
+             "a better claim is waiting. Save your work before then.", until=f"{until:%H:%M}")
 
 
 def goes_back(reason: Message | str, at: datetime) -> Message:

@@ -11,8 +11,11 @@ below its guarantee still takes its share back with a warning.
 from __future__ import annotations
 
 import math
+from datetime import datetime, timedelta
 
+import pytest
 import yaml
+from gpu_commons_i18n import from_json, render
 
 from quota.alliance import parse_alliance
 from quota.allocator_inputs import allocator_inputs
@@ -113,3 +116,47 @@ def test_the_alliance_setting_drives_the_simulator_and_the_service_alike():
     assert allocator_inputs(parse_alliance(off)).config.lent_lease_s is None
     text = yaml.safe_dump({**doc, "fairshare": {"lent_lease_minutes": 5}})
     assert allocator_inputs(parse_alliance(yaml.safe_load(text))).config.lent_lease_s == 300.0
+
+
+# -- the quota service tells the student how long a lent share is theirs --------------------
+
+LENT_ALLIANCE = """
+tiers: {county: {weight: 2}, urban: {weight: 1}}
+pools:
+  - {id: uni-a, gpus: 3, simulated: true}
+profiles:
+  - {id: gpu-whole, display_name: One whole GPU, gpu: whole, max_minutes: 120}
+schools:
+  - {id: c01, tier: county, students: [c01-s1, c01-s2]}
+  - {id: u01, tier: urban, students: [u01-s1, u01-s2]}
+fairshare: {lent_lease_minutes: 15}
+"""
+
+
+@pytest.fixture
+def quota_alliance(tmp_path):
+    path = tmp_path / "alliance.yaml"
+    path.write_text(LENT_ALLIANCE)
+    return path
+
+
+def test_the_service_tells_a_borrower_until_when_the_share_is_lent(quota_client, clock):
+    # u01 (weight 1 of 3) is guaranteed one GPU; its second is lent from c01's idle share
+    own = quota_client.post("/api/leases", json={"user": "u01-s1", "school": "u01", "profile": "gpu-whole"}).json()
+    lent = quota_client.post("/api/leases", json={"user": "u01-s2", "school": "u01", "profile": "gpu-whole"}).json()
+    assert own["state"] == lent["state"] == "granted"
+    assert own["reason"] is None
+    granted = datetime.fromisoformat(lent["granted_at"])
+    assert datetime.fromisoformat(lent["expires_at"]) - granted == timedelta(minutes=15)
+    until = (granted + timedelta(minutes=15)).strftime("%H:%M")
+    assert lent["reason"] == (f"This GPU share is lent to you from idle capacity until {until} UTC; it is renewed "
+                              "then if nobody with a better claim is waiting. Save your work before then.")
+    message = lent["reason_message"]
+    assert message["params"]["until"] == until
+    assert render(from_json(message), "zh-CN").startswith("这份 GPU 是从空闲容量借给你的，可用到 " + until)
+    # nobody waits at its end: renewed for 15 more minutes, and told so
+    clock.advance(minutes=15)
+    quota_client.app.state.book.advance()
+    renewed = quota_client.get(f"/api/leases/{lent['id']}").json()
+    assert datetime.fromisoformat(renewed["expires_at"]) - granted == timedelta(minutes=30)
+    assert (granted + timedelta(minutes=30)).strftime("%H:%M") in renewed["reason"]
