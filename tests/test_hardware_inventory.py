@@ -140,3 +140,19 @@ def test_quota_serve_stops_at_start_naming_the_pool_and_the_gpu(tmp_path, gpus, 
                               timeout=60)
     assert finished.returncode == 2, finished.stderr
     assert re.search(expected, finished.stderr), finished.stderr
+
+
+def test_the_real_nvml_module_is_read_the_same_way():
+    """nvidia-ml-py itself: on a machine without a driver (this one) NVML finds nothing and a
+    pool expecting GPUs stops the start; on a GPU server every GPU is read with its memory."""
+    import pynvml
+
+    from quota.hardware import read_gpus
+
+    gpus = read_gpus(pynvml)
+    if gpus is None:
+        with pytest.raises(InventoryMismatch, match="NVML finds no GPU on this machine"):
+            units_of(pynvml, {"id": "uni-a", "gpus": 1})
+    else:
+        assert all(gpu.memory > 0 and gpu.uuid and gpu.name for gpu in gpus)
+        assert all(len(gpu.mig_devices) > 0 for gpu in gpus if gpu.mig_enabled)
