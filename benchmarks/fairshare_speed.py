@@ -48,7 +48,21 @@ from quota.simulator.engine import replay  # noqa: E402
 from quota.simulator.scenario import DEFAULT_PODS, ScenarioSpec, generate, load_pods, open_seconds  # noqa: E402
 from quota.simulator.trace import read_trace, write_trace  # noqa: E402
 
-POLICIES = {"fair": Config, "fcfs": fcfs_config, "fair-no-rebalance": lambda: Config(rebalance=False)}
+
+
+def alliance_defaults() -> Config:
+    """What an alliance file with the default fairshare settings runs (lent leases, 10 min half-life):
+    the quota service's and the simulator's configuration."""
+    from quota.alliance import parse_alliance
+    from quota.allocator_inputs import config_from
+
+    minimal = {"tiers": {"t": {"weight": 1}}, "pools": [{"id": "p", "gpus": 1}], "schools": [{"id": "s", "tier": "t"}]}
+    return config_from(parse_alliance(minimal))
+
+
+# fair: Config() (full leases and the rebalance); fair-lent: the alliance file's defaults
+POLICIES = {"fair": Config, "fair-lent": alliance_defaults, "fcfs": fcfs_config,
+            "fair-no-rebalance": lambda: Config(rebalance=False)}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -123,7 +137,7 @@ def bench_admission(args: argparse.Namespace, explain: bool) -> dict:
     county = round(args.schools * 0.6)
     schools = [SchoolSpec(f"c{k:05d}", "county", 2.0) for k in range(county)]
     schools += [SchoolSpec(f"u{k:05d}", "urban", 1.0) for k in range(args.schools - county)]
-    alloc = Allocator([PoolSpec("uni-a", args.sessions)], schools, Config())
+    alloc = Allocator([PoolSpec("uni-a", args.sessions)], schools, POLICIES[args.policy]())
     now = 0.0
     running: list[str] = []
     serial = 0
@@ -187,7 +201,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1_000_000, help="requests in the replayed trace")
     parser.add_argument("--schools", type=int, default=10_000, help="schools (60 %% county, 40 %% urban)")
     parser.add_argument("--oversubscription", type=float, default=2.0, help="demand / capacity of the replayed trace")
-    parser.add_argument("--policy", choices=list(POLICIES), default="fair", help="allocator configuration replayed")
+    parser.add_argument("--policy", choices=list(POLICIES), default="fair", help="allocator configuration replayed and deciding the admissions")
     parser.add_argument("--sessions", type=int, default=10_000, help="active sessions for the admission benchmark")
     parser.add_argument("--decisions", type=int, default=2000, help="submit calls timed")
     parser.add_argument("--seed", type=int, default=1)
