@@ -51,13 +51,6 @@ class LocalQuotaSpawner(QuotaSpawnerMixin, LightStart, SandboxedLocalSpawner):
         directory = self.mps_pipe_directory if mps_daemon_runs(self.mps_pipe_directory) else ""
         return cap_for(pool, "mps" if directory else "soft", directory)
 
-    def get_env(self):
-        env = super().get_env()
-        cap = self.shared_gpu_cap(self._lease) if self._lease is not None else None
-        if cap is not None:
-            env.update(cap_env(cap))
-        return env
-
     def sandbox_command(self, resources: Resources | None = None) -> list[str]:
         command = super().sandbox_command(resources)
         cap = self.shared_gpu_cap(self._lease) if self._lease is not None else None
@@ -77,8 +70,12 @@ class LocalQuotaSpawner(QuotaSpawnerMixin, LightStart, SandboxedLocalSpawner):
         return self.lease_id  # kept in the state, so also after a hub restart
 
     def get_env(self):
+        env = super().get_env()
+        cap = self.shared_gpu_cap(self._lease) if self._lease is not None else None
+        if cap is not None:  # a shared GPU: the student's memory cap (MPS's settings, or the frameworks')
+            env.update(cap_env(cap))
         # Last, after the quota step added its URL: the URLs the workspace reaches through its gates.
-        return self.env_inside(super().get_env())
+        return self.env_inside(env)
 
     def workspace_resources(self) -> Resources:
         # The limits of the granted profile (after a hub restart, when the lease is not at hand: the hub's).

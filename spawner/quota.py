@@ -471,8 +471,12 @@ class QuotaSpawnerMixin(LoggingConfigurable):
     # -- what the workspace gets --------------------------------------------------------
 
     def shared_gpu_cap(self, lease: Lease) -> SharedCap | None:
-        """The student's cap on a shared GPU (spawner/sharing.py), None for other leases. Here a
-        soft cap; the backends say what they enforce."""
+        """The student's cap on a shared GPU (spawner/sharing.py), None for other leases: the
+        backend's (mixed in after this class: the container backends say what they enforce),
+        else a soft cap."""
+        backend = getattr(super(), "shared_gpu_cap", None)
+        if backend is not None:
+            return backend(lease)
         pool = shared_pool(self.alliance, lease.pool) if lease.unit_kind == "shared" else None
         return cap_for(pool, "soft") if pool else None
 

@@ -10,6 +10,7 @@ memory needs a GPU server (docs/backends.md, "Shared GPUs").
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -140,3 +141,37 @@ def test_local_workspace_reaches_a_running_mps_daemon_and_gets_the_mps_cap(tmp_p
         os.unlink(f"/dev/shm/{marker}")
     assert seen.returncode == 0, seen.stderr
     assert seen.stdout.strip() == str(spawner.student_uid)
+
+
+SHARED_LEASE = Lease(id="l-1", state="granted", profile="gpu-shared", pool="uni-t", device="0", unit_kind="shared",
+                     simulated=True, expires_at=None, queue_position=None, reason=None)
+
+
+async def test_the_container_backends_tell_the_student_what_they_enforce(tmp_path, monkeypatch):
+    """The spawn page's sentence follows the backend's cap (the quota step asks the backend)."""
+    from spawner.docker import DockerQuotaSpawner
+    from spawner.kubernetes import KubeQuotaSpawner
+
+    alliance = parse_alliance(yaml.safe_load(ALLIANCE))
+    docker = DockerQuotaSpawner(pools={"uni-t": {"docker_url": "tcp://gpu1:2376", "mps_pipe_directory": "/run/mps"}})
+    docker._alliance = alliance
+    assert (docker.shared_gpu_cap(SHARED_LEASE).enforcement, docker.shared_gpu_cap(SHARED_LEASE).mps_pipe_directory) == (
+        "mps", "/run/mps")
+    docker.pools = {"uni-t": {}}
+    assert docker.shared_gpu_cap(SHARED_LEASE).enforcement == "soft"
+
+    (tmp_path / "kubeconfig").write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u", "namespace": "default"}}]}))
+    # KubeSpawner loads a kubeconfig when it is made (kubernetes_asyncio read $KUBECONFIG at its import)
+    monkeypatch.setattr("kubernetes_asyncio.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "kubeconfig"))
+    kube = KubeQuotaSpawner(pools={"uni-t": {"gpu_sharing": "hami"}}, user=SimpleNamespace(
+        id=3, name="c01-s1", url="/user/c01-s1/", escaped_name="c01-s1", server=None))
+    kube._alliance = alliance
+    assert str(granted_sentence(kube.shared_gpu_cap(SHARED_LEASE))).endswith(
+        "held by the cluster (HAMi; an allocation past it fails with an out-of-memory error).")
+    kube.pools = {"uni-t": {"gpu_sharing": "time-slicing"}}
+    assert kube.shared_gpu_cap(SHARED_LEASE).enforcement == "soft"
+    assert kube.shared_gpu_cap(replace(SHARED_LEASE, unit_kind="whole")) is None
