@@ -3,9 +3,13 @@
 The workspace's packet filter (spawner/netns.py) lets it open connections only on its own
 loopback. There the hub listens, with sockets it made inside the namespace, and passes on:
 
-- **the hub API gate** (``JUPYTERHUB_API_URL``'s port): every byte, both ways, to the hub's
-  API address. JupyterLab's hub authentication and activity reports need it; the hub checks
-  each request's token and its scopes as for anyone else.
+- **the hub API gate** (``JUPYTERHUB_API_URL``'s port): one request per connection, and only
+  under the API's path (``/hub/api/…``, what JupyterLab's hub authentication and activity
+  reports use), passed to the hub's API address as it came, less any ``X-Forwarded-For``,
+  ``Forwarded`` or ``X-Real-Ip`` (so a workspace cannot pose as another address to the login
+  limits) and with ``Connection: close``; the answer comes back byte for byte. The hub checks
+  each request's token and its scopes as for anyone else; its login page and other pages are
+  not reachable from a workspace.
 - **the lease gate** (``GPU_COMMONS_QUOTA_URL``'s port; GPU workspaces only): one request per
   connection, and only ``GET /api/leases/<this workspace's lease id>`` (what the workspace
   extension asks every ``lease_refresh_seconds``). The gate makes that request to the quota
@@ -47,6 +51,7 @@ LEASE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 REFUSED = _("This workspace may only read its own GPU lease here (GET /api/leases/<lease id>); open the quota "
             "service's other pages in your browser.")
 UNREACHABLE = _("The quota service cannot be reached just now; try again later.")
+HUB_ONLY = _("This workspace may only use the hub's API here; open the hub's pages in your browser.")
 
 
 def both_languages(message) -> str:
@@ -66,31 +71,33 @@ class GatePlan:
     hub_port: int = 0  # the gate's port inside
     quota_url: str = ""  # where the lease gate asks (the service's base URL)
     quota_port: int = 0
+    hub_prefix: str = "/hub/api"  # the API's path: the hub gate passes only what lies under it
 
     @classmethod
     def from_env(cls, env: dict) -> "GatePlan":
-        hub_api, hub_port, quota_url, quota_port = None, 0, "", 0
+        hub_api, hub_port, quota_url, quota_port, prefix = None, 0, "", 0, "/hub/api"
         if env.get("JUPYTERHUB_API_URL"):
             parts = urlsplit(env["JUPYTERHUB_API_URL"])
             hub_port = _port(env["JUPYTERHUB_API_URL"])
             hub_api = (parts.hostname or INSIDE_HOST, hub_port)
+            prefix = parts.path.rstrip("/") or "/"
         if env.get("GPU_COMMONS_QUOTA_URL"):
             quota_url = env["GPU_COMMONS_QUOTA_URL"].rstrip("/")
             quota_port = _port(quota_url)
             if quota_port == hub_port:
                 quota_port = hub_port + 1
-        return cls(hub_api, hub_port, quota_url, quota_port)
+        return cls(hub_api, hub_port, quota_url, quota_port, prefix)
 
 
     def as_state(self) -> dict:
         return {"hub_api": list(self.hub_api) if self.hub_api else None, "hub_port": self.hub_port,
-                "quota_url": self.quota_url, "quota_port": self.quota_port}
+                "quota_url": self.quota_url, "quota_port": self.quota_port, "hub_prefix": self.hub_prefix}
 
     @classmethod
     def from_state(cls, state: dict) -> "GatePlan":
         hub_api = state.get("hub_api")
         return cls(tuple(hub_api) if hub_api else None, state.get("hub_port", 0), state.get("quota_url", ""),
-                   state.get("quota_port", 0))
+                   state.get("quota_port", 0), state.get("hub_prefix", "/hub/api"))
 
 
 def _inside(url: str, port: int) -> str:
@@ -147,6 +154,33 @@ def lease_request_allowed(head: RequestHead | None, lease_id: str) -> bool:
     return head.method == "GET" and head.target == f"/api/leases/{lease_id}"
 
 
+STRIPPED = {"connection", "keep-alive", "proxy-connection", "upgrade", "x-forwarded-for", "x-forwarded-host",
+            "x-forwarded-proto", "forwarded", "x-real-ip"}
+MAX_BODY = 1024 * 1024  # the hub API's requests from a workspace are small JSON
+_UNSAFE_PATH = re.compile(r"(^|/)\.\.?(/|$)|%2e|%2f|%5c|\\", re.IGNORECASE)
+
+
+def hub_request_allowed(head: RequestHead | None, prefix: str) -> bool:
+    """A request under the hub API's path, with a body of a declared length (not chunked)."""
+    if head is None or "transfer-encoding" in head.headers:
+        return False
+    length = head.headers.get("content-length", "0")
+    if not length.isdigit() or int(length) > MAX_BODY:
+        return False
+    path = head.target.split("?", 1)[0]
+    if not path.startswith("/") or _UNSAFE_PATH.search(path):
+        return False
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+def hub_request_head(head: RequestHead) -> bytes:
+    """The head passed to the hub: as it came, less the hop and address headers, one request only."""
+    lines = [f"{head.method} {head.target} HTTP/1.1"]
+    lines += [f"{name}: {value}" for name, value in head.headers.items() if name not in STRIPPED]
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
 def _answer(status: int, reason: str, body: bytes, content_type: str) -> bytes:
     head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
             "Cache-Control: no-store\r\nConnection: close\r\n\r\n")
@@ -192,7 +226,7 @@ class WorkspaceGates:
         try:
             if plan.hub_api:
                 sock = await asyncio.to_thread(network.listen, INSIDE_HOST, plan.hub_port)
-                gates.servers.append(await asyncio.start_server(gates._forward_to_hub, sock=sock))
+                gates.servers.append(await asyncio.start_server(gates._forward_to_hub, sock=sock, limit=HEAD_LIMIT))
             if plan.quota_url:
                 sock = await asyncio.to_thread(network.listen, INSIDE_HOST, plan.quota_port)
                 gates.servers.append(await asyncio.start_server(gates._lease_gate, sock=sock, limit=HEAD_LIMIT))
@@ -214,16 +248,34 @@ class WorkspaceGates:
 
     async def _forward_to_hub(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host, port = self.plan.hub_api
+        up_writer = None
         try:
-            up_reader, up_writer = await asyncio.open_connection(host, port)
-        except OSError as exc:
-            self.log.debug("hub API gate: cannot reach %s:%d: %s", host, port, exc)
-            await _close(writer)
-            return
-        try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            try:
+                raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ConnectionError):
+                return
+            head = parse_head(raw[:-4])
+            if not hub_request_allowed(head, self.plan.hub_prefix):
+                what = f"{head.method} {head.target[:200]}" if head else "a request that is not HTTP"
+                self.log.info("hub API gate refused %s", what)
+                writer.write(_refusal(403, "Forbidden", HUB_ONLY))
+                with contextlib.suppress(ConnectionError, OSError):
+                    await writer.drain()
+                return
+            try:
+                body = await asyncio.wait_for(reader.readexactly(int(head.headers.get("content-length", "0"))),
+                                              UPSTREAM_TIMEOUT_S)
+                up_reader, up_writer = await asyncio.open_connection(host, port)
+            except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+                return
+            except OSError as exc:
+                self.log.debug("hub API gate: cannot reach %s:%d: %s", host, port, exc)
+                return
+            up_writer.write(hub_request_head(head) + body)
+            await _pipe(up_reader, writer)
         finally:
-            await _close(up_writer)
+            if up_writer is not None:
+                await _close(up_writer)
             await _close(writer)
 
     async def _lease_gate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

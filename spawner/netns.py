@@ -1,10 +1,12 @@
 """One network namespace per local workspace, reachable only where the spawner routes it.
 
 A workspace's namespace holds two interfaces: its own loopback and one end of a veth pair
-(``eth0``, the workspace's address); the other end (``gcw<slot>``) stays on the host. Each
-workspace gets a /30 of ``workspace_subnet`` by its slot (host ``.1``, workspace ``.2``):
+(``eth0``, the workspace's address); the other end (``gcw…``) stays on the host. Each
+workspace gets a /30 of ``workspace_subnet`` (host ``.1``, workspace ``.2``), the first whose
+host end does not exist yet: the host end is named after the block's address, so no two
+workspaces on the machine (of any hub, any subnet) can hold the same block:
 
-    host (proxy, hub)  gcw<slot> 169.254.0.1  <-veth->  eth0 169.254.0.2  JupyterLab :port
+    host (proxy, hub)  gcwa9fe0000 169.254.0.1  <-veth->  eth0 169.254.0.2  JupyterLab :port
 
 A packet filter **inside the namespace** (iptables, applied once at creation; the student has
 no capability to change it) lets in only TCP to the JupyterLab port and the answers to it, and
@@ -43,7 +45,7 @@ from pathlib import Path
 from typing import Callable
 
 CLONE_NEWNET = 0x40000000
-LINK_PREFIX = "gcw"  # host ends: gcw0, gcw1, ... (at most 15 characters)
+LINK_PREFIX = "gcw"  # host ends: gcw<the block's address in hex>, e.g. gcwa9fe0000 (at most 15 characters)
 INSIDE_LINK = "eth0"
 DEFAULT_SUBNET = "169.254.0.0/17"  # link-local, never routed; leaves out 169.254.169.254 (cloud metadata)
 TOOLS = {"ip": "iproute2", "nsenter": "util-linux", "iptables-restore": "iptables"}
@@ -78,17 +80,18 @@ def link_for(subnet: str, slot: int) -> Link:
     if not 0 <= slot < slot_count(subnet):
         raise ValueError(f"slot {slot} is outside {subnet}")
     base = network.network_address + 4 * slot
-    return Link(slot, f"{LINK_PREFIX}{slot}", str(base + 1), str(base + 2))
+    return Link(slot, f"{LINK_PREFIX}{int(base):08x}", str(base + 1), str(base + 2))
 
 
-def taken_slots(link_names) -> set[int]:
-    """The slots whose host end exists (by interface name), whichever hub made them."""
-    return {int(m.group(1)) for name in link_names if (m := re.fullmatch(rf"{LINK_PREFIX}(\d+)", name))}
+def is_host_end(name: str) -> bool:
+    return re.fullmatch(rf"{LINK_PREFIX}[0-9a-f]{{8}}", name) is not None
 
 
-def free_slots(taken: set[int], count: int):
-    """The slots not taken, lowest first."""
-    return (slot for slot in range(count) if slot not in taken)
+def free_slots(subnet: str, link_names):
+    """The slots of ``subnet`` whose host end does not exist (made by any hub), lowest first."""
+    taken = {name for name in link_names if is_host_end(name)}
+    base = int(ipaddress.IPv4Network(subnet).network_address)
+    return (slot for slot in range(slot_count(subnet)) if f"{LINK_PREFIX}{base + 4 * slot:08x}" not in taken)
 
 
 def firewall_rules(server_port: int) -> str:
@@ -248,10 +251,8 @@ class WorkspaceNetwork:
 
     @staticmethod
     def _add_veth(fd: int, subnet: str) -> Link:
-        count = slot_count(subnet)
-        taken = taken_slots(host_links())
         path = f"/proc/{os.getpid()}/fd/{fd}"
-        for slot in free_slots(taken, count):
+        for slot in free_slots(subnet, host_links()):
             link = link_for(subnet, slot)
             added = _run(["ip", "link", "add", link.host_name, "type", "veth", "peer", "name", INSIDE_LINK,
                           "netns", path])
@@ -261,8 +262,8 @@ class WorkspaceNetwork:
                 raise NetworkError(f"cannot add the veth pair {link.host_name}: {added.stderr.strip()}")
             # another hub or start took this slot just now: the next one
         raise NetworkError(
-            f"no free address block left in c.LocalQuotaSpawner.workspace_subnet = {subnet!r} ({count} workspaces "
-            "of /30 each are running); give it a larger subnet")
+            f"no free address block left in c.LocalQuotaSpawner.workspace_subnet = {subnet!r} "
+            f"({slot_count(subnet)} workspaces of /30 each are running); give it a larger subnet")
 
     def _configure(self, server_port: int) -> None:
         link = self.link

@@ -73,6 +73,8 @@ found["own_lease"] = get(f"{quota}/api/leases/{lease}")
 found["other_lease"] = get(f"{quota}/api/leases/{plan['other_lease']}")
 found["quota_routes"] = {path: get(f"{quota}{path}") for path in plan["quota_paths"]}
 found["hub_api"] = get(os.environ["JUPYTERHUB_API_URL"] + "/user")
+hub_root = os.environ["JUPYTERHUB_API_URL"].rsplit("/api", 1)[0]
+found["hub_pages"] = {path: get(hub_root + path, auth=False) for path in ("/login", "/home", "/spawn")}
 listener = socket.socket()
 listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
@@ -186,6 +188,9 @@ def test_a_workspace_reaches_only_the_hub_api_and_its_own_lease(tmp_path, host_l
                 breaches.append(f"the host reached the workspace's listener at {host}:{listen_port}")
             except OSError:
                 pass
+        for path, answer in found["hub_pages"].items():  # the hub's own pages: the login form above all
+            if answer["status"] != 403 or "may only use the hub's API here" not in answer["body"]:
+                breaches.append(f"hub {path}: {answer['status']} {answer['body'][:80]}")
         assert breaches == [], "\n".join(breaches)
         assert "lease gate refused GET /api/inventory" in stack.log_tail(400)
 

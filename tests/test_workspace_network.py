@@ -9,7 +9,6 @@ veth, address or namespace behind, and the gates."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import os
 import shutil
@@ -22,8 +21,10 @@ import pytest
 
 from spawner.backends import LocalQuotaSpawner
 from spawner.failures import WorkspaceFailed
-from spawner.net_gates import GatePlan, inside_env, lease_request_allowed, parse_head
-from spawner.netns import firewall_rules, free_slots, host_links, link_alias, link_for, missing_tools, taken_slots
+from spawner.net_gates import (
+    GatePlan, hub_request_allowed, hub_request_head, inside_env, lease_request_allowed, parse_head,
+)
+from spawner.netns import firewall_rules, free_slots, host_links, link_alias, link_for, missing_tools
 from tests.sandboxes import cgroup_scope, processes_of_uid, wait_for, workspace_spawner
 from tests.spawner_fakes import FakeQuotaService, lease
 
@@ -46,18 +47,19 @@ PYTHON = os.path.join(sys.prefix, "bin", "python")
 def test_each_slot_is_a_slash_30_of_the_subnet():
     assert link_for("169.254.0.0/17", 0) == link_for("169.254.0.0/17", 0)
     first, second = link_for("169.254.0.0/17", 0), link_for("169.254.0.0/17", 1)
-    assert (first.host_name, first.host_address, first.workspace_address) == ("gcw0", "169.254.0.1", "169.254.0.2")
+    assert (first.host_name, first.host_address, first.workspace_address) == ("gcwa9fe0000", "169.254.0.1", "169.254.0.2")
     assert (second.host_address, second.workspace_address) == ("169.254.0.5", "169.254.0.6")
     assert link_for("169.254.0.0/17", 8191).workspace_address == "169.254.127.254"  # never 169.254.169.254
     with pytest.raises(ValueError):
         link_for("169.254.0.0/17", 8192)
 
 
-def test_slots_taken_by_any_hub_are_skipped():
-    taken = taken_slots(["lo", "eth0", "gcw0", "gcw2", "gcwx", "gcw3a", "docker0"])
-    assert taken == {0, 2}
-    assert list(free_slots(taken, 4)) == [1, 3]
-    assert list(free_slots({0}, 1)) == []
+def test_blocks_held_by_any_hub_are_skipped_whatever_its_subnet():
+    held = ["lo", "eth0", "gcwa9fe0000", "gcwa9fe0008", "gcw0", "docker0"]  # 169.254.0.0 and .8
+    assert list(free_slots("169.254.0.0/28", held)) == [1, 3]
+    assert list(free_slots("169.254.0.8/29", held)) == [1]  # another subnet, the same block .8 is held
+    assert list(free_slots("169.254.0.0/30", ["gcwa9fe0000"])) == []
+    assert link_for("10.250.0.0/16", 1).host_name == "gcw0afa0004"
 
 
 def test_the_packet_filter_lets_in_only_the_server_port_and_out_only_loopback_and_answers():
@@ -82,7 +84,7 @@ def test_the_gates_keep_the_urls_of_an_embedded_hub_and_move_others_to_the_loopb
            "JUPYTERHUB_ACTIVITY_URL": "http://127.0.0.1:8081/hub/api/users/a/activity",
            "GPU_COMMONS_QUOTA_URL": "http://127.0.0.1:8181", "OTHER": "x"}
     plan = GatePlan.from_env(env)
-    assert plan == GatePlan(("127.0.0.1", 8081), 8081, "http://127.0.0.1:8181", 8181)
+    assert plan == GatePlan(("127.0.0.1", 8081), 8081, "http://127.0.0.1:8181", 8181, "/hub/api")
     assert inside_env(env, plan) == env
     assert GatePlan.from_state(json.loads(json.dumps(plan.as_state()))) == plan
 
@@ -115,6 +117,36 @@ def test_the_gates_keep_the_urls_of_an_embedded_hub_and_move_others_to_the_loopb
 ])
 def test_the_lease_gate_passes_only_a_get_of_the_workspaces_own_lease(head, allowed):
     assert lease_request_allowed(parse_head(head), "l-1") is allowed
+
+
+@pytest.mark.parametrize("head, allowed", [
+    (b"GET /hub/api/user HTTP/1.1\r\nAuthorization: token t", True),
+    (b"POST /hub/api/users/a/activity HTTP/1.1\r\nContent-Length: 12", True),
+    (b"POST /hub/api/oauth2/token?x=1 HTTP/1.1\r\nContent-Length: 0", True),
+    (b"GET /hub/api HTTP/1.1", True),
+    (b"GET /hub/login HTTP/1.1", False),  # the login form: not from a workspace
+    (b"POST /hub/login HTTP/1.1\r\nContent-Length: 30", False),
+    (b"GET /hub/apix HTTP/1.1", False),
+    (b"GET /hub/api/../login HTTP/1.1", False),
+    (b"GET /hub/api/%2e%2e/login HTTP/1.1", False),
+    (b"GET /hub/api/..%2flogin HTTP/1.1", False),
+    (b"GET /hub/api/\\..\\login HTTP/1.1", False),
+    (b"GET /user/other/ HTTP/1.1", False),
+    (b"GET http://127.0.0.1:8081/hub/api/user HTTP/1.1", False),
+    (b"POST /hub/api/users/a/activity HTTP/1.1\r\nTransfer-Encoding: chunked", False),
+    (b"POST /hub/api/users/a/activity HTTP/1.1\r\nContent-Length: 99999999", False),
+    (b"POST /hub/api/users/a/activity HTTP/1.1\r\nContent-Length: -1", False),
+])
+def test_the_hub_gate_passes_only_the_hub_api(head, allowed):
+    assert hub_request_allowed(parse_head(head), "/hub/api") is allowed
+
+
+def test_the_hub_gate_drops_address_and_hop_headers_and_asks_for_one_request():
+    head = parse_head(b"GET /hub/api/user HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.9.9.9\r\nForwarded: for=1.2.3.4"
+                      b"\r\nX-Real-Ip: 5.6.7.8\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket"
+                      b"\r\nAuthorization: token t")
+    assert hub_request_head(head) == (b"GET /hub/api/user HTTP/1.1\r\nhost: h\r\nauthorization: token t\r\n"
+                                      b"Connection: close\r\n\r\n")
 
 
 def test_the_lease_gate_refuses_everything_without_a_lease():
@@ -245,10 +277,9 @@ async def test_a_workspace_has_its_own_namespace_and_reaches_only_its_gates(serv
 @pytest.mark.usefixtures("needs_root")
 async def test_every_workspace_gets_its_own_block_and_a_full_subnet_is_a_clear_error_leaving_nothing(
         service, alliance, tmp_path, scope, caplog):
-    # A /29 holds two /30s: the third workspace has no block (another hub's workspaces may hold some too).
-    used = taken_slots(host_links())
-    subnet_slot = next(slot for slot in range(0, 8190, 2) if slot not in used and slot + 1 not in used)
-    subnet = f"{ipaddress.IPv4Network('169.254.0.0/17').network_address + 4 * subnet_slot}/29"
+    # A /29 holds two /30s: the third workspace has no block. One far from other hubs' workspaces.
+    subnet = next(f"169.254.127.{start}/29" for start in range(248, 0, -8)
+                  if len(list(free_slots(f"169.254.127.{start}/29", host_links()))) == 2)
     first = spawner_for(service, alliance, tmp_path, scope, "exec sleep 600", workspace_subnet=subnet)
     second = spawner_for(service, alliance, tmp_path, scope, "exec sleep 600", name="c01-s2", workspace_subnet=subnet)
     third = spawner_for(service, alliance, tmp_path, scope, "exec sleep 600", name="c01-s3", workspace_subnet=subnet)
