@@ -156,6 +156,9 @@ def main() -> int:
     parser.add_argument("--pods", type=Path, default=DEFAULT_PODS,
                         help="openb_pod_list_default.csv of the Alibaba GPU trace")
     parser.add_argument("--out", type=Path, help="write each family's first seed's trace.csv and alliance.yaml here")
+    parser.add_argument("--fairshare", action="append", default=[], metavar="KEY=VALUE",
+                        help="set an alliance fairshare setting in every scenario, e.g. lent_lease_minutes=null "
+                        "half_life_minutes=60 (the settings before lent leases); repeat for several")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument("--strict", action="store_true", help="exit 1 when fair misses a target on any run")
     args = parser.parse_args()
@@ -163,6 +166,12 @@ def main() -> int:
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         parser.error(f"unknown families {unknown}; use some of {', '.join(FAMILIES)}")
+    settings = {}
+    for item in args.fairshare:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--fairshare {item!r}: write KEY=VALUE, e.g. lent_lease_minutes=30")
+        settings[key] = yaml.safe_load(value)
     pods = load_pods(args.pods)
     runs = []
     began = time.perf_counter()
@@ -176,7 +185,9 @@ def main() -> int:
                 folder.mkdir(parents=True, exist_ok=True)
                 write_trace(folder / "trace.csv", scenario.rows)
                 (folder / "alliance.yaml").write_text(alliance_text)
-            alliance = parse_alliance(yaml.safe_load(alliance_text), f"generated scenario {family}")
+            document = yaml.safe_load(alliance_text)
+            document["fairshare"] = {**document.get("fairshare", {}), **settings}
+            alliance = parse_alliance(document, f"generated scenario {family}")
             trace = scenario.trace()
             rows = {policy: figures(simulate(alliance, trace, policy, explain=False)) for policy in POLICIES}
             checks = targets(rows["fair"])
@@ -191,18 +202,21 @@ def main() -> int:
                                           for c in checks))
     print(f"\nsummary over seeds 1..{args.seeds} of fair (min / median / max; targets met on how many seeds), "
           f"{time.perf_counter() - began:.0f} s in all")
-    print(f"{'family':15} {'Jain':>19} {'county GPU-h/ent':>19} {'county p95 - urban p95':>24} {'util/opt':>19} "
-          f"{'reclaims/admitted':>19}  targets")
+    print(f"{'family':15} {'Jain':>19} {'county GPU-h/ent':>19} {'county p95 - urban p95':>24} {'(optimum)':>16} "
+          f"{'util/opt':>19} {'reclaims/admitted':>19} {'lease ends/adm.':>19}  targets")
     for family in families:
         got = [r for r in runs if r["family"] == family]
         fair = [r["policies"]["fair"] for r in got]
+        optimum = [r["policies"]["optimum"] for r in got]
         met = [sum(r["targets"][k]["met"] for r in got) for k in range(len(TARGETS))]
         every = all(m == len(got) for m in met)
         print(f"{family:15} {spread([f['jain_index'] or 0.0 for f in fair]):>19} "
               f"{spread([f['county']['served_over_entitled'] for f in fair]):>19} "
               f"{spread([f['county']['p95_wait_s'] - f['urban']['p95_wait_s'] for f in fair], '.0f'):>24} "
+              f"{spread([o['county']['p95_wait_s'] - o['urban']['p95_wait_s'] for o in optimum], '.0f'):>16} "
               f"{spread([f['utilization_over_optimum'] for f in fair]):>19} "
-              f"{spread([f['reclaim_stops_per_admitted'] for f in fair], '.3f'):>19}  "
+              f"{spread([f['reclaim_stops_per_admitted'] for f in fair], '.3f'):>19} "
+              f"{spread([f['leases_ended'] / max(f['admitted'], 1) for f in fair], '.3f'):>19}  "
               + ("PASS" if every else "FAIL " + ", ".join(f"{name}: {m}/{len(got)}" for name, m in zip(TARGETS, met)
                                                           if m < len(got))))
     if args.json:
