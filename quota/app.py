@@ -24,6 +24,7 @@ from quota.metrics import QuotaMetrics, TimedRequests
 from quota.gpu_activity import gpu_activity_for
 from quota.reconcile import reconciler_for
 from quota.request_limits import RequestRate
+from quota import pages
 from quota.routes import health, inventory, leases, oauth, pools, queue, reference, reservations, schools, tiers, usage
 from quota.settings import QuotaSettings
 from quota.ticker import Ticker
@@ -103,6 +104,8 @@ def create_app(
     app.state.lease_rate = RequestRate(settings.lease_requests_per_minute)
     for module in (leases, queue, reservations, usage, schools, tiers, pools, inventory, oauth, reference, health):
         app.include_router(module.router)
+    for router in pages.routers():  # server-rendered pages (quota/pages), the front page too
+        app.include_router(router)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(TimedRequests, histogram=metrics.http)  # outside the guard: its refusals are timed too
     app.add_middleware(SecurityHeaders)  # added last: the outermost, so every answer carries the headers

@@ -68,8 +68,9 @@ def _looks_like_a_token(token: str) -> bool:
 
 
 def _check_cookie_use(request: Request) -> None:
-    """CSRF and same-site script defence for cookie-authenticated requests (see the module)."""
-    if request.method not in SAFE_METHODS:
+    """CSRF and same-site script defence for cookie-authenticated requests (see the module).
+    A page's form POST whose CSRF token and origin quota/pages/web.py checked passes."""
+    if request.method not in SAFE_METHODS and not request.scope.get("gpu_commons.csrf_checked"):
         raise HTTPException(status.HTTP_403_FORBIDDEN, COOKIE_CHANGES)
     mode, dest = request.headers.get("sec-fetch-mode"), request.headers.get("sec-fetch-dest")
     if (mode and mode != "navigate") or (dest and dest != "document"):

@@ -102,14 +102,3 @@ def oauth_callback(request: Request, code: str = "", state: str = ""):
 def who_am_i(caller: Caller) -> Me:
     """The caller's account, role and school."""
     return Me(name=caller.name, role=caller.role.value, school=caller.school)
-
-
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def home(request: Request, caller: Caller) -> str:
-    """A plain page with the caller's links (the API is the product; this is its door)."""
-    base = _prefix(request)
-    links = [("My account", "/api/me"), ("Usage", "/api/usage"), ("Usage report (CSV)", "/api/usage/report?format=csv"),
-             ("Reservations", "/api/reservations"), ("Schools and quotas", "/api/schools"), ("API reference", "/docs")]
-    items = "".join(f'<li><a href="{base}{path}">{label}</a></li>' for label, path in links)
-    return (f"<!doctype html><meta charset=utf-8><title>GPU Commons quota</title>"
-            f"<h1>GPU Commons quota service</h1><p>Signed in as <b>{caller.name}</b> ({caller.role.value})</p><ul>{items}</ul>")

@@ -1,0 +1,14 @@
+"""Server-rendered pages of the quota service, in zh-CN and en, behind the hub's login.
+
+One module per audience (teacher, staff, operator, student), Jinja2 templates in
+``templates/``, one style sheet in ``static/``; no script. What they share (language, the
+CSRF token of forms, headers) is in :mod:`quota.pages.web`. See docs/pages.md.
+"""
+
+from __future__ import annotations
+
+
+def routers():
+    from quota.pages import home, static, teacher
+
+    return [home.router, static.router, teacher.router]
