@@ -56,6 +56,12 @@ class _Limits(_Strict):
 
 class Tier(_Limits):
     weight: float = Field(1.0, gt=0, description="Fair-share weight of every school in this tier (> 0).")
+    idle_release_minutes: float | None = Field(
+        None, gt=0, le=24 * 60,
+        description="A GPU workspace of this tier's schools unused for this many minutes while others wait for its "
+        "kind of GPU is warned (fairshare.warning_minutes ahead, in JupyterLab) and then released, its files "
+        "kept; used means the hub saw the student (last_activity) or the GPU was busy. Empty = never.",
+    )
     description: str = ""
 
 
@@ -362,6 +368,11 @@ class Alliance(_Strict):
         if value is None:
             value = getattr(self.tiers[school.tier], name)
         return self.default_limit(name) if value is None else value
+
+    def idle_release_s(self, tier: str) -> float | None:
+        """Seconds a GPU workspace of the tier's schools may sit unused while others wait (None: no limit)."""
+        minutes = self.tiers[tier].idle_release_minutes if tier in self.tiers else None
+        return None if minutes is None else minutes * 60
 
     def default_limit(self, name: str):
         """The alliance's default of a fair-share limit where neither a school nor its tier

@@ -106,6 +106,7 @@ def allocator_inputs(alliance: Alliance, base: Config | None = None) -> Allocato
                 budget_gpu_hours=alliance.limit_of(school, "budget_gpu_hours"),
                 student_budget_gpu_hours=alliance.limit_of(school, "student_budget_gpu_hours"),
                 max_sessions_per_student=alliance.limit_of(school, "max_sessions_per_student"),
+                idle_release_s=alliance.idle_release_s(school.tier),
             )
         )
     reservations = []

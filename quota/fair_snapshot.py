@@ -122,7 +122,7 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
             pool_of[spec.id] = (pool.id, spec.kind)
     shapes = request_shapes(alliance, specs)
     milli_of_kind = {shape.kind: shape.milli for shape in shapes.values()}
-    schools = [_school_spec(policy, session, school.id) for school in alliance.schools]
+    schools = [_school_spec(policy, session, school.id, alliance) for school in alliance.schools]
     config = config_from(alliance)
     t = now.timestamp()
     allocator = Allocator(specs, schools, config, start=t)
@@ -195,7 +195,7 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
     return snapshot
 
 
-def _school_spec(policy: PolicyStore, session: Session, school_id: str) -> SchoolSpec:
+def _school_spec(policy: PolicyStore, session: Session, school_id: str, alliance: Alliance) -> SchoolSpec:
     view = policy.school(session, school_id)
     limit = view.get("borrowing_limit_gpus")
     return SchoolSpec(
@@ -203,6 +203,7 @@ def _school_spec(policy: PolicyStore, session: Session, school_id: str) -> Schoo
         borrowing_limit_milli=None if limit is None else int(round(limit * 1000)),
         budget_gpu_hours=view.get("budget_gpu_hours"), student_budget_gpu_hours=view.get("student_budget_gpu_hours"),
         max_sessions_per_student=view.get("max_sessions_per_student"),
+        idle_release_s=alliance.idle_release_s(view["tier"]),
     )
 
 

@@ -66,9 +66,10 @@ log = logging.getLogger(__name__)
 
 ACTIVE = ("granted", "queued")
 END_STATE = {"released": "released", "reconciled": "released", "expired": "expired", "reclaimed": "expired",
-             "budget_exhausted": "expired", "abandoned": "abandoned"}
+             "budget_exhausted": "expired", "idle": "expired", "abandoned": "abandoned"}
 # the allocator's reason for a stop -> the usage record's end reason
-_STOP_REASON = {"reclaimed": "reclaimed", "budget_exhausted": "budget_exhausted", "lease_expired": "expired"}
+_STOP_REASON = {"reclaimed": "reclaimed", "budget_exhausted": "budget_exhausted", "lease_expired": "expired",
+                "idle": "idle"}
 Clock = Callable[[], datetime]
 _SETTLED = settled()
 

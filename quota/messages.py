@@ -30,6 +30,11 @@ _PHRASES = {
     "a class reservation starts now on this pool": _("A class reservation starts now on this pool."),
     "the GPU-hour budget is used up": _("The GPU-hour budget is used up."),
     "someone with a better claim is waiting": _("Someone with a better claim is waiting."),
+    "the GPU was not used for a while and others are waiting for it":
+        _("The GPU was not used for a while and others are waiting for it."),
+    "released: the GPU was not used and others were waiting for it":
+        _("Released: the GPU was not used and others were waiting for it. Your saved files are kept; start again "
+          "when you need the GPU."),
     "the lease is not running": _("The lease is not running."),
     "a request must ask for a positive GPU share": _("A request must ask for a positive GPU share."),
 }

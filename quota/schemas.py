@@ -112,8 +112,8 @@ class Usage(BaseModel):
     ended_at: datetime = Field(description='When the lease ended (UTC).')
     held_seconds: float = Field(description="Seconds the lease was held.")
     gpu_seconds: float = Field(description="held_seconds times the fraction of a GPU held (1/n for a slice).")
-    end_reason: Literal["released", "expired", "reclaimed", "budget_exhausted", "reconciled"] = Field(
-        description="Why the lease ended: released, expired, reclaimed (given back to a school below its guaranteed share), budget_exhausted (the school's or student's GPU-hour budget ran out), or reconciled (the hub ran no server for it)."
+    end_reason: Literal["released", "expired", "reclaimed", "budget_exhausted", "idle", "reconciled"] = Field(
+        description="Why the lease ended: released, expired, reclaimed (given back to a school below its guaranteed share), budget_exhausted (the school's or student's GPU-hour budget ran out), idle (released after it was not used while others waited), or reconciled (the hub ran no server for it)."
     )
 
     @classmethod

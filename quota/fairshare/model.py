@@ -60,6 +60,7 @@ class SchoolSpec:
     budget_gpu_hours: float | None = None
     student_budget_gpu_hours: float | None = None
     max_sessions_per_student: int | None = None
+    idle_release_s: float | None = None  # a session unused this long while others wait is warned, then stopped
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +184,7 @@ class Warn:
 @dataclass(frozen=True, slots=True)
 class Stop:
     session_id: str
-    reason: Literal["reclaimed", "lease_expired", "budget_exhausted"]
+    reason: Literal["reclaimed", "lease_expired", "budget_exhausted", "idle"]
     message: str
     kind: str = "stop"
 
@@ -219,8 +220,9 @@ class Session:
     borrowed: bool
     reservation: str | None = None
     last_active: float = 0.0
-    stop_at: float | None = None  # set once a reclaim warning went out
+    stop_at: float | None = None  # set once a reclaim (or idle) warning went out
     seq: int = 0
+    stop_for: str = "reclaimed"  # the Stop reason at stop_at: "reclaimed", or "idle" (quota.fairshare.idle)
 
 
 @dataclass(slots=True, eq=False)

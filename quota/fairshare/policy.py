@@ -33,6 +33,9 @@ The rules, in order:
    schools that would still hold more per weight than that claim after the move.
 5. Leases end after ``max_lease_s`` and are renewed only while no waiting request with a
    better claim could use the slices, the budgets allow it and no reservation needs them.
+6. Idle release: where a school's tier sets ``idle_release_s``, a session unused that long
+   while a request waits that its slices would serve is warned and stopped ``warning_s``
+   later (:mod:`quota.fairshare.idle`).
 """
 
 from __future__ import annotations
@@ -46,9 +49,10 @@ from dataclasses import replace
 from quota.fairshare.answers import Answering
 from quota.fairshare.budgets import RollingBudget
 from quota.fairshare.givers import Givers
+from quota.fairshare.idle import demand_per_pool, idle_to_release
 from quota.fairshare.model import (
     INF, Action, Admit, Config, Decision, PoolSpec, Queue, Refuse, Renew, Request, Reservation,
-    SchoolSpec, Session, Stop, Waiting,
+    SchoolSpec, Session, Stop, Waiting, Warn,
 )
 from quota.fairshare.priority import UsageLedger
 from quota.fairshare.queue import WaitQueue
@@ -59,6 +63,10 @@ from quota.fairshare.shares import guarantees_milli, limits_milli
 # at equal times a reservation window opens or closes before any stop or lease end, so
 # everything decided at that instant already sees the window
 _BOUNDARY, _STOP, _LEASE = 0, 1, 2
+_IDLE = 3  # a session becomes idle by its school's rule (quota.fairshare.idle): look again then
+
+IDLE_WARNING = "the GPU was not used for a while and others are waiting for it"
+IDLE_STOPPED = "released: the GPU was not used and others were waiting for it"
 
 
 class Allocator(Reclaiming, Answering):
@@ -102,6 +110,8 @@ class Allocator(Reclaiming, Answering):
         self.victims: list[list[tuple]] = [[] for _ in self.pools]  # heap (last_active, seq, id)
         self.per_user: dict[str, int] = {}  # sessions + waiting requests per user (counted only if a school caps them)
         self.track_users = any(s.max_sessions_per_student is not None for s in self.schools)
+        self.idle_limit = [s.idle_release_s for s in self.schools]  # seconds, per school (None: never)
+        self.idle_on = any(limit is not None for limit in self.idle_limit)
         self.timers: list[tuple] = []  # heap (time, kind, seq, ref)
         self.book = ReservationBook(self.pools)
         self.budgets = RollingBudget(config.budget_period_s)
@@ -262,6 +272,7 @@ class Allocator(Reclaiming, Answering):
         session = self.sessions.get(session_id)
         if session is not None:
             session.last_active = now
+            self._idle_timer(session)
             if session.borrowed and session.stop_at is None:
                 self._push_victim(session.pool_index, (now, session.seq, session.id))
                 # Givers needs no call: its entry for the school becomes an earlier bound of
@@ -376,6 +387,28 @@ class Allocator(Reclaiming, Answering):
             self._admit(waiting, pool, None, now, out)
         if self.reclaim_on and queue.size:
             self._reclaim(free, now, out)  # free as of the loop's last round (nothing admitted since)
+        if self.idle_on and queue.size:
+            self._release_idle(now, out)
+
+    def _release_idle(self, now: float, out: list[Action]) -> None:
+        """Warn sessions unused beyond their school's idle limit, as many as the waiting
+        requests need in each pool beyond what is free or on its way back (quota.fairshare.idle).
+        Requests whose school is at its borrowing limit are not counted: a released GPU would
+        not go to them."""
+        held, limit, footprint = self.held, self.limit, self.bucket_footprint
+        can_take = (w for w in self.waiting.values() if held[w.school_index] + footprint.get(w.bucket, 0) <= limit[w.school_index])
+        demand = demand_per_pool(can_take, len(self.pools))
+        free = self._free_per_pool()
+        for pool, need in enumerate(demand):
+            short = need - max(0, free[pool]) - self.pending[pool]
+            if short <= 0:
+                continue
+            in_pool = (s for s in self.sessions.values() if s.pool_index == pool and s.reservation is None)
+            for session in idle_to_release(in_pool, self.idle_limit, now, short):
+                stop_at = now + self.config.warning_s
+                session.stop_for = "idle"
+                self._mark_warned(session, stop_at)
+                out.append(Warn(session.id, stop_at, IDLE_WARNING))
 
     def _admit_reserved(self, now: float, out: list[Action]) -> None:
         for res in list(self.book.by_id.values()):
@@ -434,6 +467,7 @@ class Allocator(Reclaiming, Answering):
             self.budgets.start(f"user:{request.user}", session.id, now, milli)
         if lease_end < INF:
             self._timer(lease_end, _LEASE, session.id)
+        self._idle_timer(session)
         if res is None and self.rekey:
             self.queue.touch(s, now)
         out.append(Admit(request.id, session.id, spec.id, slices, lease_end, borrowed, res.id if res else None))
@@ -476,7 +510,7 @@ class Allocator(Reclaiming, Answering):
                 session.borrowed = False
                 self.held_guaranteed[s] += session.milli
                 del self.borrowed[s][session.id]
-                if session.stop_at is not None:
+                if session.stop_at is not None and session.stop_for != "idle":  # idle stays idle
                     session.stop_at = None
                     self.pending[session.pool_index] -= session.slices
                     self.leaving[s] -= session.milli
@@ -501,6 +535,11 @@ class Allocator(Reclaiming, Answering):
 
     # -- timers ------------------------------------------------------------------------------
 
+    def _idle_timer(self, session: Session) -> None:
+        limit = self.idle_limit[session.school_index] if self.idle_on else None
+        if limit is not None and session.stop_at is None:
+            self._timer(session.last_active + limit, _IDLE, session.id)
+
     def _timer(self, t: float, kind: int, ref: str) -> None:
         self.seq += 1
         heapq.heappush(self.timers, (t, kind, self.seq, ref))
@@ -514,6 +553,8 @@ class Allocator(Reclaiming, Answering):
             return False
         if kind == _STOP:
             return session.stop_at == t
+        if kind == _IDLE:
+            return session.stop_at is None and session.last_active + self.idle_limit[session.school_index] == t
         return session.lease_end == t and (session.stop_at is None or session.stop_at > t)
 
     def _session_ends(self) -> Iterator[tuple[float, Session]]:
@@ -533,7 +574,7 @@ class Allocator(Reclaiming, Answering):
                 if child < size:
                     heapq.heappush(frontier, (timers[child], child))
             t, kind, _, ref = timer
-            if kind == _BOUNDARY or ref in seen or not self._timer_valid(timer):
+            if kind == _BOUNDARY or kind == _IDLE or ref in seen or not self._timer_valid(timer):
                 continue
             seen.add(ref)  # its first valid timer is the sooner of its lease end and its stop
             yield t, sessions[ref]
@@ -558,7 +599,12 @@ class Allocator(Reclaiming, Answering):
             elif kind == _STOP:
                 session = self.sessions[ref]
                 self._end(session, t, out)
-                out.append(Stop(ref, "reclaimed", "stopped to give the GPU share back to a school below its guarantee"))
+                if session.stop_for == "idle":
+                    out.append(Stop(ref, "idle", IDLE_STOPPED))
+                else:
+                    out.append(Stop(ref, "reclaimed", "stopped to give the GPU share back to a school below its guarantee"))
+                self._schedule(t, out)
+            elif kind == _IDLE:
                 self._schedule(t, out)
             else:
                 self._lease_end(self.sessions[ref], t, out)
@@ -643,8 +689,8 @@ class Allocator(Reclaiming, Answering):
         if session is None:
             return Refuse(session_id, "the lease is not running", None, "not_running"), out
         if session.stop_at is not None:
-            return Refuse(session_id, "its GPU share goes back to a school below its guarantee",
-                          session.stop_at, "being_reclaimed"), out
+            reason = IDLE_WARNING if session.stop_for == "idle" else "its GPU share goes back to a school below its guarantee"
+            return Refuse(session_id, reason, session.stop_at, "being_reclaimed"), out
         refusal = self._renewal_refusal(session, now)
         if refusal is not None:
             return Refuse(session_id, refusal[1], session.lease_end, refusal[0]), out
