@@ -21,10 +21,10 @@ import docker
 from dockerspawner import DockerSpawner
 from traitlets import Dict, Integer, Unicode, default
 
-from spawner.builders.docker import build_container
+from spawner.builders.docker import build_container, build_workspace_network
 from spawner.containers import ContainerWorkspaceMixin
 from spawner.failures import WorkspaceFailed, docker_failure_kind
-from spawner.pools import DockerPool, PoolConfigError, parse_pools
+from spawner.pools import WORKSPACE_NETWORK, DockerPool, PoolConfigError, parse_pools
 from spawner.quota import QuotaSpawnerMixin
 from spawner.specs import HomeVolume, Placement, Resources, WorkspaceSpec
 
@@ -106,6 +106,8 @@ class LeasedDockerSpawner(ContainerWorkspaceMixin, DockerSpawner):
         self.image = self.image_for(profile, lease)
         self.port = self.host_port_base + self.user.id if pool.network == "host" else 8888
         try:
+            if pool.network == WORKSPACE_NETWORK:
+                await self.ensure_workspace_network()
             return await super().start()
         except WorkspaceFailed:
             raise
@@ -116,6 +118,18 @@ class LeasedDockerSpawner(ContainerWorkspaceMixin, DockerSpawner):
             self.log.error("%s: the workspace did not start on pool %s: %s", self._log_name, self.pool_id, exc)
             raise WorkspaceFailed(kind, pool=self.pool_id, image=self.image, device=lease.device or "",
                                   detail=str(exc)) from None
+
+    async def ensure_workspace_network(self) -> None:
+        """The pool's workspace bridge (spawner.pools.WORKSPACE_NETWORK), made when the host lacks it."""
+        found = await self.docker("networks", names=[WORKSPACE_NETWORK])
+        if any(network.get("Name") == WORKSPACE_NETWORK for network in found):
+            return
+        self.log.info("pool %s: creating the workspace network %s", self.pool_id, WORKSPACE_NETWORK)
+        try:
+            await self.docker("create_network", **build_workspace_network(WORKSPACE_NETWORK))
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # another hub made it just now
+                raise
 
     def workspace_spec(self, command: list[str], env: dict) -> WorkspaceSpec:
         lease, profile = self.granted()

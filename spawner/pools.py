@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from quota.alliance import Pool
 from spawner.quota_client import Lease
@@ -74,6 +74,9 @@ class KubePool(_Strict):
     home_size: str = Field("10Gi", description="Size of each student's home claim.")
 
 
+WORKSPACE_NETWORK = "gpu-commons-workspaces"
+
+
 class DockerPool(_Strict):
     """A pool as a Docker host."""
 
@@ -83,7 +86,16 @@ class DockerPool(_Strict):
     tls: dict[str, str | bool] = Field({}, description="docker.tls.TLSConfig arguments (client_cert, ca_cert, verify).")
     host_ip: str = Field("127.0.0.1", description="Address at which the hub reaches workspaces on this host.")
     network: str = Field(
-        "bridge", description="Docker network of the workspaces; 'host' gives each its own port on the host."
+        WORKSPACE_NETWORK,
+        description=f"Docker network of the workspaces. The default, {WORKSPACE_NETWORK}, is a bridge the spawner makes "
+        "on the host when it is missing, with container-to-container traffic off (docs/security.md, 'Workspace "
+        "network'); another name must exist on the host. 'host' (each workspace on its own port of the host's "
+        "network, sharing it) needs allow_host_network.",
+    )
+    allow_host_network: bool = Field(
+        False,
+        description="Let network be 'host': workspaces then share the host's network, reach every port of it and of "
+        "each other and can listen on its addresses. Only for engines without a bridge (the tests' engine).",
     )
     gpu_driver: str = Field("nvidia", description="Device-request driver of the host's GPUs.")
     mps_pipe_directory: str = Field(
@@ -98,6 +110,14 @@ class DockerPool(_Strict):
         {}, description="Driver options of the home volumes, e.g. NFS: {type: nfs, o: 'addr=…,rw', device: ':/homes'}."
     )
     timeout: float = Field(30, gt=0, description="Seconds to wait for one answer of the Docker API.")
+
+    @model_validator(mode="after")
+    def _no_host_network_unless_allowed(self):
+        if self.network == "host" and not self.allow_host_network:
+            raise ValueError("network 'host' puts every workspace on the host's network (it reaches every port of the "
+                             f"host and of the other workspaces); leave network at {WORKSPACE_NETWORK!r} or set "
+                             "allow_host_network: true (engines without a bridge only)")
+        return self
 
 
 def parse_pools(raw: dict, model: type[_Strict], setting: str) -> dict[str, _Strict]:

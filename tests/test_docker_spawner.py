@@ -39,7 +39,7 @@ HOME_LABEL = "gpu-commons.user"
 @pytest.fixture(scope="module")
 def docker_stack(tmp_path_factory, docker_engine, workspace_cpu_image):
     here = tmp_path_factory.mktemp("docker-hub")
-    host = {"docker_url": docker_engine.url, "network": "host", "host_ip": "127.0.0.1"}
+    host = {"docker_url": docker_engine.url, "network": "host", "allow_host_network": True, "host_ip": "127.0.0.1"}
     config = {
         "DockerQuotaSpawner": {
             "pools": {
