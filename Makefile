@@ -8,7 +8,7 @@ NODE_PREFIX := $(BUILD)/node
 PROXY := $(NODE_PREFIX)/node_modules/.bin/configurable-http-proxy
 # Debian packages: the workspace sandbox, Node.js for the proxy, and what the tests drive for real
 # (the tests start their own Docker engine and build the images from a debootstrap root filesystem).
-DEMO_DEBS := bubblewrap util-linux nodejs npm python3-venv
+DEMO_DEBS := bubblewrap util-linux iproute2 iptables nodejs npm python3-venv
 TEST_DEBS := $(DEMO_DEBS) chromium prometheus docker.io debootstrap postgresql
 
 .PHONY: demo test install install-test clean
