@@ -226,6 +226,8 @@ def configure_hub(c, settings: HubSettings) -> None:
 
     if settings.backend == "local":
         add_workspace_sweeper(c, data)
+        if alliance.fairshare.reservation_lead_minutes:
+            add_prestart_service(c, data, settings.alliance, quota_url, quota_token)
 
 
 def add_workspace_sweeper(c, data: Path) -> None:
@@ -256,6 +258,34 @@ def add_workspace_sweeper(c, data: Path) -> None:
         "scopes": ["list:users", "read:servers"],
         "services": ["workspace-sweeper"],
     })
+
+
+def prestart_token_path(data_dir: Path) -> Path:
+    return Path(data_dir) / "secrets" / "prestart.token"
+
+
+def add_prestart_service(c, data: Path, alliance_file: Path, quota_url: str, quota_token: str) -> None:
+    """The hub-managed service that starts a booked class's workspaces before its lesson
+    (hub/prestart.py; the spawner's side: spawner/prestart.py)."""
+    interval = c.PrestartService.get("interval_seconds", 10.0)
+    c.JupyterHub.services.append({
+        "name": "prestart",
+        "display": False,
+        "api_token": read_or_create_secret(prestart_token_path(data)),
+        "command": [sys.executable, "-m", "hub.prestart", "--alliance", str(alliance_file), "--interval", str(interval)],
+        "environment": {"PYTHONUNBUFFERED": "1", "GPU_COMMONS_QUOTA_URL": quota_url,
+                        "GPU_COMMONS_QUOTA_TOKEN": quota_token},
+    })
+    c.JupyterHub.load_roles.append({
+        "name": "prestart",
+        "description": "Starts the servers of a booked class's students before its lesson",
+        "scopes": ["list:users", "read:users", "read:servers", "servers"],
+        "services": ["prestart"],
+    })
+    # A pre-started workspace counts as opened from the activity the hub sees on it: look at the
+    # proxy's traffic every 30 s instead of every 5 minutes.
+    if "last_activity_interval" not in c.JupyterHub:
+        c.JupyterHub.last_activity_interval = 30
 
 
 def load_extra_config(path: Path) -> Config:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from quota.alliance import Alliance, Pool
 from quota.fairshare.model import Config, PoolSpec, Request, Reservation, SchoolSpec
+from quota.reservations import holds_from
 
 
 @dataclass(frozen=True)
@@ -110,9 +111,12 @@ def allocator_inputs(alliance: Alliance, base: Config | None = None) -> Allocato
             )
         )
     reservations = []
+    lead_s = alliance.fairshare.reservation_lead_minutes * 60
     for res in alliance.reservations:
         pool = next(p for p in alliance.pools if p.id == res.pool)
-        reservations.append(Reservation(res.id, pool.id, res.school, res.slices, res.start, res.end, res.group))
+        # held from its lead on, as the quota service holds it
+        start = holds_from(res.start, lead_s, (o.end for o in alliance.reservations if o.pool == res.pool and o.id != res.id))
+        reservations.append(Reservation(res.id, pool.id, res.school, res.slices, start, res.end, res.group))
     pools = pool_specs(alliance)
     return AllocatorInputs(
         pools=pools,

@@ -33,6 +33,7 @@ from quota.fairshare import Allocator, PoolSpec, Request, Reservation, SchoolSpe
 from quota.allocator_inputs import RequestShape, config_from, pool_specs_of, request_shapes
 from quota.fairshare.model import INF, Action, Decision
 from quota.fairshare.reservations import ReservationError
+from quota.reservations import holds_from
 from quota.policy_store import PolicyStore
 from quota.tables import LeaseRow, UsageRecord
 
@@ -129,11 +130,15 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
     snapshot = Snapshot(allocator, now, pool_of, milli_of_kind, shapes=shapes)
     spec_of = {value: key for key, value in pool_of.items()}
 
-    for booking in policy.reservations(session, include_past_of=now):
+    bookings = policy.reservations(session, include_past_of=now)
+    lead = timedelta(minutes=alliance.fairshare.reservation_lead_minutes)
+    for booking in bookings:
         spec_id = spec_of.get((booking.pool, policy.reservable_kind(booking.pool)))
         if spec_id is None:
             continue  # its pool is draining or closed: nothing to hold there now
-        res = _reservation(booking, spec_id)
+        # held from its lead on (the class's workspaces start before the bell: hub/prestart.py)
+        begins = holds_from(booking.starts_at, lead, (b.ends_at for b in bookings if b.pool == booking.pool and b.id != booking.id))
+        res = _reservation(booking, spec_id, begins)
         if booking.class_id:  # a class's booking serves only its students
             snapshot.reserved_class_of.update(_class_members(alliance, booking.school, booking.class_id))
         try:
@@ -207,9 +212,9 @@ def _school_spec(policy: PolicyStore, session: Session, school_id: str, alliance
     )
 
 
-def _reservation(booking, spec_id: str) -> Reservation:
+def _reservation(booking, spec_id: str, begins) -> Reservation:
     return Reservation(
-        booking.id, spec_id, booking.school, booking.units, booking.starts_at.timestamp(), booking.ends_at.timestamp(),
+        booking.id, spec_id, booking.school, booking.units, begins.timestamp(), booking.ends_at.timestamp(),
         booking.class_id or None,
     )
 

@@ -251,15 +251,19 @@ class LeaseBook:
         self._apply(mem, journal, actions, now)
         return {"admit": "granted", "queue": "queued", "refuse": "refused"}[decision.kind]
 
-    def release(self, lease_id: str, end_reason: str = "released") -> LeaseRow | None:
-        """End a lease (its unit goes to whoever is next); an ended lease is returned as it is."""
-        return self._input(self._release_input(lease_id, end_reason))
+    def release(self, lease_id: str, end_reason: str = "released", charge_from: datetime | None = None) -> LeaseRow | None:
+        """End a lease (its unit goes to whoever is next); an ended lease is returned as it is.
+        ``charge_from``: the usage record counts from then, not from the grant (a workspace
+        started ahead of a lesson is charged from its student's first activity; never opened,
+        from its end: nothing)."""
+        return self._input(self._release_input(lease_id, end_reason, charge_from))
 
-    async def release_async(self, lease_id: str, end_reason: str = "released") -> LeaseRow | None:
+    async def release_async(self, lease_id: str, end_reason: str = "released",
+                            charge_from: datetime | None = None) -> LeaseRow | None:
         """:meth:`release` for the event loop."""
-        return await self._input_async(self._release_input(lease_id, end_reason))
+        return await self._input_async(self._release_input(lease_id, end_reason, charge_from))
 
-    def _release_input(self, lease_id: str, end_reason: str):
+    def _release_input(self, lease_id: str, end_reason: str, charge_from: datetime | None = None):
         def decide(mem: _Memory, journal: Entry, now: datetime):
             lease = mem.rows.get(lease_id)
             if lease is None:
@@ -268,7 +272,7 @@ class LeaseBook:
                 stored = journal.session.get(LeaseRow, lease_id)
                 return _view(stored) if stored is not None else None
             actions = self._leave_allocator(mem, lease, now.timestamp())
-            self._end(mem, journal, lease, end_reason, now)
+            self._end(mem, journal, lease, end_reason, now, charge_from)
             self._apply(mem, journal, actions, now)
             return _view(lease)
 
@@ -752,7 +756,8 @@ class LeaseBook:
         journal.changed[lease.id] = lease
         journal.granted.append(lease)
 
-    def _end(self, mem: _Memory, journal: Entry, lease: LeaseRow, end_reason: str, now: datetime) -> None:
+    def _end(self, mem: _Memory, journal: Entry, lease: LeaseRow, end_reason: str, now: datetime,
+             charge_from: datetime | None = None) -> None:
         was_granted = lease.state == "granted"
         lease.state = END_STATE[end_reason]
         lease.released_at = now
@@ -762,11 +767,12 @@ class LeaseBook:
             return  # a queued lease held nothing: no usage to record
         if lease.unit_id is not None:
             mem.units.give_back(lease.unit_id, lease.id)
-        held = max(0.0, (now - lease.granted_at).total_seconds())
+        charged_from = min(max(lease.granted_at, charge_from), now) if charge_from is not None else lease.granted_at
+        held = max(0.0, (now - charged_from).total_seconds())
         journal.usage.append(
             UsageRecord(
                 lease_id=lease.id, user=lease.user, school=lease.school, tier=lease.tier, profile=lease.profile,
-                pool=lease.pool, device=lease.device, unit_kind=lease.unit_kind, started_at=lease.granted_at,
+                pool=lease.pool, device=lease.device, unit_kind=lease.unit_kind, started_at=charged_from,
                 ended_at=now, held_seconds=held, gpu_seconds=held * lease.gpu_fraction, end_reason=end_reason,
             )
         )

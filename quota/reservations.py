@@ -1,5 +1,6 @@
 """Pure arithmetic of class reservations: how many units overlapping bookings need at
-their busiest moment (checked when a teacher books). Holding the units inside the window
+their busiest moment (checked when a teacher books), and from when a booking holds its units
+(a lead before its start, for workspaces started ahead). Holding the units inside the window
 is the fair-share allocator's job (quota.fairshare.reservations)."""
 
 from __future__ import annotations
@@ -20,3 +21,16 @@ def peak_units(bookings: Iterable[tuple[datetime, datetime, int]], start: dateti
         current += change
         peak = max(peak, current)
     return peak
+
+
+def holds_from(start, lead, other_ends: Iterable):
+    """When a class reservation starting at ``start`` begins to hold its units: ``lead``
+    early (``fairshare.reservation_lead_minutes``: its students' workspaces start before the
+    bell), but never before another booking of the same pool that ends inside the lead has
+    ended, so a lead never makes two bookings overlap that the booking check let through back
+    to back. Datetimes with a timedelta ``lead``, or seconds."""
+    begins = start - lead
+    for end in other_ends:
+        if begins < end <= start:
+            begins = end
+    return begins

@@ -13,12 +13,13 @@ from traitlets import Unicode
 
 from spawner.light_start import LightStart
 from spawner.local import SandboxedLocalSpawner
+from spawner.prestart import PrestartedWorkspace
 from spawner.quota import QuotaSpawnerMixin
 from spawner.sharing import cap_env, cap_for, mps_daemon_runs, shared_pool
 from spawner.specs import Resources, SharedCap
 
 
-class LocalQuotaSpawner(QuotaSpawnerMixin, LightStart, SandboxedLocalSpawner):
+class LocalQuotaSpawner(PrestartedWorkspace, QuotaSpawnerMixin, LightStart, SandboxedLocalSpawner):
     """Sandboxed local JupyterLab processes on this GPU server, each behind a lease (the embedded default)."""
 
     def start_priority(self) -> tuple:

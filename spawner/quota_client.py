@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import quote
 
 import httpx
 
@@ -109,8 +110,10 @@ class QuotaClient:
         body = await self._call("POST", f"/api/leases/{lease_id}/renew")
         return Lease.from_api(body) if body else None
 
-    async def release_lease(self, lease_id: str) -> None:
-        await self._call("DELETE", f"/api/leases/{lease_id}")
+    async def release_lease(self, lease_id: str, charge_from: datetime | None = None) -> None:
+        """``charge_from``: the usage counts from then (a workspace started ahead of a lesson)."""
+        query = f"?charge_from={quote(charge_from.isoformat())}" if charge_from is not None else ""
+        await self._call("DELETE", f"/api/leases/{lease_id}{query}")
 
     async def release_by_key(self, idempotency_key: str) -> None:
         await self._call("DELETE", f"/api/leases/by-key/{idempotency_key}")

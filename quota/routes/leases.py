@@ -10,10 +10,13 @@ spawner then stops the workspace at its next lease check). See docs/security.md.
 
 from __future__ import annotations
 
+import asyncio
 import math
+from datetime import datetime, timezone
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 
 from quota.auth import Principal, Role
 from quota.deps import Authorized, Book, Caller, forbid
@@ -166,14 +169,47 @@ def renew_lease(lease_id: LeaseId, book: Book, caller: Caller) -> Lease:
 
 
 @router.delete("/{lease_id}", response_model=Lease)
-async def release_lease(lease_id: LeaseId, book: Book, caller: Caller) -> Lease:
+async def release_lease(
+    lease_id: LeaseId, book: Book, caller: Caller,
+    charge_from: Annotated[datetime | None, Query(description=(
+        "Hub only: record the lease's usage from this time instead of its grant (a workspace started ahead of a "
+        "lesson is charged from its student's first activity). A time at or after the release charges nothing (a "
+        "workspace started ahead that nobody opened)."))] = None,
+) -> Lease:
     """Release a lease: its unit goes to the next in the queue and its usage is recorded.
     Releasing a lease that already ended returns it unchanged. The hub, staff, operators, and
     the student's teacher and school admin; a student stops their server instead."""
     row = await _visible_async(book, lease_id, caller)
     if not _may_end(caller, row):
         raise forbid(STOP_TO_END)
-    return Lease.of(await book.release_async(lease_id))
+    if charge_from is None:
+        return Lease.of(await book.release_async(lease_id))
+    if caller.role != Role.hub:
+        raise forbid("Only the hub says from when a lease is charged (for workspaces it started ahead of a lesson).")
+    if charge_from.tzinfo is None:
+        charge_from = charge_from.replace(tzinfo=timezone.utc)
+    ended = await book.release_async(lease_id, charge_from=charge_from)
+    if ended is not None and ended.granted_at is not None and charge_from > ended.granted_at:
+        _forget_charge_soon(book)
+    return Lease.of(ended)
+
+
+_rebuilds: dict[int, asyncio.Task] = {}
+
+
+def _forget_charge_soon(book) -> None:
+    """The allocator charged the lease's school and student from its grant, in memory: rebuild
+    it from the usage ledger (which counts from ``charge_from``), once for the releases of one
+    moment (a lesson's unused workspaces end together)."""
+    task = _rebuilds.get(id(book))
+    if task is not None and not task.done():
+        return
+
+    async def rebuild() -> None:
+        await asyncio.sleep(1.0)
+        await run_in_threadpool(book.change_policy, lambda session, now: None)
+
+    _rebuilds[id(book)] = asyncio.ensure_future(rebuild())
 
 
 @router.delete("/by-key/{idempotency_key}", response_model=Lease)
