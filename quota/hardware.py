@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 
 from quota.alliance import Alliance, Pool, size_bytes
+from quota.inventory import Unit
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +96,10 @@ def hardware_pools(alliance: Alliance) -> list[Pool]:
     return [pool for pool in alliance.pools if not pool.simulated]
 
 
-def match_pools(alliance: Alliance, gpus: list[Gpu] | None, source: str = "the alliance file") -> dict[str, list]:
+def match_pools(alliance: Alliance, gpus: list[Gpu] | None, source: str = "the alliance file") -> dict[str, list[Unit]]:
     """The units of every pool marked ``simulated: false``, read from ``gpus``; raises
     :class:`InventoryMismatch` at the first pool that does not match. ``source`` names the
     alliance file in the messages."""
-    from quota.inventory import Unit  # inventory imports this module
-
     pools = hardware_pools(alliance)
     if not pools:
         return {}
@@ -110,7 +109,7 @@ def match_pools(alliance: Alliance, gpus: list[Gpu] | None, source: str = "the a
             f"{source}: pool(s) {names} are marked simulated: false, but NVML finds no GPU on this machine; run the "
             "quota service on that GPU server (with the NVIDIA driver), or mark the pool(s) simulated: true"
         )
-    units: dict[str, list] = {}
+    units: dict[str, list[Unit]] = {}
     first = 0
     for pool in pools:
         mine = gpus[first:first + pool.gpus]
@@ -125,7 +124,7 @@ def match_pools(alliance: Alliance, gpus: list[Gpu] | None, source: str = "the a
             where = f"{source}: pool {pool.id}, {gpu.label}"
             sliced = position >= pool.whole_gpus
             if sliced:
-                units[pool.id] += _slices(pool, gpu, where, Unit)
+                units[pool.id] += _slices(pool, gpu, where)
             else:
                 if gpu.mig_enabled:
                     raise InventoryMismatch(
@@ -134,7 +133,7 @@ def match_pools(alliance: Alliance, gpus: list[Gpu] | None, source: str = "the a
                         f"{pool.sliced_gpus}); disable MIG (nvidia-smi -i {gpu.index} -mig 0) or count it in sliced_gpus"
                     )
                 if pool.shared is not None:
-                    units[pool.id] += _shares(pool, gpu, where, Unit)
+                    units[pool.id] += _shares(pool, gpu, where)
                 else:
                     units[pool.id].append(Unit(pool.id, "whole", str(gpu.index), gpu.index, False, gpu.name))
         first += pool.gpus
@@ -144,7 +143,7 @@ def match_pools(alliance: Alliance, gpus: list[Gpu] | None, source: str = "the a
     return units
 
 
-def _slices(pool: Pool, gpu: Gpu, where: str, Unit) -> list:
+def _slices(pool: Pool, gpu: Gpu, where: str) -> list[Unit]:
     fix = f"or set sliced_gpus / slices_per_gpu{' / mig_profile' if pool.mig_profile else ''} to what the GPU has"
     if not gpu.mig_enabled:
         pending = " (it is enabled after the next GPU reset: reset it)" if gpu.mig_pending else ""
@@ -168,7 +167,7 @@ def _slices(pool: Pool, gpu: Gpu, where: str, Unit) -> list:
     return [Unit(pool.id, "slice", m.uuid, gpu.index, False, gpu.name) for m in gpu.mig_devices]
 
 
-def _shares(pool: Pool, gpu: Gpu, where: str, Unit) -> list:
+def _shares(pool: Pool, gpu: Gpu, where: str) -> list[Unit]:
     shared = pool.shared
     needed = size_bytes(shared.memory_per_student) * shared.students_per_gpu
     if needed > gpu.memory:

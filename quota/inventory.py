@@ -18,7 +18,6 @@ import logging
 from dataclasses import dataclass
 
 from quota.alliance import Alliance, Pool
-from quota.hardware import match_pools, read_gpus
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +58,8 @@ def alliance_units(alliance: Alliance, use_nvml: bool = True, nvml=None, source:
     ``nvml`` (default: the ``pynvml`` module of nvidia-ml-py) and must match their declaration,
     else :class:`quota.hardware.InventoryMismatch`. With ``use_nvml=False`` (tests, a
     rehearsal on a machine without the GPUs) they are used as declared, marked simulated."""
+    from quota.hardware import match_pools, read_gpus  # it builds Units
+
     found: dict[str, list[Unit]] = {}
     if use_nvml and any(not pool.simulated for pool in alliance.pools):
         if nvml is None:

@@ -170,10 +170,10 @@ def test_a_trace_line_asking_more_than_a_unit_or_a_pool_stops_the_run(capsys, tm
     rc, err = run_simulate(capsys, tmp_path, rows)
     trace = tmp_path / "trace.csv"
     assert rc == 2 and not (tmp_path / "out").exists()
-    assert (f"{trace}: line 3: gpu_milli is 500, more than one unit of profile 'gpu-shared' is (one student's share "
-            "of a shared GPU: 250 milli); write gpu_milli of at most 250, or name a profile of a larger unit") in err
-    assert (f"{trace}: line 4: gpu_milli is 3000, more than the largest pool holds (uni-t: 8 slice(s) of 250 milli); "
-            "write a smaller gpu_milli, split the request, or add GPUs to a pool") in err
+    assert (f"{trace}: line 3: gpu_milli is 500, but profile 'gpu-shared' gets one unit: one student's share of a "
+            "shared GPU, 250 milli; write gpu_milli of at most 250, or name a profile of a larger unit") in err
+    assert (f"{trace}: line 4: gpu_milli is 3000, more than any pool holds (the largest, uni-t: 8 slice(s) of 250 "
+            "milli = 2000); write a smaller gpu_milli, split the request, or add GPUs to a pool") in err
     assert "line 2" not in err and "nothing was simulated" in err
     rc, err = run_simulate(capsys, tmp_path, rows[:1] + [(9, "u01-s01", "u01", 600, 2000, 900, "", "")])
     assert rc == 0, err  # 2000 milli fits in the 8 shares of uni-t

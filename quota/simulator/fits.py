@@ -21,7 +21,7 @@ _KIND_WORDS = {"whole": "a whole GPU", "slice": "one MIG slice", "shared": "one 
 @dataclass(frozen=True)
 class Limit:
     milli: int
-    what: str  # the unit or pool, in words, for the message
+    what: str  # why it is too much, in words, for the message
     fix: str
 
 
@@ -31,12 +31,14 @@ def request_limits(alliance: Alliance) -> dict[str | None, Limit]:
     limits: dict[str | None, Limit] = {}
     if pools:
         largest = max(pools, key=lambda p: p.capacity_milli)
-        limits[None] = Limit(largest.capacity_milli, f"the largest pool holds ({largest.id}: {largest.slices} "
-                             f"slice(s) of {largest.slice_milli} milli)",
+        limits[None] = Limit(largest.capacity_milli,
+                             f"more than any pool holds (the largest, {largest.id}: {largest.slices} slice(s) of "
+                             f"{largest.slice_milli} milli = {largest.capacity_milli})",
                              "write a smaller gpu_milli, split the request, or add GPUs to a pool")
     for profile_id, shape in request_shapes(alliance, pools).items():
-        limits[profile_id] = Limit(shape.milli, f"one unit of profile {profile_id!r} is ({_KIND_WORDS.get(shape.kind, shape.kind)}: "
-                                   f"{shape.milli} milli)",
+        limits[profile_id] = Limit(shape.milli,
+                                   f"but profile {profile_id!r} gets one unit: {_KIND_WORDS.get(shape.kind, shape.kind)}, "
+                                   f"{shape.milli} milli",
                                    f"write gpu_milli of at most {shape.milli}, or name a profile of a larger unit")
     return limits
 
@@ -46,4 +48,4 @@ def problem(limits: dict[str | None, Limit], milli: int, profile: str | None) ->
     limit = limits.get(profile)
     if limit is None or milli <= limit.milli:
         return None
-    return f"gpu_milli is {milli}, more than {limit.what}; {limit.fix}"
+    return f"gpu_milli is {milli}, {limit.what}; {limit.fix}"
