@@ -180,7 +180,7 @@ def test_a_workspace_reaches_only_the_hub_api_and_its_own_lease(tmp_path, host_l
         for name, answer in [("another student's lease", found["other_lease"]), *found["quota_routes"].items()]:
             if not (answer["status"] == 403 and "may only read its own GPU lease" in answer["body"]
                     and "只能读取自己的 GPU 租约" in answer["body"]):
-                breaches.append(f"quota {name}: {answer['status']} {answer['body'][:80]}")
+                breaches.append(f"quota {name}: {answer['status']} {' '.join(answer['body'].split())[:80]}")
         assert found["listening"] is True  # inside its own namespace it may listen: only it can connect there
         for host in ("127.0.0.1", own_ip):  # ... not the host, on its loopback or the workspace's address
             try:
@@ -190,7 +190,7 @@ def test_a_workspace_reaches_only_the_hub_api_and_its_own_lease(tmp_path, host_l
                 pass
         for path, answer in found["hub_pages"].items():  # the hub's own pages: the login form above all
             if answer["status"] != 403 or "may only use the hub's API here" not in answer["body"]:
-                breaches.append(f"hub {path}: {answer['status']} {answer['body'][:80]}")
+                breaches.append(f"hub {path}: {answer['status']} {' '.join(answer['body'].split())[:80]}")
         assert breaches == [], "\n".join(breaches)
         assert "lease gate refused GET /api/inventory" in stack.log_tail(400)
 

@@ -346,3 +346,50 @@ async def test_the_lease_gate_asks_the_quota_service_for_the_own_lease_only(serv
         server.close()
     assert len(asked) == 1 and asked[0].startswith("GET /api/leases/l-1 HTTP/1.1")
     assert "authorization: token secret" in asked[0].lower()
+
+
+@pytest.mark.usefixtures("needs_root")
+async def test_a_restarted_hub_serves_the_gates_of_a_running_workspace_again(service, alliance, tmp_path, scope):
+    # The workspace asks the hub API every 0.2 s and notes each answer: ok, or the error's name.
+    asker = ("import os, time, urllib.request\n"
+             "while True:\n"
+             "    try:\n"
+             "        urllib.request.urlopen(os.environ['JUPYTERHUB_API_URL'] + '/user', timeout=2).read()\n"
+             "        note = 'ok'\n"
+             "    except Exception as exc:\n"
+             "        note = type(exc).__name__\n"
+             "    with open(os.path.expanduser('~/asked'), 'a') as out:\n"
+             "        out.write(note + '\\n')\n"
+             "    time.sleep(0.2)\n")
+    log = lambda spawner: (spawner.home_on_host / "asked").read_text().split() if (  # noqa: E731
+        spawner.home_on_host / "asked").exists() else []
+    async with FakeHub() as hub:
+        hub_at = SimpleNamespace(public_host="", api_url=f"http://127.0.0.1:{hub.port}/hub/api", base_url="/hub/")
+        first = spawner_for(service, alliance, tmp_path, scope, f"exec {PYTHON} -c \"$ASKER\"",
+                            environment={"ASKER": asker})
+        first.hub = hub_at
+        await first.start()
+        restarted = None
+        try:
+            await asyncio.to_thread(wait_for, lambda: "ok" in log(first), 20, "an answer through the gate")
+            state = first.get_state()
+            assert state["network"]["slot"] == first.network_slot >= 0
+            # The hub dies: its gates and its descriptor of the namespace go with it, the workspace runs on.
+            await first._gates.close()
+            os.close(first._network.fd)
+            seen = len(log(first))
+            await asyncio.to_thread(wait_for, lambda: any(n != "ok" for n in log(first)[seen:]), 20,
+                                    "the workspace to miss the hub")
+            assert our_links(first)  # its veth lives with its processes
+
+            restarted = spawner_for(service, alliance, tmp_path, scope, "unused")
+            restarted.user, restarted.hub = first.user, hub_at
+            restarted.load_state(state)
+            assert await restarted.poll() is None  # running: and its gates are served again
+            seen = len(log(first))
+            await asyncio.to_thread(wait_for, lambda: "ok" in log(first)[seen:], 20, "answers again after the restart")
+        finally:
+            first._gates = first._network = None
+            await (restarted or first).stop(now=True)
+    assert our_links(first) == []
+    assert processes_of_uid(first.student_uid) == []
