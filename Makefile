@@ -7,9 +7,10 @@ BUILD := .build
 NODE_PREFIX := $(BUILD)/node
 PROXY := $(NODE_PREFIX)/node_modules/.bin/configurable-http-proxy
 # Debian packages: the workspace sandbox, Node.js for the proxy, and what the tests drive for real
-# (the tests start their own Docker engine and build the images from a debootstrap root filesystem).
+# (the tests start their own Docker engine and build the images from a debootstrap root filesystem;
+# fonts-noto-cjk so that the browser tests' screenshots show Chinese, not boxes).
 DEMO_DEBS := bubblewrap util-linux iproute2 iptables nodejs npm python3-venv
-TEST_DEBS := $(DEMO_DEBS) chromium prometheus docker.io debootstrap postgresql
+TEST_DEBS := $(DEMO_DEBS) chromium fonts-noto-cjk prometheus docker.io debootstrap postgresql
 
 .PHONY: demo test install install-test clean
 
@@ -27,7 +28,9 @@ $(BUILD)/debs-%.stamp:
 	scripts/install-debs.sh $(if $(filter test,$*),$(TEST_DEBS),$(DEMO_DEBS))
 	touch $@
 
-$(VENV)/.installed: pyproject.toml workspace/pyproject.toml
+# The workspace distribution is installed as a copy (its data files: the JupyterLab extension and
+# settings), so a change to its code or its message catalogues installs it again.
+$(VENV)/.installed: pyproject.toml workspace/pyproject.toml $(wildcard workspace/gpu_commons_*/*.py workspace/gpu_commons_i18n/locales/*/LC_MESSAGES/*.po)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e . ./workspace

@@ -198,8 +198,9 @@ def _load_jupyter_server_extension(serverapp):
     lease = LeaseEnd.from_environment()
     web_app = serverapp.web_app
     install_startup(os.environ, os.path.expanduser("~"), serverapp.log)  # a shared GPU: frameworks told the cap
-    # After every extension is loaded (JupyterLab's settings handler too), before the first request.
-    serverapp.io_loop.add_callback(set_lab_language, web_app, lease.locale, serverapp.log)
+    # Once JupyterLab's settings handler is there (its extension may load after this one).
+    serverapp.io_loop.add_callback(_set_lab_language_when_ready, serverapp.io_loop, web_app, lease.locale,
+                                   serverapp.log)
     cache_hashed_extensions(web_app)
     preload_core(web_app)
     web_app.settings["gpu_commons_lease"] = lease
@@ -230,6 +231,17 @@ def set_lab_language(web_app, locale: str, log) -> bool:
     else:
         log.warning("JupyterLab's settings handler was not found; its language stays as configured")
     return found
+
+
+def _set_lab_language_when_ready(io_loop, web_app, locale: str, log, tries: int = 150) -> None:
+    if _settings_found(web_app) or tries <= 1:
+        set_lab_language(web_app, locale, log)
+        return
+    io_loop.call_later(0.2, _set_lab_language_when_ready, io_loop, web_app, locale, log, tries - 1)
+
+
+def _settings_found(web_app) -> bool:
+    return next(_settings_overrides(web_app.default_router), None) is not None
 
 
 def _settings_overrides(router):
