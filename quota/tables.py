@@ -154,3 +154,20 @@ class Reservation(Base):
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class PolicyChange(Base):
+    """Append-only (migration 0005): one row per setting staff or an operator changed: a
+    tier's or school's field, or a pool's state and note; old and new as text (null = as in
+    the alliance file / not set)."""
+
+    __tablename__ = "policy_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    by: Mapped[str] = mapped_column(String(100))
+    subject: Mapped[str] = mapped_column(String(20))  # tier, school or pool
+    target: Mapped[str] = mapped_column(String(100))
+    field: Mapped[str] = mapped_column(String(50))
+    old: Mapped[str | None] = mapped_column(Text, nullable=True)
+    new: Mapped[str | None] = mapped_column(Text, nullable=True)
