@@ -28,7 +28,7 @@ import httpx
 from traitlets import Float, Unicode
 from traitlets.config import Application
 
-from quota.alliance import Alliance, load_alliance
+from quota.alliance import Alliance, load_alliance, reservable_kind
 from quota.reservations import holds_from
 
 
@@ -60,11 +60,11 @@ def due_now(bookings: list[Booking], now: datetime, lead: timedelta) -> list[Boo
 
 
 def profile_for(alliance: Alliance, pool_id: str) -> str | None:
-    """The profile of the unit a reservation of the pool holds (whole GPUs, else slices)."""
+    """The profile of the unit a reservation of the pool holds (whole GPUs or shares of them, else slices)."""
     pool = next((p for p in alliance.pools if p.id == pool_id), None)
     if pool is None:
         return None
-    kind = "whole" if pool.gpus - pool.sliced_gpus else "slice"
+    kind = reservable_kind(pool)
     return next((p.id for p in alliance.profiles if p.gpu == kind), None)
 
 

@@ -400,6 +400,14 @@ def reservable_units(pool: Pool) -> int:
     return whole if whole else pool.sliced_gpus * pool.slices_per_gpu
 
 
+def reservable_kind(pool: Pool) -> str:
+    """The kind of unit a reservation on the pool holds, as :func:`reservable_units` counts
+    them: ``whole`` (or ``shared`` on a pool that shares its GPUs), else ``slice``."""
+    if not pool.whole_gpus:
+        return "slice"
+    return "shared" if pool.shared is not None else "whole"
+
+
 def size_bytes(text: str) -> int:
     """A size as the alliance file writes it (512M, 4G, 4Gi: powers of 1024) in bytes."""
     number, unit = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", text, re.IGNORECASE).groups()

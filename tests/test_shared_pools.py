@@ -177,3 +177,12 @@ def test_a_trace_line_asking_more_than_a_unit_or_a_pool_stops_the_run(capsys, tm
     assert "line 2" not in err and "nothing was simulated" in err
     rc, err = run_simulate(capsys, tmp_path, rows[:1] + [(9, "u01-s01", "u01", 600, 2000, 900, "", "")])
     assert rc == 0, err  # 2000 milli fits in the 8 shares of uni-t
+
+
+def test_a_reservation_on_a_shared_pool_holds_shares_and_prestarts_the_shared_profile():
+    from hub.prestart import profile_for
+    from quota.alliance import reservable_kind
+
+    alliance = parse_alliance(document())
+    assert [reservable_kind(pool) for pool in alliance.pools] == ["shared", "whole"]
+    assert [profile_for(alliance, pool.id) for pool in alliance.pools] == ["gpu-shared", "gpu-whole"]
