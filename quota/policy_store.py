@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from quota.alliance import Alliance, reservable_kind, reservable_units
 from quota.errors import InvalidField, NotFound
 from quota.reservations import peak_units
-from quota.tables import PoolSetting, Reservation, SchoolSetting, TierSetting
+from quota.tables import PolicyChange, PoolSetting, Reservation, SchoolSetting, TierSetting
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,8 @@ class PolicyStore:
         return self.school(session, school_id)[name]
 
     def set_tier(self, session: Session, tier_id: str, changes: dict[str, Any], by: str, now: datetime) -> dict:
-        self.tier(session, tier_id)  # 404 for unknown tiers
+        before = self.tier(session, tier_id)  # 404 for unknown tiers
+        _audit(session, "tier", tier_id, before, changes, by, now)
         row = session.get(TierSetting, tier_id) or TierSetting(tier=tier_id)
         for name, value in changes.items():
             setattr(row, name, value)
@@ -82,7 +83,7 @@ class PolicyStore:
         return self.tier(session, tier_id)
 
     def set_school(self, session: Session, school_id: str, changes: dict[str, Any], by: str, now: datetime) -> dict:
-        self.school(session, school_id)
+        before = self.school(session, school_id)
         if changes.get("guaranteed_share") is not None:
             others = sum(
                 self.school(session, s.id)["guaranteed_share"] or 0 for s in self.alliance.schools if s.id != school_id
@@ -93,6 +94,7 @@ class PolicyStore:
                     f"the other schools already have {others:.3f} of the GPUs guaranteed; "
                     f"this school can get at most {max(0.0, 1 - others):.3f}.",
                 )
+        _audit(session, "school", school_id, before, changes, by, now)
         row = session.get(SchoolSetting, school_id) or SchoolSetting(school=school_id)
         for name, value in changes.items():
             setattr(row, name, value)
@@ -114,9 +116,15 @@ class PolicyStore:
     def set_pool_state(self, session: Session, pool_id: str, state: str, note: str, by: str, now: datetime) -> None:
         if pool_id not in {pool.id for pool in self.alliance.pools}:
             raise NotFound(f"No pool '{pool_id}'. Pools: {', '.join(pool.id for pool in self.alliance.pools)}.")
+        old_state, old_note = self.pool_state(session, pool_id)
+        _audit(session, "pool", pool_id, {"state": old_state, "note": old_note}, {"state": state, "note": note}, by, now)
         row = session.get(PoolSetting, pool_id) or PoolSetting(pool=pool_id)
         row.state, row.note, row.updated_by, row.updated_at = state, note, by, now
         session.add(row)
+
+    def audit_log(self, session: Session, limit: int = 500) -> list[PolicyChange]:
+        """The newest policy changes first (quota.tables.PolicyChange, append-only)."""
+        return list(session.scalars(select(PolicyChange).order_by(PolicyChange.id.desc()).limit(limit)))
 
     # -- reservations -----------------------------------------------------------------------
 
@@ -198,3 +206,17 @@ class PolicyStore:
 
     def reservable_kind(self, pool_id: str) -> str:
         return reservable_kind(next(p for p in self.alliance.pools if p.id == pool_id))
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def _audit(session: Session, subject: str, target: str, before: dict, changes: dict, by: str, now: datetime) -> None:
+    """One audit row per field whose value in effect changes (a change to the same value is
+    not a change)."""
+    for name, value in changes.items():
+        old = before.get(name)
+        if _text(old) != _text(value):
+            session.add(PolicyChange(at=now, by=by, subject=subject, target=target, field=name,
+                                     old=_text(old), new=_text(value)))
