@@ -57,8 +57,11 @@ class Student:
                             headers={"Authorization": f"token {self.token}"}, timeout=30)
 
 
-def log_in(stack, name: str) -> Student:
-    with httpx.Client(base_url=stack.url, timeout=30) as web:
+# ``language``: what the hub and the spawner answer these clients in (Accept-Language; without it,
+# the alliance's language, zh-CN in the demo); the tests read English unless they ask otherwise.
+def log_in(stack, name: str, language: str = "en") -> Student:
+    headers = {"Accept-Language": language}
+    with httpx.Client(base_url=stack.url, timeout=30, headers=headers) as web:
         web.get("/hub/login")
         xsrf = web.cookies.get("_xsrf", "")
         response = web.post("/hub/login", data={"username": name, "password": stack.passwords[name], "_xsrf": xsrf})
@@ -69,7 +72,8 @@ def log_in(stack, name: str) -> Student:
                             headers={"X-XSRFToken": xsrf})
         response.raise_for_status()
         token = response.json()["token"]
-    hub = httpx.Client(base_url=f"{stack.url}/hub/api", headers={"Authorization": f"token {token}"}, timeout=60)
+    hub = httpx.Client(base_url=f"{stack.url}/hub/api", headers={"Authorization": f"token {token}", **headers},
+                       timeout=60)
     return Student(name=name, hub=hub, token=token, url=stack.url)
 
 
@@ -101,10 +105,10 @@ def run_in_terminal(student: Student, command: str, output: str, timeout: float 
     return found
 
 
-def try_login(stack, name: str, password: str) -> httpx.Response:
+def try_login(stack, name: str, password: str, language: str = "en") -> httpx.Response:
     """One post of the hub's login form, as a browser sends it; the answer as it comes (302 on
-    success, 403 for a wrong password, 429 while logins are refused)."""
-    with httpx.Client(base_url=stack.url, timeout=60) as web:
+    success, 403 for a wrong password, 429 while logins are refused), in ``language``."""
+    with httpx.Client(base_url=stack.url, timeout=60, headers={"Accept-Language": language}) as web:
         web.get("/hub/login")
         xsrf = web.cookies.get("_xsrf", "")
         return web.post("/hub/login", data={"username": name, "password": password, "_xsrf": xsrf})

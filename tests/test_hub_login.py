@@ -162,6 +162,8 @@ def test_a_login_flood_is_refused_with_the_time_to_retry(stack):
     refused = try_login(stack, "c01-s2", stack.passwords["c01-s2"])  # even the right password, for now
     assert refused.status_code == 429, refused.text
     assert "Too many failed logins for this account" in refused.text and "Try again in" in refused.text
+    in_chinese = try_login(stack, "c01-s2", "guess", language="zh-CN")  # the page's language
+    assert in_chinese.status_code == 429 and "此账号登录失败次数过多" in in_chinese.text, in_chinese.text
     assert 200 < int(refused.headers["Retry-After"]) <= 300
     assert try_login(stack, "nobody-of-ours", "guess").status_code == 403  # unknown names: the same answers
 
