@@ -9,6 +9,6 @@ from __future__ import annotations
 
 
 def routers():
-    from quota.pages import home, staff, static, teacher
+    from quota.pages import home, operator, staff, static, student, teacher
 
-    return [home.router, static.router, teacher.router, staff.router]
+    return [home.router, static.router, teacher.router, staff.router, operator.router, student.router]
