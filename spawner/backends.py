@@ -58,7 +58,7 @@ class LocalQuotaSpawner(PrestartedWorkspace, QuotaSpawnerMixin, LightStart, Sand
         if cap is None or cap.enforcement != "mps":
             return command
         # MPS clients talk to the daemon through its pipes and shared memory, as containers do with --ipc=host
-        command.remove("--unshare-ipc")
+        command = [part for part in command if part != "--unshare-ipc"]
         end = command.index("--")
         binds = []
         for parent in reversed(Path(cap.mps_pipe_directory).parents[:-1]):  # let the student's uid pass through
