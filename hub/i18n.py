@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from jinja2 import pass_context
 from jinja2.ext import Extension
 from markupsafe import Markup, escape
-from traitlets import Unicode, validate
+from traitlets import TraitError, Unicode, validate
 from traitlets.config import Configurable
 
 from gpu_commons_i18n import COOKIE_NAME, DEFAULT_LOCALE, SUPPORTED, negotiate, ngettext, render, translate
@@ -50,7 +50,7 @@ class HubLanguage(Configurable):
     def _supported(self, proposal):
         value = proposal["value"]
         if value not in SUPPORTED:
-            raise ValueError(f"c.HubLanguage.default_locale = {value!r} has no catalogue; use one of {', '.join(SUPPORTED)}")
+            raise TraitError(f"c.HubLanguage.default_locale = {value!r} has no catalogue; use one of {', '.join(SUPPORTED)}")
         return value
 
 
