@@ -393,3 +393,19 @@ async def test_a_restarted_hub_serves_the_gates_of_a_running_workspace_again(ser
             await (restarted or first).stop(now=True)
     assert our_links(first) == []
     assert processes_of_uid(first.student_uid) == []
+
+
+@pytest.mark.usefixtures("needs_root")
+async def test_a_missing_tool_is_named_with_its_package_and_the_setting(service, alliance, tmp_path, scope,
+                                                                         monkeypatch, caplog):
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("ip", "nsenter"):  # no iptables-restore
+        (tools / tool).symlink_to(shutil.which(tool))
+    monkeypatch.setenv("PATH", str(tools))
+    spawner = spawner_for(service, alliance, tmp_path, scope, "exec sleep 600")
+    with pytest.raises(WorkspaceFailed):
+        await spawner.start()
+    assert "iptables-restore (Debian package iptables)" in caplog.text
+    assert "c.LocalQuotaSpawner.network_isolation = False" in caplog.text
+    assert our_links(spawner) == [] and processes_of_uid(spawner.student_uid) == []
