@@ -42,7 +42,7 @@ from spawner.cgroups import CGROUP_ROOT, CgroupError, CgroupLimits, WorkspaceCgr
 from spawner.homes import HomeQuotaError, mount_home, unmount_home
 from spawner.limits import WorkspaceLimits
 from spawner.net_gates import GatePlan, WorkspaceGates, inside_env
-from spawner.netns import DEFAULT_SUBNET, Link, NetworkError, WorkspaceNetwork, link_for, slot_count
+from spawner.netns import DEFAULT_SUBNET, Link, NetworkError, WorkspaceNetwork, alias_for, link_for, slot_count
 from spawner.quota import WorkspaceStillRunning
 from spawner.specs import Resources
 
@@ -332,7 +332,7 @@ class SandboxedLocalSpawner(WorkspaceLimits, LocalProcessSpawner):
     @property
     def network_alias(self) -> str:
         """The host end's alias (``ip link`` shows it): which hub's workspace it is."""
-        return f"gpu-commons:{self.cgroup_parent}/{self.cgroup.name}"
+        return alias_for(self.cgroup_parent, self.cgroup.name)
 
     async def _open_network(self) -> None:
         await self._close_network()  # one of an earlier start whose stop never came (a lost process)

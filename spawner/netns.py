@@ -138,6 +138,29 @@ def host_links() -> list[str]:
     return sorted(os.listdir("/sys/class/net"))
 
 
+def alias_for(cgroup_parent: str, workspace: str) -> str:
+    """The host end's alias: the hub (its cgroup parent) and the workspace (its cgroup's name)."""
+    return f"gpu-commons:{cgroup_parent.strip('/')}/{workspace}"
+
+
+def links_of(cgroup_parent: str) -> dict[str, str]:
+    """This hub's host ends on the machine: interface name -> workspace (cgroup name)."""
+    prefix = alias_for(cgroup_parent, "")
+    found = {}
+    for name in host_links():
+        alias = link_alias(name) if is_host_end(name) else ""
+        if alias.startswith(prefix) and "/" not in alias[len(prefix):]:
+            found[name] = alias[len(prefix):]
+    return found
+
+
+def delete_link(name: str, alias: str) -> bool:
+    """Delete a host end (and so its pair) if it still has ``alias``."""
+    if link_alias(name) != alias:
+        return False
+    return _run(["ip", "link", "delete", name]).returncode == 0
+
+
 def link_alias(name: str) -> str:
     try:
         return Path(f"/sys/class/net/{name}/ifalias").read_text().strip()
@@ -324,8 +347,10 @@ class WorkspaceNetwork:
         The pair is deleted while the descriptor still holds the namespace, so the host end of
         that name is this workspace's, not one a later start took after the kernel freed it."""
         try:
-            if ours or link_alias(self.link.host_name) == self.alias:
+            if ours:
                 _run(["ip", "link", "delete", self.link.host_name])
+            else:
+                delete_link(self.link.host_name, self.alias)
         finally:
             if self.fd >= 0:
                 os.close(self.fd)

@@ -7,6 +7,9 @@ hub which students have an active server (running, starting or stopping) and end
 - every workspace cgroup under this hub's ``cgroup_parent`` of a student without one;
 - every process of a student uid (``uid_base`` … ``uid_base + uid_count - 1``) that is in
   no workspace cgroup at all (a sandbox from before cgroups, or anything started around them),
+- every network link of this hub's workspaces (spawner/netns.py: the host end of a veth pair,
+  found by its alias) of a student without one: the kernel removes it with the workspace's
+  last process, so one is left only while something else holds its namespace,
 
 and logs each. Nothing that began after the hub was asked is touched (a workspace starting
 meanwhile keeps running), and when the hub does not answer, nothing is ended.
@@ -23,7 +26,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -38,6 +41,7 @@ from spawner.cgroups import (
     cgroup_version,
     workspace_names,
 )
+from spawner.netns import alias_for, delete_link, links_of
 
 log = logging.getLogger("gpu-commons.sweep")
 
@@ -63,6 +67,7 @@ class Workspace:
 class Plan:
     workspaces: list[str]  # cgroups to end, by name
     processes: list[Process]  # processes outside every workspace cgroup to end
+    links: list[str] = field(default_factory=list)  # host ends of workspace networks to delete, by name
 
 
 def student_of(workspace: str) -> str:
@@ -71,9 +76,11 @@ def student_of(workspace: str) -> str:
 
 
 def plan_sweep(active: set[str], workspaces: list[Workspace], processes: list[Process], *,
-               asked_at: float, uids: range, cgroup_top: str) -> Plan:
+               asked_at: float, uids: range, cgroup_top: str, links: list[NetworkLink] = ()) -> Plan:
     """What to end. ``active``: students with an active server, as the hub answered at
-    ``asked_at``; ``cgroup_top``: the first part of every hub's cgroup parent ('gpu-commons')."""
+    ``asked_at``; ``cgroup_top``: the first part of every hub's cgroup parent ('gpu-commons');
+    ``links``: this hub's network links, listed before the hub was asked (so none of a
+    workspace that began after)."""
     before = asked_at - MARGIN_S
     ended = [w.name for w in workspaces if student_of(w.name) not in active and w.created < before]
     inside = f"/{cgroup_top.strip('/')}/"
@@ -81,7 +88,8 @@ def plan_sweep(active: set[str], workspaces: list[Workspace], processes: list[Pr
         p for p in processes
         if p.uid in uids and not (p.cgroup + "/").startswith(inside) and p.started < before
     ]
-    return Plan(sorted(ended), sorted(strays, key=lambda p: p.pid))
+    gone = [link.name for link in links if student_of(link.workspace) not in active]
+    return Plan(sorted(ended), sorted(strays, key=lambda p: p.pid), sorted(gone))
 
 
 # -- reading the machine --------------------------------------------------------------------
@@ -120,6 +128,16 @@ def workspaces(parent: str, root: str = CGROUP_ROOT) -> list[Workspace]:
             created = 0.0  # only in another hierarchy: a leftover
         found.append(Workspace(name, created))
     return found
+
+
+@dataclass(frozen=True)
+class NetworkLink:
+    name: str  # the host end, e.g. gcwa9fe0000
+    workspace: str  # its workspace's cgroup name (from the alias)
+
+
+def network_links(parent: str) -> list[NetworkLink]:
+    return [NetworkLink(name, workspace) for name, workspace in links_of(parent).items()]
 
 
 def _boot_time() -> float:
@@ -163,6 +181,7 @@ class Settings:
 
 def sweep_once(settings: Settings) -> Plan | None:
     """One sweep; None when the hub did not answer (then nothing is ended)."""
+    links = network_links(settings.cgroup_parent)  # before the question: a workspace starting later is not in it
     asked_at = time.time()
     try:
         active = active_students(settings.api_url, settings.token)
@@ -172,7 +191,7 @@ def sweep_once(settings: Settings) -> Plan | None:
     plan = plan_sweep(
         active, workspaces(settings.cgroup_parent, settings.cgroup_root), processes(settings.cgroup_root),
         asked_at=asked_at, uids=range(settings.uid_base, settings.uid_base + settings.uid_count),
-        cgroup_top=settings.cgroup_parent.strip("/").split("/")[0],
+        cgroup_top=settings.cgroup_parent.strip("/").split("/")[0], links=links,
     )
     for name in plan.workspaces:
         cgroup = WorkspaceCgroup(name, settings.cgroup_parent, settings.cgroup_root)
@@ -183,6 +202,11 @@ def sweep_once(settings: Settings) -> Plan | None:
             continue
         log.warning("ended %d processes of %s, who has no running server (workspace cgroup %s/%s)",
                     killed, student_of(name), settings.cgroup_parent, name)
+    workspace_of = {link.name: link.workspace for link in links}
+    for name in plan.links:
+        workspace = workspace_of.get(name)
+        if workspace and delete_link(name, alias_for(settings.cgroup_parent, workspace)):
+            log.warning("deleted the network link %s of %s, who has no running server", name, student_of(workspace))
     for process in plan.processes:
         try:
             os.kill(process.pid, signal.SIGKILL)

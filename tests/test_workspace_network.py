@@ -409,3 +409,54 @@ async def test_a_missing_tool_is_named_with_its_package_and_the_setting(service,
     assert "iptables-restore (Debian package iptables)" in caplog.text
     assert "c.LocalQuotaSpawner.network_isolation = False" in caplog.text
     assert our_links(spawner) == [] and processes_of_uid(spawner.student_uid) == []
+
+
+# -- the sweep -----------------------------------------------------------------------------------
+
+
+def test_the_sweep_deletes_network_links_only_of_students_without_a_server():
+    from spawner.sweep import NetworkLink, plan_sweep
+
+    links = [NetworkLink("gcwa9fe0000", "c01-s1"), NetworkLink("gcwa9fe0004", "c01-s2"),
+             NetworkLink("gcwa9fe0008", "c%C3%A9-s3")]
+    plan = plan_sweep({"c01-s1"}, [], [], asked_at=200.0, uids=range(0), cgroup_top="gpu-commons", links=links)
+    assert plan.links == ["gcwa9fe0004", "gcwa9fe0008"]
+    assert plan_sweep({"c01-s1", "cé-s3"}, [], [], asked_at=200.0, uids=range(0), cgroup_top="gpu-commons",
+                      links=links).links == ["gcwa9fe0004"]
+
+
+@pytest.mark.usefixtures("needs_root")
+def test_a_link_left_by_a_held_namespace_is_deleted_by_the_sweep(scope, caplog):
+    import http.server
+    import threading
+
+    from spawner.netns import WorkspaceNetwork, alias_for
+    from spawner.sweep import Settings, sweep_once
+
+    class NoServers(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the hub's /users?state=active: nobody)
+            body = json.dumps({"items": [], "_pagination": {"next": None}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    hub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoServers)
+    threading.Thread(target=hub.serve_forever, daemon=True).start()
+    # Something else holds the namespace (an operator's nsenter, say): the kernel keeps the link.
+    network = WorkspaceNetwork.create("169.254.126.0/24", 8888, alias_for(scope, "c01-s9"))
+    try:
+        settings = Settings(api_url=f"http://127.0.0.1:{hub.server_address[1]}/hub/api", token="t",
+                            cgroup_parent=scope, uid_base=0, uid_count=0)
+        with caplog.at_level("WARNING", logger="gpu-commons.sweep"):
+            plan = sweep_once(settings)
+        assert plan.links == [network.link.host_name]
+        assert network.link.host_name not in host_links()
+        assert f"deleted the network link {network.link.host_name} of c01-s9, who has no running server" in caplog.text
+    finally:
+        network.close()
+        hub.shutdown()
