@@ -47,7 +47,8 @@ MAXIMAL = {
         "leaseWarningMinutes": [15, 5, 1],
         "storage": {"size": "2Gi", "storageClass": "fast"},
     },
-    "quota": {"storage": {"size": "2Gi", "storageClass": "fast"}},
+    "quota": {"storage": {"size": "2Gi", "storageClass": "fast"},
+              "database": {"existingSecret": "quota-postgres", "secretKey": "url"}, "replicas": 2},
     "proxy": {"service": {"type": "NodePort", "port": 30080}},
     "secrets": {"quotaToken": "q" * 64, "proxyToken": "p" * 64},
     "networkPolicy": {
@@ -97,7 +98,8 @@ def test_chart_lints_strictly(extra):
 def test_every_rendered_object_is_valid_kubernetes(extra):
     objects = rendered(extra)
     kinds = sorted(o["kind"] for o in objects)
-    assert kinds.count("Deployment") == 3 and kinds.count("PersistentVolumeClaim") == 2
+    # the hub's volume, and the quota service's unless its database is PostgreSQL (maximal)
+    assert kinds.count("Deployment") == 3 and kinds.count("PersistentVolumeClaim") == (1 if extra else 2)
     for obj in objects:
         if obj["apiVersion"] != PROMETHEUS_OPERATOR:
             kubernetes_validate.validate(obj, KUBERNETES, strict=True)
@@ -192,7 +194,7 @@ def test_network_policies_say_who_reaches_whom():
     assert database["podSelector"]["matchLabels"] == component("database")
     assert database["ingress"] == [{"from": [peer("quota")]}]
     # the SQLite database's volume: only the quota service mounts it
-    claims = {(d["metadata"]["name"], v["persistentVolumeClaim"]["claimName"]) for d in find(objects, "Deployment")
+    claims = {(d["metadata"]["name"], v["persistentVolumeClaim"]["claimName"]) for d in find(rendered(), "Deployment")
               for v in d["spec"]["template"]["spec"].get("volumes", []) if "persistentVolumeClaim" in v}
     assert [name for name, claim in claims if claim == "gc-gpu-commons-quota"] == ["gc-gpu-commons-quota"]
 
@@ -227,6 +229,32 @@ def test_one_disruption_budget_over_the_hub_the_proxy_and_the_quota_service():
     assert budget["spec"] == {"maxUnavailable": 1, "selector": {
         "matchLabels": {"app.kubernetes.io/name": "gpu-commons", "app.kubernetes.io/instance": "gc"},
         "matchExpressions": [{"key": "app.kubernetes.io/component", "operator": "In", "values": ["hub", "proxy", "quota"]}]}}
+
+
+def test_with_postgresql_the_quota_service_runs_a_hot_standby_and_no_volume():
+    objects = rendered(MAXIMAL)
+    [quota] = find(objects, "Deployment", "-quota")
+    spec = quota["spec"]
+    [container] = spec["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["GPU_COMMONS_DATABASE_URL"]["valueFrom"] == {"secretKeyRef": {"name": "quota-postgres", "key": "url"}}
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/api/ready"  # the standby gets no traffic
+    assert {"name": "data", "emptyDir": {}} in spec["template"]["spec"]["volumes"]
+    assert not [c for c in find(objects, "PersistentVolumeClaim") if c["metadata"]["name"].endswith("-quota")]
+    [budget] = find(objects, "PodDisruptionBudget")  # a standby is never ready: it would block every drain
+    assert budget["spec"]["selector"]["matchExpressions"][0]["values"] == ["hub", "proxy"]
+
+    sqlite = find(rendered(), "Deployment", "-quota")[0]["spec"]
+    assert sqlite["replicas"] == 1 and sqlite["strategy"] == {"type": "Recreate"}
+    assert "GPU_COMMONS_DATABASE_URL" not in {e["name"] for e in sqlite["template"]["spec"]["containers"][0]["env"]}
+    assert find(rendered(), "PersistentVolumeClaim", "-quota")
+
+
+def test_a_standby_beside_sqlite_is_refused_with_the_fix():
+    with pytest.raises(Exception, match="quota.replicas > 1 needs quota.database.existingSecret"):
+        rendered({"quota": {"replicas": 2}})
 
 
 def test_service_monitor_scrapes_the_quota_service_as_the_dashboards_job():
