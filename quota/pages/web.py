@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -31,6 +32,7 @@ from gpu_commons_i18n import COOKIE_NAME, SUPPORTED, Message, _, negotiate, nget
 from quota.auth import Principal
 from quota.deps import _token_of, current_principal
 
+log = logging.getLogger("quota.pages")
 HERE = Path(__file__).resolve().parent
 LANGUAGE_NAMES = {"zh-CN": "中文", "en": "English"}
 COOKIE_DAYS = 365
@@ -69,15 +71,19 @@ def csrf_token(request: Request) -> str:
 
 
 def same_origin(request: Request) -> bool:
-    """False when the browser says the request came from a page of another origin."""
+    """False when the browser says the request came from a page of another origin: its
+    ``Sec-Fetch-Site`` is not same-origin, or its ``Origin`` names another host. ``Origin: null``
+    (a browser hiding the origin) passes only with ``Sec-Fetch-Site: same-origin``."""
     site = request.headers.get("sec-fetch-site")
     if site and site not in ("same-origin", "none"):
         return False
     origin = request.headers.get("origin")
-    if origin and origin != "null":
+    if origin == "null":
+        return site == "same-origin"
+    if origin:
         host = request.headers.get("x-forwarded-host") or request.headers.get("host", "")
         return urlsplit(origin).netloc == host
-    return origin != "null"
+    return True
 
 
 @dataclass
@@ -115,7 +121,13 @@ async def form_caller(request: Request) -> tuple[Principal, Form]:
     token, from_cookie = _token_of(request)
     if from_cookie:
         expected = csrf_token(request)
-        if not same_origin(request) or not hmac.compare_digest(form.get("csrf").encode(), expected.encode()):
+        origin_ok = same_origin(request)
+        token_ok = hmac.compare_digest(form.get("csrf").encode(), expected.encode())
+        if not (origin_ok and token_ok):
+            log.warning("form refused on %s: %s (Origin %r, Host %r, X-Forwarded-Host %r, Sec-Fetch-Site %r)",
+                        request.url.path, "wrong or missing CSRF token" if origin_ok else "another origin",
+                        request.headers.get("origin"), request.headers.get("host"),
+                        request.headers.get("x-forwarded-host"), request.headers.get("sec-fetch-site"))
             raise HTTPException(status.HTTP_403_FORBIDDEN, CSRF_REFUSED)
         request.scope["gpu_commons.csrf_checked"] = True
     return await current_principal(request), form
@@ -147,6 +159,7 @@ def page(request: Request, caller: Principal, template: str, status_code: int = 
     )
     response = HTMLResponse(html, status_code=status_code)
     response.headers["content-security-policy"] = PAGE_POLICY
+    response.headers["referrer-policy"] = "same-origin"  # the form's POST then names its origin
     switched = chosen_locale(request.query_params.get("lang"))
     if switched:
         response.set_cookie(COOKIE_NAME, switched, path="/", max_age=COOKIE_DAYS * 86400, samesite="lax")
