@@ -612,16 +612,27 @@ class Allocator(Reclaiming, Answering):
 
     def _better_claim_waits(self, session: Session, now: float) -> bool:
         """Would a waiting request with a better claim than this session's school use
-        its slices if it ended now?"""
+        its slices if it ended now? For a lent lease, a waiting request that would borrow
+        (class 1) must also claim no more per weight than this school holds now (what its
+        school would hold once admitted): the rebalance's rule, so that lent capacity is not
+        passed back and forth between borrowers at every lease end."""
         pool = session.pool_index
         mine = self._renew_key(session, now)
         room = self.free_slices(pool) + session.slices
+        lent = session.borrowed and self.config.lent_lease_s is not None
+        holds = self.held[session.school_index] / self.weight[session.school_index]
+        slice_milli = self.pools[pool].slice_milli
         for bucket in self.queue.buckets():
             need = bucket[1][pool]
             if not need or need > room:
                 continue
             top = self.queue.top(bucket, now)
-            if top is not None and top[0][0] < 2 and top[0] < mine:
+            if top is None or top[0][0] >= 2 or not top[0] < mine:
+                continue
+            if not lent or top[0][0] == 0:
+                return True
+            w = top[1].school_index
+            if (self.held[w] + need * slice_milli) / self.weight[w] <= holds:
                 return True
         return False
 
