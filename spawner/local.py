@@ -368,16 +368,16 @@ class SandboxedLocalSpawner(WorkspaceLimits, LocalProcessSpawner):
         return WorkspaceFailed("config", pool=getattr(lease, "pool", "") or "local", detail=str(exc))
 
     async def _close_network(self) -> None:
-        gates, network = self._gates, self._network
-        self._gates = self._network = None
+        gates, network, slot = self._gates, self._network, self.network_slot
+        self._gates = self._network = self._gate_plan = None
+        self.network_slot = -1  # first, so that a poll meanwhile does not serve the gates again
         if gates is not None:
             await gates.close()
-        if network is None and 0 <= self.network_slot < slot_count(self.workspace_subnet):
+        if network is None and 0 <= slot < slot_count(self.workspace_subnet):
             # After a hub restart the namespace ends with the workspace's processes; its host end may linger.
-            network = WorkspaceNetwork(-1, link_for(self.workspace_subnet, self.network_slot), self.network_alias)
+            network = WorkspaceNetwork(-1, link_for(self.workspace_subnet, slot), self.network_alias)
         if network is not None:
             await asyncio.to_thread(network.close)
-        self.network_slot, self._gate_plan = -1, None
         if self._configured_ip is not None:
             self.ip, self._configured_ip = self._configured_ip, None
 
