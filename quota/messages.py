@@ -9,9 +9,10 @@ parameters), which the spawner and the workspace extension show in the student's
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
-from gpu_commons_i18n import Message, _
+from gpu_commons_i18n import Message, _, _n
 
 # The allocator's phrases (quota/fairshare/answers.py, policy.py, reclaim.py) as sentences.
 _PHRASES = {
@@ -55,7 +56,35 @@ def sentence(phrase: str) -> Message | str:
     if text.startswith(_LENT_BACK):
         return _("The borrowed GPU share went back at the time you were told when it was lent: {reason}",
                  reason=sentence(text[len(_LENT_BACK):]))
+    for pattern, make in _WITH_NUMBERS:
+        found = pattern.match(text)
+        if found:
+            return make(*found.groups())
     return (text[:1].upper() + text[1:]).rstrip(".") + "."
+
+
+# The allocator's phrases that carry numbers (quota/fairshare/answers.py), read back into the
+# catalogue's sentences; tests/test_quota_messages.py makes the allocator say each of them.
+_WITH_NUMBERS = [
+    (re.compile(r"your school's GPU budget is used up \((\S+) of (\S+) GPU-hours in the last (\S+) days\); "
+                r"try again later or ask your teacher$"),
+     lambda used, budget, days: _("Your school's GPU budget is used up ({used} of {budget} GPU-hours in the last "
+                                  "{days} days); try again later or ask your teacher.",
+                                  used=used, budget=budget, days=days)),
+    (re.compile(r"your GPU budget is used up \((\S+) of (\S+) GPU-hours in the last (\S+) days\); "
+                r"try again later or ask your teacher$"),
+     lambda used, budget, days: _("Your GPU budget is used up ({used} of {budget} GPU-hours in the last {days} "
+                                  "days); try again later or ask your teacher.", used=used, budget=budget, days=days)),
+    (re.compile(r"you already have (\d+) workspace\(s\) running or waiting, the most your school allows; "
+                r"stop one and try again$"),
+     lambda cap: _n("You already have {n} workspace running or waiting, the most your school allows; stop it "
+                    "and try again.", "You already have {n} workspaces running or waiting, the most your school "
+                    "allows; stop one and try again.", int(cap))),
+    (re.compile(r"your school may hold at most (\S+) GPU at once and this asks for (\S+); ask for a smaller "
+                r"share or ask staff to raise the school's share$"),
+     lambda limit, asked: _("Your school may hold at most {limit} GPU at once and this asks for {asked}; ask for "
+                            "a smaller share or ask staff to raise the school's share.", limit=limit, asked=asked)),
+]
 
 
 def ask_again_from(reason: Message | str, when: datetime) -> Message:
