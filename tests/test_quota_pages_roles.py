@@ -1,0 +1,58 @@
+"""Every page route against every role (quota/pages): who may open each page and who may send
+each form; everyone else gets 403 and nothing changes. A form is sent with the page's CSRF
+token of the account itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.page_client import csrf_for, csrf_of, page_client
+
+ACCOUNTS = {"student": "c01-s1", "teacher": "c01-teacher", "school_admin": "c01-admin", "staff": "staff-admin",
+            "operator": "it-ops"}
+PAGES = {  # page -> roles that may open it
+    "/": {"student", "teacher", "school_admin", "staff", "operator"},
+    "/pages/teacher": {"teacher", "school_admin", "staff"},
+    "/pages/staff": {"staff", "operator"},
+    "/pages/operator": {"operator", "staff"},
+    "/pages/me": {"student"},
+}
+FORMS = {  # form -> (fields, roles that may send it)
+    "/pages/staff/school": ({"id": "c01", "weight": "3"}, {"staff"}),
+    "/pages/staff/tier": ({"id": "urban", "weight": "3"}, {"staff"}),
+    "/pages/operator/pool": ({"id": "uni-a", "state": "draining", "note": "maintenance"}, {"operator"}),
+    "/pages/teacher/book": ({"class_id": "c01/ai-club", "pool": "uni-a", "units": "1", "date": "2026-09-02",
+                             "start": "08:00", "end": "09:00", "tz": "Asia/Shanghai", "action": "book"},
+                            {"teacher", "school_admin", "staff"}),
+}
+
+
+@pytest.mark.parametrize("role", sorted(ACCOUNTS))
+@pytest.mark.parametrize("path", sorted(PAGES))
+def test_who_may_open_each_page(quota_client, path, role):
+    answer = page_client(quota_client.app, ACCOUNTS[role]).get(path)
+    assert answer.status_code == (200 if role in PAGES[path] else 403), answer.text[:300]
+
+
+@pytest.mark.parametrize("role", sorted(ACCOUNTS))
+@pytest.mark.parametrize("path", sorted(FORMS))
+def test_who_may_send_each_form(quota_client, path, role):
+    client = page_client(quota_client.app, ACCOUNTS[role])
+    token = csrf_for(quota_client.app, ACCOUNTS[role])  # the token belongs to the login, the same on every page
+    before = (quota_client.get("/api/schools").json(), quota_client.get("/api/tiers").json(),
+              quota_client.get("/api/pools").json(), quota_client.get("/api/reservations").json())
+    fields, allowed = FORMS[path]
+    answer = client.post(path, data={**fields, "csrf": token}, follow_redirects=False)
+    after = (quota_client.get("/api/schools").json(), quota_client.get("/api/tiers").json(),
+             quota_client.get("/api/pools").json(), quota_client.get("/api/reservations").json())
+    if role in allowed:
+        assert answer.status_code == 303, answer.text[:300]
+        assert after != before
+    else:
+        assert answer.status_code == 403, answer.text[:300]
+        assert after == before
+
+
+def test_the_token_the_pages_show_is_the_logins(quota_client):
+    client = page_client(quota_client.app, "c01-teacher")
+    assert csrf_of(client.get("/pages/teacher").text) == csrf_for(quota_client.app, "c01-teacher")
