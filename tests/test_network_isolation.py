@@ -202,3 +202,11 @@ def test_a_workspace_reaches_only_the_hub_api_and_its_own_lease(tmp_path, host_l
         assert found["hub_api"]["status"] == 200 and json.loads(found["hub_api"]["body"])["name"] == "c01-s1"
         with student.contents() as contents:
             assert contents.get("probe.json").status_code == 200
+
+        # The workspace extension follows its lease through the lease gate: the lease ends (as a
+        # reclaim would end it) and JupyterLab's lease endpoint says so within a few refreshes.
+        with stack.quota() as quota:
+            quota.delete(f"/api/leases/{found['env']['GPU_COMMONS_LEASE_ID']}").raise_for_status()
+        lease_page = f"{stack.url}/user/c01-s1/gpu-commons/lease"
+        wait_for(lambda: httpx.get(lease_page, headers={"Authorization": f"token {student.token}"}, timeout=10)
+                 .json().get("ends_early"), 20, "the extension to learn through its gate that the lease ended")
