@@ -20,8 +20,10 @@ demo: install
 test: install-test
 	$(VENV)/bin/python -m pytest -ra $(PYTEST_ARGS)
 
-install: $(BUILD)/debs-demo.stamp $(VENV)/.installed $(PROXY)
-install-test: $(BUILD)/debs-test.stamp $(VENV)/.installed-test $(PROXY)
+DEMO_LIBRARY := data/demo/library
+
+install: $(BUILD)/debs-demo.stamp $(VENV)/.installed $(PROXY) $(DEMO_LIBRARY)/catalogue.json
+install-test: $(BUILD)/debs-test.stamp $(VENV)/.installed-test $(PROXY) $(DEMO_LIBRARY)/catalogue.json
 
 $(BUILD)/debs-%.stamp:
 	mkdir -p $(BUILD)
@@ -40,6 +42,16 @@ $(VENV)/.installed: pyproject.toml workspace/pyproject.toml $(wildcard workspace
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $@
+
+# The demo's library (docs/library.md): scikit-learn's bundled datasets as CSV and jieba's dictionary,
+# written from the installed packages and put in place, checked, read-only in every workspace.
+$(VENV)/.installed-library: $(VENV)/.installed pyproject.toml
+	$(VENV)/bin/pip install --quiet -e '.[library]'
+	touch $@
+
+$(DEMO_LIBRARY)/catalogue.json: $(VENV)/.installed-library alliances/demo.yaml hub/demo_library.py
+	$(VENV)/bin/python -m hub.demo_library $(BUILD)/library-sources
+	$(VENV)/bin/gpu-commons library add --all --from-dir $(BUILD)/library-sources --alliance alliances/demo.yaml --root $(DEMO_LIBRARY)
 
 $(PROXY):
 	npm install --silent --prefix $(NODE_PREFIX) configurable-http-proxy@4

@@ -192,6 +192,8 @@ def configure_hub(c, settings: HubSettings) -> None:
 
     c.JupyterHub.spawner_class = BACKENDS[settings.backend]
     c.LocalQuotaSpawner.homes_dir = str(data / "homes")
+    if (data / "library").is_dir():  # gpu-commons library add --root <data-dir>/library (docs/library.md)
+        c.LocalQuotaSpawner.library_root = str(data / "library")
     c.QuotaSpawnerMixin.alliance_file = str(settings.alliance)
     c.QuotaSpawnerMixin.quota_url = quota_url
     c.QuotaSpawnerMixin.quota_api_token = quota_token

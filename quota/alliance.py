@@ -194,6 +194,52 @@ class SchoolClass(_Strict):
     name: str = ""
     teachers: list[str] = Field([], description="Accounts (teachers of the school) who teach this class.")
     students: list[str] = Field([], description="Accounts (students of the school) in this class.")
+    library: list[str] = Field(
+        [], description="Ids of library entries attached to this class: each shows in its students' file browser "
+        "as ~/datasets/<id> (a link into the read-only library).",
+    )
+
+
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+
+class LibraryText(_Strict):
+    """A sentence of the catalogue in both languages of the platform."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    zh_CN: str = Field(alias="zh-CN", min_length=1, description="Simplified Chinese.")
+    en: str = Field(min_length=1, description="English.")
+
+
+class LibraryEntry(_Strict):
+    """A dataset or an open model, stored once and mounted read-only in every workspace
+    (docs/library.md); ``gpu-commons library add`` puts it in place and checks it."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    kind: Literal["dataset", "model"] = "dataset"
+    name: LibraryText = Field(description="Its name in the catalogue, zh-CN and en.")
+    description: LibraryText = Field(description="What it is and what a class may do with it, zh-CN and en.")
+    licence: str = Field(min_length=1, description="Its licence as its authors give it, e.g. BSD-3-Clause, CC-BY-4.0.")
+    source: str = Field(min_length=1, description="Where it comes from (a package and its file, a URL), for credit.")
+    size_bytes: int = Field(ge=1, description="Its exact size in bytes; checked when it is added.")
+    sha256: str = Field(pattern=SHA256_PATTERN, description="SHA-256 of the file (64 lower-case hex digits).")
+    path: str = Field(description="Where it lies below the library root, e.g. datasets/iris.csv (no '..').")
+    load_with: Literal["pandas", "torch", "transformers", "jieba", "open"] = Field(
+        "pandas", description="What the catalogue's snippet loads it with."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _inside_the_root(cls, path: str) -> str:
+        parts = path.split("/")
+        if not path or path.startswith("/") or any(part in ("", ".", "..") for part in parts) or "\\" in path:
+            raise ValueError(f"path {path!r} must be relative and below the library root, e.g. datasets/iris.csv")
+        if parts[0] == CATALOGUE_FILE:
+            raise ValueError(f"path {path!r} is the catalogue's own file; pick another name")
+        return path
+
+
+CATALOGUE_FILE = "catalogue.json"  # in the library root, written by `gpu-commons library`
 
 
 class School(_Limits):
@@ -272,6 +318,9 @@ class Alliance(_Strict):
     operators: list[str] = Field([], description="University IT accounts: manage pools, read everything.")
     reservations: list[ClassReservation] = []
     fairshare: FairShareSettings = FairShareSettings()
+    library: list[LibraryEntry] = Field(
+        [], description="Datasets and open models every workspace sees read-only (docs/library.md)."
+    )
 
     @field_validator("tiers")
     @classmethod
@@ -316,6 +365,17 @@ class Alliance(_Strict):
                                 f"class {group.id} of school {school.id} lists {account!r} under {kind}, "
                                 f"but the school does not; add it to the school's {kind} first"
                             )
+        _unique("library", [e.id for e in self.library])
+        _unique("library paths", [e.path for e in self.library])
+        entries = {e.id for e in self.library}
+        for school in self.schools:
+            for group in school.classes:
+                for entry in group.library:
+                    if entry not in entries:
+                        raise ValueError(
+                            f"class {group.id} of school {school.id} attaches library entry {entry!r}, which is not "
+                            f"under 'library'; use one of {sorted(entries) or 'none yet'} or add the entry first"
+                        )
         _unique("reservations", [r.id for r in self.reservations])
         pools = {p.id: p for p in self.pools}
         schools = {s.id for s in self.schools}
@@ -357,6 +417,23 @@ class Alliance(_Strict):
             if account in school.students or account in school.teachers or account in school.admins:
                 return school
         return None
+
+    def library_entry(self, entry_id: str) -> LibraryEntry:
+        for entry in self.library:
+            if entry.id == entry_id:
+                return entry
+        raise KeyError(entry_id)
+
+    def attached_library(self, account: str) -> list[LibraryEntry]:
+        """The library entries attached to the classes the account is in, in the file's order."""
+        ids = {i for school in self.schools for group in school.classes
+               if account in group.students or account in group.teachers for i in group.library}
+        return [entry for entry in self.library if entry.id in ids]
+
+    def classes_of(self, account: str) -> list[str]:
+        """``<school>/<class>`` of every class the account studies or teaches in."""
+        return [f"{school.id}/{group.id}" for school in self.schools for group in school.classes
+                if account in group.students or account in group.teachers]
 
     def weight_of(self, school: School) -> float:
         return school.weight if school.weight is not None else self.tiers[school.tier].weight

@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "set-password": "hub.passwords",
     "quota-serve": "quota.serve",
     "backup": "quota.backup",
+    "library": "quota.library",
     "simulate": "quota.simulator.cli",
     "scenario": "quota.simulator.scenario_cli",
 }

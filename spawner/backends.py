@@ -11,6 +11,7 @@ from pathlib import Path
 
 from traitlets import Unicode
 
+from spawner.library import LocalLibrary
 from spawner.light_start import LightStart
 from spawner.local import SandboxedLocalSpawner
 from spawner.prestart import PrestartedWorkspace
@@ -19,7 +20,7 @@ from spawner.sharing import cap_env, cap_for, mps_daemon_runs, shared_pool
 from spawner.specs import Resources, SharedCap
 
 
-class LocalQuotaSpawner(PrestartedWorkspace, QuotaSpawnerMixin, LightStart, SandboxedLocalSpawner):
+class LocalQuotaSpawner(PrestartedWorkspace, QuotaSpawnerMixin, LightStart, LocalLibrary, SandboxedLocalSpawner):
     """Sandboxed local JupyterLab processes on this GPU server, each behind a lease (the embedded default)."""
 
     def start_priority(self) -> tuple:
@@ -54,6 +55,8 @@ class LocalQuotaSpawner(PrestartedWorkspace, QuotaSpawnerMixin, LightStart, Sand
 
     def sandbox_command(self, resources: Resources | None = None) -> list[str]:
         command = super().sandbox_command(resources)
+        end = command.index("--")  # the alliance's library, read-only (spawner/library.py)
+        command = command[:end] + self.library_sandbox_binds() + command[end:]
         cap = self.shared_gpu_cap(self._lease) if self._lease is not None else None
         if cap is None or cap.enforcement != "mps":
             return command

@@ -24,7 +24,7 @@ from traitlets import Dict, Integer, Unicode, default
 from spawner.builders.docker import build_container, build_workspace_network
 from spawner.containers import ContainerWorkspaceMixin
 from spawner.failures import WorkspaceFailed, docker_failure_kind
-from spawner.pools import WORKSPACE_NETWORK, DockerPool, PoolConfigError, parse_pools
+from spawner.pools import WORKSPACE_NETWORK, DockerPool, PoolConfigError, library_volume, parse_pools
 from spawner.quota import QuotaSpawnerMixin
 from spawner.specs import HomeVolume, Placement, Resources, WorkspaceSpec
 
@@ -150,6 +150,7 @@ class LeasedDockerSpawner(ContainerWorkspaceMixin, DockerSpawner):
             ),
             resources=self.resources_for(profile),
             gpu=self.gpu_share_of(lease),
+            library=library_volume(pool),
         )
 
     def resources_for(self, profile) -> Resources:

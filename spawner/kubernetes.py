@@ -30,7 +30,7 @@ from traitlets import Dict, Float, default
 from spawner.builders.kubernetes import build_home_claim, build_pod, diagnose_pod
 from spawner.containers import ContainerWorkspaceMixin
 from spawner.failures import WorkspaceFailed
-from spawner.pools import KubePool, PoolConfigError, node_requirements, parse_pools, tolerations
+from spawner.pools import KubePool, PoolConfigError, library_volume, node_requirements, parse_pools, tolerations
 from spawner.quota import QuotaSpawnerMixin
 from spawner.specs import HomeVolume, Placement, WorkspaceSpec, quantity
 
@@ -166,6 +166,7 @@ class LeasedKubeSpawner(ContainerWorkspaceMixin, KubeSpawner):
             home=self._home(pool),
             resources=self.resources_for(profile),
             gpu=self.gpu_share_of(lease),
+            library=library_volume(pool),
             image_pull_policy=self.image_pull_policy or "",
             labels=self._build_pod_labels(self._expand_all(self.extra_labels)),
             annotations=self._build_common_annotations(self._expand_all(self.extra_annotations)),

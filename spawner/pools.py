@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from quota.alliance import Pool
 from spawner.quota_client import Lease
 from spawner.sharing import cap_for, mps_daemon_runs
-from spawner.specs import GpuShare, NodeRequirement, Toleration
+from spawner.specs import GpuShare, LibraryVolume, NodeRequirement, Toleration
 
 
 class PoolConfigError(ValueError):
@@ -72,6 +72,14 @@ class KubePool(_Strict):
     hami_cores_resource: str = Field("nvidia.com/gpucores", description="HAMi's resource of GPU compute, in percent.")
     storage_class: str = Field("", description="StorageClass of the students' home claims; empty = cluster default.")
     home_size: str = Field("10Gi", description="Size of each student's home claim.")
+    library_claim: str = Field(
+        "", description="ReadOnlyMany PersistentVolumeClaim in the pool's namespace holding the alliance's library "
+        "(helm: library.existingClaim), mounted read-only at /srv/library; empty = library_host_path, or none.",
+    )
+    library_host_path: str = Field(
+        "", description="Directory of every node of the pool holding the library (a node volume), mounted read-only "
+        "at /srv/library when library_claim is empty; empty = no library.",
+    )
 
 
 WORKSPACE_NETWORK = "gpu-commons-workspaces"
@@ -110,6 +118,14 @@ class DockerPool(_Strict):
         {}, description="Driver options of the home volumes, e.g. NFS: {type: nfs, o: 'addr=…,rw', device: ':/homes'}."
     )
     timeout: float = Field(30, gt=0, description="Seconds to wait for one answer of the Docker API.")
+    library_host_path: str = Field(
+        "", description="Directory of the host holding the alliance's library (gpu-commons library add --root), "
+        "bound read-only at /srv/library in every workspace; empty = library_volume, or none.",
+    )
+    library_volume: str = Field(
+        "", description="Named Docker volume holding the library, mounted read-only at /srv/library when "
+        "library_host_path is empty; empty = no library.",
+    )
 
     @model_validator(mode="after")
     def _no_host_network_unless_allowed(self):
@@ -118,6 +134,17 @@ class DockerPool(_Strict):
                              f"host and of the other workspaces); leave network at {WORKSPACE_NETWORK!r} or set "
                              "allow_host_network: true (engines without a bridge only)")
         return self
+
+
+def library_volume(pool: KubePool | DockerPool) -> LibraryVolume | None:
+    """Where the pool keeps the alliance's library, as the builders mount it (None: no library)."""
+    if isinstance(pool, KubePool):
+        if pool.library_claim:
+            return LibraryVolume(claim=pool.library_claim)
+        return LibraryVolume(host_path=pool.library_host_path) if pool.library_host_path else None
+    if pool.library_host_path:
+        return LibraryVolume(host_path=pool.library_host_path)
+    return LibraryVolume(volume=pool.library_volume) if pool.library_volume else None
 
 
 def parse_pools(raw: dict, model: type[_Strict], setting: str) -> dict[str, _Strict]:

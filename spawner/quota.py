@@ -34,6 +34,7 @@ from gpu_commons_i18n import Message, _, _n, from_json, render
 from hub.i18n import HubLanguage, request_locale
 from quota.alliance import Alliance, AllianceError, load_alliance
 from spawner.form import profile_form
+from spawner.library import library_env
 from spawner.sharing import cap_for, form_sentences, granted_sentence, shared_pool
 from spawner.specs import SharedCap
 from spawner.quota_client import Lease, QuotaClient, QuotaRejected, QuotaUnavailable
@@ -507,6 +508,7 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         env["GPU_COMMONS_GPU_SIMULATED"] = "1" if lease.simulated else "0"
         # The student's language: JupyterLab's and the lease warnings' (gpu_commons_workspace).
         env["GPU_COMMONS_LOCALE"] = self.locale or HubLanguage(parent=self).default_locale
+        env.update(library_env(self.alliance, self.user.name))  # the library's mount, the classes' entries
         return env
 
     def get_state(self):

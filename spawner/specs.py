@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Mapping
 
 HOME = "/home/jovyan"
+LIBRARY_PATH = "/srv/library"  # the alliance's datasets and models, read-only, in every workspace (docs/library.md)
 WORKSPACE_UID = 1000  # the non-root user of every workspace image (images/*/Dockerfile)
 WORKSPACE_GID = 100  # the 'users' group, as in the Jupyter docker-stacks
 
@@ -104,6 +105,24 @@ class HomeVolume:
 
 
 @dataclass(frozen=True)
+class LibraryVolume:
+    """The alliance's library of datasets and models, mounted read-only at ``mount_path``.
+
+    Exactly one source: ``host_path`` (a directory of the Docker host or Kubernetes node),
+    ``claim`` (a Kubernetes ReadOnlyMany PersistentVolumeClaim) or ``volume`` (a named Docker volume).
+    """
+
+    host_path: str = ""
+    claim: str = ""
+    volume: str = ""
+    mount_path: str = LIBRARY_PATH
+
+    def __post_init__(self):
+        if sum(bool(source) for source in (self.host_path, self.claim, self.volume)) != 1:
+            raise ValueError("a library volume needs exactly one of host_path, claim or volume")
+
+
+@dataclass(frozen=True)
 class Resources:
     """What one workspace may use: CPU in cores, sizes in bytes; None = no limit (or no guarantee)."""
 
@@ -128,6 +147,7 @@ class WorkspaceSpec:
     home: HomeVolume
     resources: Resources = Resources()
     gpu: GpuShare | None = None
+    library: LibraryVolume | None = None  # the alliance's datasets and models, read-only
     port: int = 8888
     uid: int = WORKSPACE_UID
     gid: int = WORKSPACE_GID

@@ -13,11 +13,12 @@ from quota.alliance import parse_alliance
 from spawner.builders.docker import build_container
 from spawner.builders.kubernetes import PodProblem, build_home_claim, build_pod, diagnose_pod
 from spawner.failures import docker_failure_kind
-from spawner.pools import DockerPool, KubePool, PoolConfigError, gpu_share, parse_pools
+from spawner.pools import DockerPool, KubePool, PoolConfigError, gpu_share, library_volume, parse_pools
 from spawner.quota_client import Lease
 from spawner.specs import (
     GpuShare,
     HomeVolume,
+    LibraryVolume,
     NodeRequirement,
     Placement,
     Resources,
@@ -563,3 +564,45 @@ def test_gpu_share_of_a_shared_gpu_in_each_backends_terms(tmp_path):
     with pytest.raises(PoolConfigError, match="does not declare that pool with shared; give the hub and the quota "
                                               "service the same alliance file"):
         gpu_share(share, DockerPool(), "c.D.pools", None)
+
+
+def test_container_mounts_the_library_read_only_at_one_path():
+    spec = replace(BASE, gpu=None, env={}, placement=Placement(pool="uni-b"), home=HomeVolume(name="home-c01-s1"),
+                   resources=Resources(), labels={}, library=LibraryVolume(host_path="/srv/gpu-commons/library"))
+    assert build_container(spec)["HostConfig"]["Mounts"] == [
+        {"Type": "volume", "Source": "home-c01-s1", "Target": "/home/jovyan",
+         "VolumeOptions": {"Labels": {"gpu-commons.user": "c01-s1"}}},
+        {"Type": "bind", "Source": "/srv/gpu-commons/library", "Target": "/srv/library", "ReadOnly": True},
+    ]
+    spec = replace(spec, library=LibraryVolume(volume="gpu-commons-library"))
+    assert build_container(spec)["HostConfig"]["Mounts"][1] == {
+        "Type": "volume", "Source": "gpu-commons-library", "Target": "/srv/library", "ReadOnly": True}
+
+
+def test_pod_mounts_the_library_read_only_from_a_claim_or_a_node_directory():
+    pod = build_pod(replace(BASE, library=LibraryVolume(claim="gpu-commons-library")))
+    container = pod["spec"]["containers"][0]
+    assert container["volumeMounts"] == [
+        {"name": "home", "mountPath": "/home/jovyan"},
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "library", "mountPath": "/srv/library", "readOnly": True},
+    ]
+    assert pod["spec"]["volumes"] == [
+        {"name": "home", "persistentVolumeClaim": {"claimName": "claim-c01-s1"}},
+        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}},
+        {"name": "library", "persistentVolumeClaim": {"claimName": "gpu-commons-library", "readOnly": True}},
+    ]
+    pod = build_pod(replace(BASE, library=LibraryVolume(host_path="/data/library")))
+    assert pod["spec"]["volumes"][-1] == {"name": "library", "hostPath": {"path": "/data/library", "type": "Directory"}}
+    kubernetes_validate.validate(pod, "1.30.0", strict=True)
+
+
+def test_each_pool_names_where_its_library_lies():
+    assert library_volume(KubePool(library_claim="lib")) == LibraryVolume(claim="lib")
+    assert library_volume(KubePool(library_host_path="/data/lib")) == LibraryVolume(host_path="/data/lib")
+    assert library_volume(KubePool()) is None
+    assert library_volume(DockerPool(library_host_path="/srv/lib")) == LibraryVolume(host_path="/srv/lib")
+    assert library_volume(DockerPool(library_volume="lib")) == LibraryVolume(volume="lib")
+    assert library_volume(DockerPool()) is None
+    with pytest.raises(ValueError, match="exactly one"):
+        LibraryVolume(host_path="/a", claim="b")

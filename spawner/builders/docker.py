@@ -57,6 +57,11 @@ def build_container(spec: WorkspaceSpec) -> dict:
     if r.tmp_size is not None:
         # In memory, so within Memory; a write past the size fails with ENOSPC.
         host_config["Tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={r.tmp_size}"}
+    if spec.library is not None:  # read-only: a student's write there fails with EROFS
+        library = spec.library
+        mount = ({"Type": "bind", "Source": library.host_path} if library.host_path
+                 else {"Type": "volume", "Source": library.volume})
+        host_config["Mounts"].append({**mount, "Target": library.mount_path, "ReadOnly": True})
     if spec.gpu:
         host_config["DeviceRequests"] = [
             {"Driver": spec.gpu.driver, "DeviceIDs": [spec.gpu.device], "Capabilities": [["gpu"]]}

@@ -21,6 +21,7 @@ LABEL_PREFIX = "gpu-commons"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"  # set on nodes by NVIDIA GPU feature discovery
 HOME_VOLUME = "home"
 TMP_VOLUME = "tmp"
+LIBRARY_VOLUME = "library"
 
 
 def build_pod(spec: WorkspaceSpec) -> dict:
@@ -47,6 +48,13 @@ def build_pod(spec: WorkspaceSpec) -> dict:
         container["volumeMounts"].append({"name": TMP_VOLUME, "mountPath": "/tmp"})
         size = quantity(spec.resources.tmp_size)
         volumes.append({"name": TMP_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": size}})
+    if spec.library is not None:
+        # Read-only in the pod and, for a claim, at the volume too: a student's write fails with EROFS.
+        library = spec.library
+        container["volumeMounts"].append({"name": LIBRARY_VOLUME, "mountPath": library.mount_path, "readOnly": True})
+        source = ({"persistentVolumeClaim": {"claimName": library.claim, "readOnly": True}} if library.claim
+                  else {"hostPath": {"path": library.host_path, "type": "Directory"}})
+        volumes.append({"name": LIBRARY_VOLUME, **source})
     if spec.image_pull_policy:
         container["imagePullPolicy"] = spec.image_pull_policy
     pod_spec = {

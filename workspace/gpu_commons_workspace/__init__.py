@@ -206,6 +206,9 @@ def _load_jupyter_server_extension(serverapp):
     web_app.settings["gpu_commons_lease"] = lease
     route = url_path_join(web_app.settings["base_url"], "gpu-commons", "lease")
     web_app.add_handlers(".*$", [(route, LeaseHandler)])
+    from gpu_commons_workspace import library  # the alliance's library: its page, the class's links (library.py)
+
+    library.load(serverapp)
     if lease.expires_at:
         serverapp.log.info("GPU lease %s ends at %s; warnings %s s before", lease.lease_id,
                            lease.expires_at.isoformat(), list(lease.warnings_seconds))
