@@ -124,3 +124,32 @@ def test_staff_change_a_county_schools_share(pages_stack, browser, shots, locale
             assert quota.get("/api/schools/c01").json()["guaranteed_share"] == float(share)
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+def test_every_page_has_no_serious_accessibility_violation(pages_stack, browser, locale):
+    from tests.axe import serious_violations
+
+    found = {}
+    for account, path in (("c01-teacher", "pages/teacher"), ("staff-admin", "pages/staff"), ("it-ops", "pages/operator"),
+                          ("c01-s1", "pages/me"), ("c01-s1", "")):
+        context = browser.new_context(locale=locale, bypass_csp=True)
+        try:
+            page = log_in(context, pages_stack, account)
+            page.goto(f"{pages_stack.url}/services/quota/{path}")
+            found[path or "/"] = serious_violations(page)
+        finally:
+            context.close()
+    assert all(not violations for violations in found.values()), found
+
+
+def test_the_accessibility_check_finds_a_field_without_a_label(browser):
+    from tests.axe import serious_violations
+
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_content('<!doctype html><html lang="en"><title>x</title><main><form><input name="weight"></form></main></html>')
+        assert "label" in {rule for rule, _help, _target in serious_violations(page)}
+    finally:
+        context.close()
