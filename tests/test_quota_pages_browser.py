@@ -153,3 +153,66 @@ def test_the_accessibility_check_finds_a_field_without_a_label(browser):
         assert "label" in {rule for rule, _help, _target in serious_violations(page)}
     finally:
         context.close()
+
+
+def test_a_booked_class_gets_the_gpus_while_another_schools_student_queues(pages_stack, browser, shots):
+    """The booking a teacher made on the page holds the pool for the class: the class's student
+    is granted a GPU, a student of another school waits (the hub asks for leases as it does
+    when each presses Start)."""
+    from zoneinfo import ZoneInfo
+
+    local = datetime.now(ZoneInfo("Asia/Shanghai"))
+    start = max(local - timedelta(minutes=5), local.replace(hour=0, minute=0))
+    end = min(start + timedelta(minutes=60), local.replace(hour=23, minute=59))
+    context = browser.new_context(locale="en")
+    try:
+        page = log_in(context, pages_stack, "c01-teacher")
+        page.goto(f"{pages_stack.url}/services/quota/pages/teacher")
+        page.fill("#date", local.date().isoformat())
+        page.fill("#start", start.strftime("%H:%M"))
+        page.fill("#end", end.strftime("%H:%M"))
+        page.fill("#units", "2")
+        page.click("button[value=book]")
+        page.wait_for_url("**/pages/teacher?booked=1")
+    finally:
+        context.close()
+    with pages_stack.quota() as quota:
+        ask = lambda user, school: quota.post("/api/leases", json={"user": user, "school": school, "profile": "gpu-whole"}).json()
+        mine, other = ask("c01-s1", "c01"), ask("u01-s1", "u01")
+        try:
+            assert (mine["state"], other["state"]) == ("granted", "queued"), (mine, other)
+        finally:
+            for lease in (mine, other):
+                quota.delete(f"/api/leases/{lease['id']}")
+            for booking in quota.get("/api/reservations").json():
+                quota.delete(f"/api/reservations/{booking['id']}")
+
+
+@pytest.mark.parametrize("locale, notice", [("zh-CN", "资源池 Test pool 正在维护"), ("en", "Pool Test pool is under maintenance")])
+def test_an_operator_drains_a_pool_and_a_student_sees_the_notice(pages_stack, browser, shots, locale, notice):
+    context = browser.new_context(locale=locale)
+    try:
+        page = log_in(context, pages_stack, "it-ops")
+        page.goto(f"{pages_stack.url}/services/quota/pages/operator")
+        form = page.locator("form:has(input[name=id][value=test-pool])")
+        form.locator("select[name=state]").select_option("draining")
+        form.locator("input[name=note]").fill("back at 14:00 / 14:00 恢复")
+        form.locator("button").click()
+        page.wait_for_url("**/pages/operator?saved=test-pool")
+        page.screenshot(path=str(shots / f"operator-drained-{locale}.png"), full_page=True)
+        student = log_in(browser.new_context(locale=locale), pages_stack, "c01-s1")
+        student.goto(f"{pages_stack.url}/services/quota/pages/me")
+        assert notice in student.locator(".notice").inner_text()
+        assert "back at 14:00 / 14:00 恢复" in student.locator(".notice").inner_text()
+        student.screenshot(path=str(shots / f"student-notice-{locale}.png"), full_page=True)
+        student.context.close()
+        page.goto(f"{pages_stack.url}/services/quota/pages/operator")  # open it again
+        form = page.locator("form:has(input[name=id][value=test-pool])")
+        form.locator("select[name=state]").select_option("open")
+        form.locator("input[name=note]").fill("")
+        form.locator("button").click()
+        page.wait_for_url("**/pages/operator?saved=test-pool")
+        with pages_stack.quota() as quota:
+            assert quota.get("/api/pools").json()[0]["state"] == "open"
+    finally:
+        context.close()
