@@ -39,6 +39,7 @@ from jupyterhub.utils import random_port
 from traitlets import Any, Bool, Float, Integer, List, Unicode, default, validate
 
 from spawner.cgroups import CGROUP_ROOT, CgroupError, CgroupLimits, WorkspaceCgroup
+from spawner.failures import WorkspaceFailed
 from spawner.homes import HomeQuotaError, mount_home, unmount_home
 from spawner.limits import WorkspaceLimits
 from spawner.net_gates import GatePlan, WorkspaceGates, inside_env
@@ -362,8 +363,6 @@ class SandboxedLocalSpawner(WorkspaceLimits, LocalProcessSpawner):
 
     def _network_failed(self, exc: Exception) -> Exception:
         """What the student reads (the reason is the operator's, in the hub log)."""
-        from spawner.failures import WorkspaceFailed  # it imports the quota step, which imports nothing of here
-
         lease = getattr(self, "_lease", None)
         return WorkspaceFailed("config", pool=getattr(lease, "pool", "") or "local", detail=str(exc))
 
