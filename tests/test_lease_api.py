@@ -98,7 +98,7 @@ def test_release_by_key(quota_client):
 def test_one_gpu_lease_per_student(quota_client):
     ask(quota_client, "c01-s1")
     second = ask(quota_client, "c01-s1", profile="gpu-whole").json()
-    assert second["state"] == "refused" and "stop one and try again" in second["reason"]
+    assert second["state"] == "refused" and "try again" in second["reason"] and "1 workspace running or waiting" in second["reason"]
     assert ask(quota_client, "c01-s1", profile="cpu").json()["state"] == "granted"
 
 
