@@ -3,6 +3,12 @@
 Each school becomes a group ``school-<id>`` whose properties carry the school id and
 tier; the spawner reads them to ask the quota service for a lease. Teachers get a role
 scoped to their own school's group; alliance staff read every user and the metrics.
+
+JupyterHub's admin page is for university IT (the alliance's operators, JupyterHub admins):
+its buttons (add users, start servers, groups, shut the hub down) need scopes a teacher or
+staff member should not have, and with only ``admin-ui`` they failed in front of them. Teachers
+and staff do their work on the quota service's pages (their classes and sessions, the equity
+view: docs/pages.md), so they get no ``admin-ui`` and the hub shows them no Admin link.
 """
 
 from __future__ import annotations
@@ -42,7 +48,6 @@ def hub_roles(alliance: Alliance) -> list[dict]:
                 "description": f"Teachers of {school.name or school.id}: see and stop their students' workspaces",
                 "scopes": [
                     "self",
-                    "admin-ui",
                     f"list:users!group={group}",
                     f"read:users!group={group}",
                     f"read:servers!group={group}",
@@ -57,10 +62,12 @@ def hub_roles(alliance: Alliance) -> list[dict]:
             {
                 "name": "alliance-staff",
                 "description": "Alliance staff: read every school's users, servers and the hub's metrics",
-                "scopes": ["self", "admin-ui", "list:users", "read:users", "read:servers", "read:groups", "read:metrics"],
+                "scopes": ["self", "list:users", "read:users", "read:servers", "read:groups", "read:metrics"],
                 "users": list(alliance.staff),
             }
         )
+    if alliance.operators:  # JupyterHub's own admin role: every button of the admin page works for them
+        roles.append({"name": "admin", "users": list(alliance.operators)})
     roles.append(
         {
             "name": "quota-pages",
