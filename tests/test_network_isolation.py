@@ -11,8 +11,11 @@ Against a hub whose workspaces share the host's network (before issue 17, point 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -210,3 +213,56 @@ def test_a_workspace_reaches_only_the_hub_api_and_its_own_lease(tmp_path, host_l
         lease_page = f"{stack.url}/user/c01-s1/gpu-commons/lease"
         wait_for(lambda: httpx.get(lease_page, headers={"Authorization": f"token {student.token}"}, timeout=10)
                  .json().get("ends_early"), 20, "the extension to learn through its gate that the lease ended")
+
+
+def test_after_a_hub_restart_the_running_workspace_reaches_the_hub_and_its_lease_again(tmp_path):
+    """The hub is restarted while the workspace runs (JupyterHub leaves servers and proxy up for
+    that: cleanup_servers and cleanup_proxy off): its gates went with the old hub process, and
+    the new one serves them again when it first polls the server."""
+    uid_base = random.randrange(480, 560) * 1000
+    config = {"LocalQuotaSpawner": {"uid_base": uid_base, "uid_count": 1000},
+              "JupyterHub": {"cleanup_servers": False, "cleanup_proxy": False}}
+    with running_stack(tmp_path, ALLIANCE, config) as stack, proxy_ended_after(stack):
+        student = log_in(stack, "c01-s1")
+        assert student.start("gpu-slice", timeout=120).get("ready"), stack.log_tail()
+        home = stack.data_dir / "homes" / "c01-s1"
+        (home / "ask.py").write_text(ASK)
+        first = json.loads(run_in_terminal(student, f"{sys.executable} ask.py before.json", "before.json"))
+        assert first == {"hub": 200, "lease": 200}, first
+
+        stack.stop()  # SIGTERM: the hub ends, the workspace and the proxy run on
+        assert servers(stack.data_dir)["c01-s1"][0].startswith("169.254.")
+        stack.start()
+        wait_for(lambda: "gates of workspace network" in stack.log_tail(400), 60, "the gates served again")
+        after = json.loads(run_in_terminal(student, f"{sys.executable} ask.py after.json", "after.json"))
+        assert after == {"hub": 200, "lease": 200}, f"{after}\n{stack.log_tail()}"
+        student.stop()
+
+
+@contextlib.contextmanager
+def proxy_ended_after(stack):
+    """With cleanup_proxy off the hub leaves its proxy running when it stops: end it after the test."""
+    try:
+        yield
+    finally:
+        pid_file = stack.data_dir / "proxy.pid"
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+
+
+ASK = r'''
+import json, os, sys, urllib.request, urllib.error
+headers = {"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"]}
+def status(url):
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10).status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError as exc:
+        return str(exc)
+found = {"hub": status(os.environ["JUPYTERHUB_API_URL"] + "/user"),
+         "lease": status(os.environ["GPU_COMMONS_QUOTA_URL"] + "/api/leases/" + os.environ["GPU_COMMONS_LEASE_ID"])}
+json.dump(found, open(sys.argv[1] + ".tmp", "w"))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+'''
