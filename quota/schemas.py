@@ -84,10 +84,16 @@ class Lease(BaseModel):
         "for a reader that shows it in the student's language (gpu_commons_i18n); null when the reason is "
         "only known as text (e.g. read back after a restart).",
     )
+    queue_reason_message: dict | None = Field(
+        None,
+        description="Only while queued, and only on a single lease's answer: why a request that arrived "
+        "after this one stands ahead of it (catalogue id and parameters, e.g. a county school below its "
+        "guaranteed share asked); null when nobody who came later is ahead.",
+    )
     idempotency_key: str | None = Field(description='The key the request was made with, if any.')
 
     @classmethod
-    def of(cls, row: LeaseRow, place: "QueuePlace | None" = None) -> "Lease":
+    def of(cls, row: LeaseRow, place: "QueuePlace | None" = None, queue_reason=None) -> "Lease":
         queued = row.state == "queued" and place is not None
         return cls(
             id=row.id, user=row.user, school=row.school, tier=row.tier, profile=row.profile, state=row.state,
@@ -96,6 +102,7 @@ class Lease(BaseModel):
             released_at=row.released_at, queue_position=place.position if queued else None,
             wait_estimate_s=place.wait_estimate_s if queued else None,
             reclaim_at=row.reclaim_at if row.state == "granted" else None, reason=row.reason, reason_message=as_data(row.reason), idempotency_key=row.idempotency_key,
+            queue_reason_message=queue_reason.as_json() if queued and queue_reason is not None else None,
         )
 
 
@@ -140,6 +147,9 @@ class InventoryPool(BaseModel):
     name: str = Field(description='Display name.')
     units: list[InventoryUnit] = Field(description='Units (whole GPUs or slices).')
     free: dict[str, int] = Field(description="Free units per kind.")
+    state: Literal["open", "draining"] = Field(
+        "open", description="open, or draining for maintenance (no new leases; running ones go on).")
+    note: str = Field("", description="The operator's note on the pool's state (why it drains, until when).")
 
 
 class InventoryProfile(BaseModel):

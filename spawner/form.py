@@ -23,7 +23,8 @@ def render_profile_form(profiles: list[Profile], inventory: dict | None,
     ``/api/inventory`` answer, or None when the service did not answer; ``limits`` the
     limits the backend enforces for each profile (by id); ``shared`` the sentence of each
     shared-GPU profile (spawner.sharing.form_sentences: shared by how many, whose memory)."""
-    free, total = _count_units(inventory or {})
+    free, total = count_units(inventory or {})
+    draining = draining_notes(inventory or {})
     rows = []
     for index, profile in enumerate(profiles):
         checked = " checked" if index == 0 else ""
@@ -37,7 +38,7 @@ def render_profile_form(profiles: list[Profile], inventory: dict | None,
             f"""<label class="gc-profile" for="profile-{escape(profile.id)}">
   <input type="radio" name="profile" id="profile-{escape(profile.id)}" value="{escape(profile.id)}"{checked}>
   <strong>{escape(profile.display_name)}</strong>
-  <span class="gc-availability">{escape(_availability(profile, free, total, inventory is not None).render(locale))}</span>
+  <span class="gc-availability">{escape(_availability(profile, free, total, inventory is not None, draining).render(locale))}</span>
   <br><small>{escape(profile.description)} {escape(up_to)}</small>{limit_html}
 </label>"""
         )
@@ -57,13 +58,15 @@ def render_profile_form(profiles: list[Profile], inventory: dict | None,
 .gc-availability{{float:right;color:#555}}</style>"""
 
 
-def _availability(profile: Profile, free: dict, total: dict, known: bool):
+def _availability(profile: Profile, free: dict, total: dict, known: bool, draining: dict | None = None):
     if profile.gpu == "none":
         return _("always available")
     if not known:
         return _("availability unknown")
     kind = profile.gpu
     free_now, all_units = free.get(kind, 0), total.get(kind, 0)
+    if all_units == 0 and kind in (draining or {}):
+        return maintenance_sentence(draining[kind])
     if all_units == 0:
         return _("none in this alliance")
     if kind == "shared":
@@ -82,17 +85,41 @@ def _availability(profile: Profile, free: dict, total: dict, known: bool):
     return _n("{free} of {n} whole GPU free", "{free} of {n} whole GPUs free", all_units, free=free_now)
 
 
-def _count_units(inventory: dict) -> tuple[dict[str, int], dict[str, int]]:
-    """Free and total units per kind, from the pools' unit lists."""
+def count_units(inventory: dict) -> tuple[dict[str, int], dict[str, int]]:
+    """Free and total units per kind of the open pools, from the pools' unit lists (a pool
+    draining for maintenance grants nothing new: its units are counted in neither)."""
     free: dict[str, int] = {}
     total: dict[str, int] = {}
     for pool in inventory.get("pools", []):
+        if pool.get("state", "open") != "open":
+            continue
         for unit in pool.get("units", []):
             kind = unit.get("kind")
             total[kind] = total.get(kind, 0) + 1
-            if not unit.get("lease_id"):
+            if not unit.get("held", unit.get("lease_id")):
                 free[kind] = free.get(kind, 0) + 1
     return free, total
+
+
+def draining_notes(inventory: dict) -> dict[str, list[str]]:
+    """Unit kind -> the operators' notes of the pools of that kind draining for maintenance."""
+    notes: dict[str, list[str]] = {}
+    for pool in inventory.get("pools", []):
+        if pool.get("state", "open") == "open":
+            continue
+        for kind in {unit.get("kind") for unit in pool.get("units", [])}:
+            notes.setdefault(kind, [])
+            if pool.get("note") and pool["note"] not in notes[kind]:
+                notes[kind].append(pool["note"])
+    return notes
+
+
+def maintenance_sentence(notes: list[str]):
+    """What a student reads when every GPU of a kind is on a pool drained for maintenance; the
+    operator's note (their own words, in the language they wrote it) after it."""
+    if notes:
+        return _("closed for maintenance: {note}", note="; ".join(notes))
+    return _("closed for maintenance")
 
 
 def limits_text(r: Resources, locale: str | None = "en") -> str:

@@ -28,13 +28,12 @@ from datetime import datetime, timezone
 from markupsafe import escape
 from tornado import web
 from traitlets import Any, Bool, Dict, Float, List, Unicode, default
-from traitlets.config import LoggingConfigurable
 
 from gpu_commons_i18n import Message, _, _n, from_json, render
 from hub.i18n import HubLanguage, request_locale
 from quota.alliance import Alliance, AllianceError, load_alliance
-from spawner.form import profile_form
-from spawner.library import library_env
+from spawner.form import count_units, draining_notes, profile_form
+from spawner.library import LibraryUsageCollector, library_env
 from spawner.sharing import cap_for, form_sentences, granted_sentence, shared_pool
 from spawner.specs import SharedCap
 from spawner.quota_client import Lease, QuotaClient, QuotaRejected, QuotaUnavailable
@@ -70,7 +69,7 @@ class WorkspaceStillRunning(RuntimeError):
     to another student while they may still use it."""
 
 
-class QuotaSpawnerMixin(LoggingConfigurable):
+class QuotaSpawnerMixin(LibraryUsageCollector):
     # A Configurable, so its traits get names and config (c.QuotaSpawnerMixin.…) reaches them.
 
     quota_url = Unicode(
@@ -304,9 +303,13 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         self.lease_id = lease.id
         try:
             restarting = False
+            line = QueueLine()
             while lease.state == "queued":
                 if not restarting:
-                    self._report(10, self._queued_message(lease))
+                    drain = await self._drain_notes(profile.gpu) if lease.queue_position is None else None
+                    message = line.message(lease, drain)
+                    if message is not None:  # the page's one line changes only when its words do
+                        self._report(10, message)
                 await asyncio.sleep(self.queue_poll_interval)
                 try:
                     lease = await self.quota.get_lease(lease.id) or lease
@@ -316,6 +319,7 @@ class QuotaSpawnerMixin(LoggingConfigurable):
                     # start_timeout still bounds the wait) instead of giving the place back.
                     if not restarting:
                         self._report(10, RESTARTING_MESSAGE)
+                        line.forget_shown()
                     restarting = True
             if lease.state != "granted":
                 raise SpawnRefused(lease.reason or _("Your request for {profile} was not granted.",
@@ -327,6 +331,22 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         self.lease_expires_at = lease.expires_at.isoformat() if lease.expires_at else ""
         self._lease = lease
         return lease
+
+    _drain_checked: Any = None  # (monotonic time, kind, notes): the inventory is asked at most every 30 s
+
+    async def _drain_notes(self, kind: str) -> list[str] | None:
+        """The operators' notes when every pool with ``kind`` drains for maintenance, else None."""
+        checked = self._drain_checked
+        if checked is not None and checked[1] == kind and time.monotonic() - checked[0] < 30:
+            return checked[2]
+        try:
+            inventory = await self.quota.inventory()
+        except (QuotaUnavailable, QuotaRejected):
+            return checked[2] if checked is not None and checked[1] == kind else None
+        free, total = count_units(inventory)
+        notes = draining_notes(inventory).get(kind) if total.get(kind, 0) == 0 else None
+        self._drain_checked = (time.monotonic(), kind, notes)
+        return notes
 
     cleanup_retry_seconds = Float(
         600.0,
@@ -370,6 +390,8 @@ class QuotaSpawnerMixin(LoggingConfigurable):
             self.log.error("%s: could not release lease %s; it ends at its expiry", self._log_name, lease_id)
 
     async def stop(self, now=False):
+        if not now:
+            await self.collect_library_opens(force=True)  # the openings since the last poll, while it answers
         # The backend's stop() returns once every process of the workspace ended: only then
         # is the lease (its GPU) free for someone else.
         try:
@@ -401,6 +423,7 @@ class QuotaSpawnerMixin(LoggingConfigurable):
         # Backends' stop() poll too: the flag keeps that inner poll from stopping again.
         if status is not None or self._ending_lease or not self.lease_id:
             return status
+        await self.collect_library_opens()
         await self._renew_if_due()
         if await self._lease_ended():
             self.log.info("%s: lease %s has ended; stopping the workspace", self._log_name, self.lease_id)
@@ -539,35 +562,84 @@ class QuotaSpawnerMixin(LoggingConfigurable):
     def _log_name(self) -> str:
         return f"{self.user.name}/{self.name or 'default'}"
 
-    @staticmethod
-    def _queued_message(lease: Lease) -> Message:
-        keep_open = _("Keep this page open and your workspace will start by itself.")
-        if lease.queue_position is None:
-            place = _("All GPUs of this kind are in use. You are in the queue.")
-        else:
-            place = _("All GPUs of this kind are in use. You are number {position} in the queue.",
-                      position=lease.queue_position)
-        if lease.wait_estimate_s is None:
-            return _("{place} {keep_open}", place=place, keep_open=keep_open)
-        minutes = max(1, round(lease.wait_estimate_s / 60))
-        wait = _n("A GPU should be free within about {n} minute.", "A GPU should be free within about {n} minutes.",
-                  minutes)
-        return _("{place} {wait} {keep_open}", place=place, wait=wait, keep_open=keep_open)
-
-    @staticmethod
-    def _granted_message(lease: Lease) -> Message:
+    def _granted_message(self, lease: Lease) -> Message:
+        # No device ids for students: the pool's name says where the GPU is.
         if not lease.device:
             return _("Starting a CPU workspace…")
+        pool = next((p for p in self.alliance.pools if p.id == lease.pool), None)
+        where = (pool.name or pool.id) if pool is not None else (lease.pool or "")
         if lease.simulated:
-            return _("GPU granted: {device} on {pool} (simulated GPU: this server has no real GPU). "
-                     "Starting your workspace…", device=lease.device, pool=lease.pool)
-        return _("GPU granted: {device} on {pool}. Starting your workspace…", device=lease.device, pool=lease.pool)
+            return _("GPU granted on {pool} (simulated GPU: this server has no real GPU). "
+                     "Starting your workspace…", pool=where)
+        return _("GPU granted on {pool}. Starting your workspace…", pool=where)
+
+
+class QueueLine:
+    """The waiting page's one line for a queued lease: the place, the estimate, why the place
+    got worse (the quota service's reason) or that the pool drains for maintenance. ``message``
+    answers None when the line would read as it already does."""
+
+    def __init__(self):
+        self._last: int | None = None  # the place shown last
+        self._why = None  # why the place got worse, kept until it gets better
+        self._shown: Message | None = None
+
+    def forget_shown(self) -> None:
+        self._shown = None
+
+    def message(self, lease: Lease, drain_notes: list[str] | None = None) -> Message | None:
+        position = lease.queue_position
+        if position is not None:
+            if self._last is not None and position > self._last:
+                self._why = lease.queue_reason or _("Requests with a better claim to a GPU arrived.")
+            elif self._last is not None and position < self._last:
+                self._why = None
+            self._last = position
+        message = queued_message(lease, self._why, drain_notes)
+        if self._shown is not None and message.as_json() == self._shown.as_json():
+            return None
+        self._shown = message
+        return message
+
+
+def queued_message(lease: Lease, why=None, drain_notes: list[str] | None = None) -> Message:
+    """The queue's sentence: the place and estimate, with why it got worse; a pool drained for
+    maintenance says so (the service gives no place then: only that pool has this kind)."""
+    keep_open = _("Keep this page open and your workspace will start by itself.")
+    if lease.queue_position is None and drain_notes is not None:
+        closed = (_("The GPUs for this workspace are closed for maintenance: {note}", note="; ".join(drain_notes))
+                  if drain_notes else _("The GPUs for this workspace are closed for maintenance."))
+        return _("{closed} You keep your place; the workspace starts when they open again. {keep_open}",
+                 closed=closed, keep_open=keep_open)
+    if lease.queue_position is None:
+        place = _("All GPUs of this kind are in use. You are in the queue.")
+    else:
+        place = _("All GPUs of this kind are in use. You are number {position} in the queue.",
+                  position=lease.queue_position)
+    if why is not None:
+        place = _("{place} {why}", place=place, why=why)
+    if lease.wait_estimate_s is None:
+        return _("{place} {keep_open}", place=place, keep_open=keep_open)
+    minutes = max(1, round(lease.wait_estimate_s / 60))
+    wait = _n("A GPU should be free within about {n} minute.", "A GPU should be free within about {n} minutes.",
+              minutes)
+    return _("{place} {wait} {keep_open}", place=place, wait=wait, keep_open=keep_open)
+
+
+IDLE_RELEASE_MSGID = "The GPU was not used for a while and others are waiting for it."  # quota/messages.py
+
+
+def _mentions(message: Message, msgid: str) -> bool:
+    """Whether ``message`` is ``msgid`` or holds it among its parameters."""
+    return message.msgid == msgid or any(isinstance(v, Message) and _mentions(v, msgid) for v in message.params.values())
 
 
 def stop_reason(lease: Lease | None) -> Message | str:
     """Why a running workspace was stopped, from the service's last answer about its lease."""
     if lease is None:
         return _("The GPU booking service no longer knows its booking.")
+    if isinstance(lease.reason, Message) and _mentions(lease.reason, IDLE_RELEASE_MSGID):
+        return _("Its GPU was not used for a while and others were waiting for it, so it was released for them.")
     if lease.reason:
         return lease.reason  # the service's sentence: a reclaim, a renewal refused, a budget spent, a drain
     if lease.state == "expired":

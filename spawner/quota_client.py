@@ -43,6 +43,7 @@ class Lease:
     queue_position: int | None
     reason: str | None
     wait_estimate_s: float | None = None
+    queue_reason: object = None  # why someone who asked later is ahead (a catalogue message), while queued
 
     @classmethod
     def from_api(cls, body: dict) -> "Lease":
@@ -61,6 +62,7 @@ class Lease:
             # student's language), else its text.
             reason=from_json(body["reason_message"]) if body.get("reason_message") else body.get("reason"),
             wait_estimate_s=body.get("wait_estimate_s"),
+            queue_reason=from_json(body["queue_reason_message"]) if body.get("queue_reason_message") else None,
         )
 
 
@@ -117,6 +119,9 @@ class QuotaClient:
 
     async def release_by_key(self, idempotency_key: str) -> None:
         await self._call("DELETE", f"/api/leases/by-key/{idempotency_key}")
+
+    async def report_library_opens(self, user: str, opens: dict[str, int]) -> None:
+        await self._call("POST", "/api/library/opens", json={"user": user, "opens": opens})
 
     async def inventory(self) -> dict:
         return await self._call("GET", "/api/inventory") or {}

@@ -86,7 +86,7 @@ async def test_the_spawn_page_says_so_at_the_grant(tmp_path):
     finally:
         await service.close()
     assert messages(spawner)[1:] == [
-        "GPU granted: 1 on uni-t (simulated GPU: this server has no real GPU). Starting your workspace…",
+        "GPU granted on uni-t (simulated GPU: this server has no real GPU). Starting your workspace…",
         "This GPU is shared: 3.5 GB of its memory is yours. This server cannot enforce it: PyTorch, TensorFlow, JAX "
         "and CuPy are set to stay within it, but code that takes more slows down or stops the other students on "
         "this GPU.",

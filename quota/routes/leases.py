@@ -21,7 +21,9 @@ from fastapi.concurrency import run_in_threadpool
 from quota.auth import Principal, Role
 from quota.deps import Authorized, Book, Caller, forbid
 from quota.errors import InvalidField
+from gpu_commons_i18n import Message
 from quota.leases import JournalUnavailable
+from quota.queue_reasons import ahead_reason
 from quota.schemas import Lease, LeaseRequest, LeaseState
 from quota.tables import LeaseRow
 
@@ -237,4 +239,16 @@ def _school_of(book, user: str) -> str | None:
 def _with_place(book, row: LeaseRow) -> Lease:
     """The lease, with its place in the queue while queued (working that out rebuilds the
     fair-share allocator, so only then)."""
-    return Lease.of(row, book.queue_positions().get(row.id) if row.state == "queued" else None)
+    if row.state != "queued":
+        return Lease.of(row)
+    places = book.queue_positions()
+    return Lease.of(row, places.get(row.id), _queue_reason(book, row, places))
+
+
+def _queue_reason(book, row: LeaseRow, places) -> Message | None:
+    """Why someone who asked later is ahead of ``row`` (quota/queue_reasons.py)."""
+    mine = places.get(row.id)
+    if mine is None or mine.position <= 1:
+        return None
+    below = {share.school: share.held_gpus < share.guaranteed_gpus for share in book.fair_share()}
+    return ahead_reason(row.id, book.queue(), {k: p.position for k, p in places.items()}, below)

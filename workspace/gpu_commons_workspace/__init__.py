@@ -50,6 +50,7 @@ class LeaseEnd:
     profile: str = ""
     reason: str = ""  # the service's sentence about the end (a reclaim, a renewal refused), for the student
     ends_early: bool = False  # reclaimed or ended by the service before the end booked for it
+    early_end: str = ""  # which early end: "idle" (the GPU unused while others wait) or "reclaimed"
     quota_url: str = ""
     refresh_seconds: float = 30.0
     locale: str = DEFAULT_LOCALE  # the student's language (a tag: zh-CN, en)
@@ -86,9 +87,10 @@ class LeaseEnd:
         # The service's sentence in the student's language when it sends the catalogue's message.
         message = answer.get("reason_message")
         reason = render(from_json(message), self.locale) if message else (answer.get("reason") or "")
-        if (end, reason, ends_early) == (self.expires_at, self.reason, self.ends_early):
+        early_end = early_end_kind(message) if ends_early else ""
+        if (end, reason, ends_early, early_end) == (self.expires_at, self.reason, self.ends_early, self.early_end):
             return self
-        return replace(self, expires_at=end, reason=reason, ends_early=ends_early)
+        return replace(self, expires_at=end, reason=reason, ends_early=ends_early, early_end=early_end)
 
     def warning_times(self) -> list[tuple[datetime, int]]:
         """When each warning is due, with the seconds left then, earliest first."""
@@ -106,6 +108,7 @@ class LeaseEnd:
             "profile": self.profile,
             "reason": self.reason,
             "ends_early": self.ends_early,
+            "early_end": self.early_end,
             "refresh_seconds": self.refresh_seconds,
             "locale": self.locale,
             "messages": warning_sentences(self.locale),
@@ -122,12 +125,31 @@ def warning_sentences(locale: str) -> dict:
                                      "stops then. Save your work now.", locale),
         "reclaimed": text_template("Your GPU goes back at {at} to a school below its guaranteed share; "
                                    "save your work now.", locale),
+        "idle": text_template("Your GPU has not been used for a while and others are waiting: it is released at "
+                              "{at}. Save your work now; your files are kept.", locale),
         "save_all": text_template("Save all", locale),
         "units": {
             "minute": plural_templates("{n} minute", "{n} minutes", locale),
             "second": plural_templates("{n} second", "{n} seconds", locale),
         },
     }
+
+
+IDLE_MSGID = "The GPU was not used for a while and others are waiting for it."  # quota/messages.py
+
+
+def early_end_kind(reason_message: dict | None) -> str:
+    """Why a lease ends early, from the quota service's ``reason_message`` (the catalogue's id
+    and parameters, reasons nested in a sentence's parameters): "idle" when its GPU sat unused
+    while others wait (quota/fairshare/idle.py), else "reclaimed"."""
+
+    def ids(message):
+        if isinstance(message, dict) and "msgid" in message:
+            yield message["msgid"]
+            for value in (message.get("params") or {}).values():
+                yield from ids(value)
+
+    return "idle" if IDLE_MSGID in ids(reason_message) else "reclaimed"
 
 
 class LeaseHandler(APIHandler):

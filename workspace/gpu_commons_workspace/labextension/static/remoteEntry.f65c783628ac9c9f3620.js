@@ -15,6 +15,7 @@
     warning: "Your GPU time ends in {left} (at {at}); the workspace stops then. Save your work now.",
     not_renewed: "Your GPU time ends in {left} (at {at}) and cannot be renewed; the workspace stops then. Save your work now.",
     reclaimed: "Your GPU goes back at {at} to a school below its guaranteed share; save your work now.",
+    idle: "Your GPU has not been used for a while and others are waiting: it is released at {at}. Save your work now; your files are kept.",
     save_all: "Save all",
     units: { minute: { one: "{n} minute", other: "{n} minutes" }, second: { one: "{n} second", other: "{n} seconds" } },
   };
@@ -45,9 +46,10 @@
     return reason ? warning + " " + reason : warning;
   }
 
-  function sayReclaimed(endsAt) {
+  function sayReclaimed(endsAt, kind) {
     // Short enough for a toast (about 140 characters); the lease's full reason is in the log.
-    return fill(sentences.reclaimed, { at: clock(endsAt) });
+    // kind (the server extension's early_end): "idle" when the GPU sat unused while others wait.
+    return fill(kind === "idle" && sentences.idle ? sentences.idle : sentences.reclaimed, { at: clock(endsAt) });
   }
 
   var timers = [];
@@ -88,7 +90,7 @@
     var now = left();
     if (lease.reason && lease.ends_early && now > 0) {
       // The lease now ends early (its GPU share goes back to another school): say why at once.
-      notify(app, sayReclaimed(endsAt));
+      notify(app, sayReclaimed(endsAt, lease.early_end));
     } else if (reason && now > 0) {
       warn(); // the service will not renew the lease: say so now, not only at the next warning
     } else if (warnings.some(function (w) { return w >= now; }) && now > 0) {

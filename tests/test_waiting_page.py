@@ -1,0 +1,128 @@
+"""The waiting page and what a student reads while waiting or stopped (issue 13, point 3): the
+queue's one line (place, estimate, why it got worse, a pool drained for maintenance), the form's
+availability, JupyterHub's own words on the pending and stop pages, the idle release's
+sentences in JupyterLab and on the hub. Fast: no hub, no browser (tests/test_i18n_browser.py
+has those)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+from gpu_commons_i18n import _, render
+from gpu_commons_workspace import LeaseEnd, early_end_kind, warning_sentences
+from quota.alliance import Profile
+from quota.queue_reasons import ahead_reason
+from spawner.form import render_profile_form
+from spawner.quota import QueueLine, queued_message, stop_reason
+from spawner.quota_client import Lease
+from tests.hub_pages import render_page
+
+IDLE = _("The GPU was not used for a while and others are waiting for it.")
+
+
+def queued(position, wait_s=None, why=None) -> Lease:
+    return Lease("l-1", "queued", "gpu-whole", None, None, None, True, None, position, None, wait_s, why)
+
+
+def test_the_line_changes_only_when_its_words_do_and_says_why_the_place_got_worse():
+    line = QueueLine()
+    first = line.message(queued(2, 240))
+    assert "number 2 in the queue" in first and "about 4 minutes" in first
+    assert line.message(queued(2, 240)) is None  # the next poll: the same words, no new event
+    county = _("A county school below its guaranteed share asked and goes first.")
+    worse = line.message(queued(3, 300, county))
+    assert render(worse, "en").startswith("All GPUs of this kind are in use. You are number 3 in the queue. "
+                                          "A county school below its guaranteed share asked and goes first.")
+    assert "你排在第 3 位" in render(worse, "zh-CN") or "第 3" in render(worse, "zh-CN")
+    assert "县域学校" in render(worse, "zh-CN")
+    same_place = line.message(queued(3, 240))  # the estimate moved: a new line, the reason kept
+    assert "county school" in same_place and "about 4 minutes" in same_place
+    better = line.message(queued(2, 120))
+    assert "county" not in better and "number 2" in better
+    # worse without the service's reason (an older service): still said, in general words
+    assert "better claim" in line.message(queued(4))
+
+
+def test_one_minute_is_singular():
+    assert "within about 1 minute." in queued_message(queued(1, 50))
+    assert "within about 2 minutes." in queued_message(queued(1, 110))
+
+
+def test_a_drained_pool_is_said_as_such_while_waiting():
+    message = queued_message(queued(None), drain_notes=["New drivers, back at 14:00"])
+    assert render(message, "en").startswith("The GPUs for this workspace are closed for maintenance: New drivers, "
+                                            "back at 14:00 You keep your place")
+    assert "维护" in render(message, "zh-CN") and "New drivers" in render(message, "zh-CN")
+    assert "number" not in message and "?" not in message
+    assert queued_message(queued(None)).startswith("All GPUs of this kind are in use. You are in the queue.")
+
+
+def row(lease_id, school, tier, minute):
+    return SimpleNamespace(id=lease_id, school=school, tier=tier,
+                           requested_at=datetime(2026, 12, 2, 9, minute, tzinfo=timezone.utc))
+
+
+def test_who_came_later_and_stands_ahead():
+    rows = [row("mine", "u01", "urban", 0), row("c", "c01", "county", 5), row("u", "u02", "urban", 3),
+            row("behind", "c02", "county", 7)]
+    places = {"c": 1, "mine": 2, "u": 3, "behind": 4}
+    assert ahead_reason("mine", rows, places, {"c01": True}).msgid.startswith("A county school below")
+    assert ahead_reason("mine", rows, places, {"c01": False}).msgid.startswith("A school that used less")
+    assert ahead_reason("c", rows, places, {}) is None  # first: nobody ahead
+    assert ahead_reason("u", rows, places, {"c01": True}).msgid.startswith("A county school")
+    same_school = [row("mine", "u01", "urban", 0), row("mate", "u01", "urban", 2)]
+    assert "classmate" in ahead_reason("mine", same_school, {"mate": 1, "mine": 2}, {})
+    assert ahead_reason("mine", rows[:1], {"mine": 1}, {}) is None
+
+
+PROFILE = Profile(id="gpu-whole", display_name="One whole GPU", description="A whole GPU.", gpu="whole", max_minutes=60)
+
+
+def inventory(state="open", note="", held=False):
+    return {"simulated": True, "pools": [{"id": "p", "name": "P", "state": state, "note": note, "units": [
+        {"device": "0", "kind": "whole", "held": held, "lease_id": None}]}]}
+
+
+def test_the_form_says_a_drained_pool_is_closed_for_maintenance():
+    html = render_profile_form([PROFILE], inventory("draining", "Disk swap until 15:00"), locale="en")
+    assert "closed for maintenance: Disk swap until 15:00" in html and "1 of 1" not in html
+    assert "维护中" in render_profile_form([PROFILE], inventory("draining", "x"), locale="zh-CN")
+    assert "closed for maintenance</span>" in render_profile_form([PROFILE], inventory("draining"), locale="en")
+    # open: the plural is right for one GPU
+    assert "1 of 1 whole GPU free" in render_profile_form([PROFILE], inventory(), locale="en")
+    assert "the only whole GPU is in use" in render_profile_form([PROFILE], inventory(held=True), locale="en")
+
+
+def test_the_waiting_page_has_one_line_and_jupyterhubs_words_in_the_students_language():
+    user = SimpleNamespace(name="c01-s1", spawner=SimpleNamespace(options_form=None))
+    for accept, stop, stopped in (("zh-CN", "正在停止…", "你的工作区已停止。"), ("en", "Stopping…", "Your workspace has stopped.")):
+        html = render_page("spawn_pending.html", accept, user=user, progress_url="/hub/api/users/c01-s1/server/progress")
+        dialog, words = (json.loads(w) for w in re.findall(r"var words = (\{.*?\});", html, re.S))
+        assert (words["stopping"], words["stopped"]) == (stop, stopped)
+        assert html.count("new EventSource") == 1  # the stock script is replaced, not run beside ours
+        assert "html !== last" in html and 'id="progress-message"' in html and 'aria-live="polite"' in html
+        assert "Server stopped successfully" not in html and "Stopping..." not in html
+        assert dialog["Error"] == ("出错了" if accept == "zh-CN" else "Error")
+    assert "刷新" in render_page("stop_pending.html", "zh-CN", user=user)
+
+
+def test_an_idle_release_has_its_own_sentence_in_jupyterlab_and_on_the_hub():
+    at = datetime.now(timezone.utc) + timedelta(minutes=2)
+    idle_warning = _("Your GPU share goes back at {at} UTC: {reason} Save your work before then.", reason=IDLE, at="10:00")
+    reclaim = _("Your GPU share goes back at {at} UTC: {reason} Save your work before then.",
+                reason=_("A school below its guaranteed share asked."), at="10:00")
+    assert (early_end_kind(idle_warning.as_json()), early_end_kind(reclaim.as_json()), early_end_kind(None)) == (
+        "idle", "reclaimed", "reclaimed")
+    lease = LeaseEnd(expires_at=at + timedelta(hours=1), locale="zh-CN").updated(
+        {"state": "granted", "expires_at": (at + timedelta(hours=1)).isoformat(), "reclaim_at": at.isoformat(),
+         "reason_message": idle_warning.as_json()})
+    sent = lease.as_json(datetime.now(timezone.utc))
+    assert (sent["ends_early"], sent["early_end"]) == (True, "idle")
+    assert "其他同学在等待" in sent["messages"]["idle"] and "{at}" in sent["messages"]["idle"]
+    assert warning_sentences("en")["idle"].startswith("Your GPU has not been used for a while and others are waiting")
+    ended = Lease("l-1", "expired", "gpu-whole", "p", None, "whole", True, None, None, IDLE)
+    assert render(stop_reason(ended), "en").startswith("Its GPU was not used for a while")
+    assert "释放" in render(stop_reason(ended), "zh-CN")
