@@ -25,7 +25,7 @@ from quota.gpu_activity import gpu_activity_for
 from quota.reconcile import reconciler_for
 from quota.request_limits import RequestRate
 from quota import pages
-from quota.routes import health, inventory, leases, oauth, pools, queue, reference, reservations, schools, tiers, usage
+from quota.routes import health, inventory, leases, library, oauth, pools, queue, reference, reservations, schools, tiers, usage
 from quota.settings import QuotaSettings
 from quota.ticker import Ticker
 from quota.web_guard import RequestGuard, SecurityHeaders, validation_error
@@ -102,7 +102,7 @@ def create_app(
     app.state.hub_oauth = hub_oauth_client(settings.api_token, settings.token_cache_s)
     app.state.resolve_token = token_resolver or hub_token_resolver(app.state.hub_oauth)
     app.state.lease_rate = RequestRate(settings.lease_requests_per_minute)
-    for module in (leases, queue, reservations, usage, schools, tiers, pools, inventory, oauth, reference, health):
+    for module in (leases, queue, reservations, usage, library, schools, tiers, pools, inventory, oauth, reference, health):
         app.include_router(module.router)
     for router in pages.routers():  # server-rendered pages (quota/pages), the front page too
         app.include_router(router)

@@ -529,6 +529,12 @@ class LeaseBook:
         with self._transaction() as session:
             return action(session, self._clock())
 
+    def write_records(self, action):
+        """Run ``action(session, now)`` in a write transaction for rows the allocator never
+        reads (the library's usage counts), so nothing is rebuilt after it."""
+        with self._transaction(write=True) as session:
+            return action(session, self._clock())
+
     def change_policy(self, action):
         """Run ``action(session, now)`` in a write transaction, then rebuild the allocator
         from the database so the change applies to everyone (and grant what it made possible).

@@ -171,3 +171,18 @@ class PolicyChange(Base):
     field: Mapped[str] = mapped_column(String(50))
     old: Mapped[str | None] = mapped_column(Text, nullable=True)
     new: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class LibraryOpen(Base):
+    """How often students of a class opened a library entry (the catalogue page's "open in a
+    notebook"), as the hub collected it from their workspaces; one row per report. No user
+    names: a class's count is what staff's reports need (quota/routes/library.py)."""
+
+    __tablename__ = "library_opens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    entry: Mapped[str] = mapped_column(String(63))
+    school: Mapped[str] = mapped_column(String(63))
+    class_id: Mapped[str] = mapped_column(String(63))  # empty: the student is in no class
+    opens: Mapped[int] = mapped_column(Integer)

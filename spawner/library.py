@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
-from traitlets import Unicode
+import httpx
+from traitlets import Dict, Float, Unicode
 from traitlets.config import LoggingConfigurable
 
 from quota.alliance import Alliance
@@ -67,3 +69,61 @@ class LocalLibrary(LoggingConfigurable):
                              "the library (create it with gpu-commons library add --root %s)", root, root)
             return []
         return library_binds(os.path.realpath(root) if root else "")
+
+
+def new_opens(answer: dict, reported: dict) -> tuple[dict[str, int], dict]:
+    """The openings a workspace counted since the last report (``reported``: what was sent of
+    the same server; a restarted server counts from 0), and what will have been sent then."""
+    server, counts = str(answer.get("server", "")), answer.get("opens") or {}
+    before = reported.get("opens", {}) if reported.get("server") == server else {}
+    fresh = {entry: int(n) - before.get(entry, 0) for entry, n in sorted(counts.items())
+             if isinstance(n, int) and n > before.get(entry, 0)}
+    return fresh, {"server": server, "opens": {entry: int(n) for entry, n in counts.items() if isinstance(n, int)}}
+
+
+class LibraryUsageCollector(LoggingConfigurable):
+    """Collects the library's openings from the running workspace (its server extension's
+    ``/gpu-commons/library/opens``, with the server's own token) and reports them to the quota
+    service, at most every ``library_usage_interval`` and before the server stops. Mixed into
+    every quota spawner (spawner/quota.py)."""
+
+    library_usage_interval = Float(
+        60.0,
+        help="""Seconds between two collections of a running workspace's library openings (at the
+        hub's polls of the server, so no more often than c.Spawner.poll_interval); 0 = never
+        collect, the library's usage stays unknown.
+
+        Example::
+
+            c.QuotaSpawnerMixin.library_usage_interval = 300
+        """,
+    ).tag(config=True)
+
+    _library_reported = Dict()
+    _library_collected_at = Float(0.0)
+
+    async def collect_library_opens(self, force: bool = False) -> None:
+        server = getattr(self, "server", None)
+        if not self.library_usage_interval or server is None or not self.api_token:
+            return
+        if not force and time.monotonic() - self._library_collected_at < self.library_usage_interval:
+            return
+        self._library_collected_at = time.monotonic()
+        url = server.url.rstrip("/") + "/gpu-commons/library/opens"
+        try:
+            async with httpx.AsyncClient(timeout=5) as http:
+                response = await http.get(url, headers={"Authorization": f"token {self.api_token}"})
+            response.raise_for_status()
+            fresh, reported = new_opens(response.json(), self._library_reported)
+        except (httpx.HTTPError, ValueError) as exc:
+            self.log.debug("%s: library openings not collected: %s", self._log_name, exc)
+            return
+        if not fresh:
+            self._library_reported = reported
+            return
+        try:
+            await self.quota.report_library_opens(self.user.name, fresh)
+        except Exception as exc:  # QuotaUnavailable, QuotaRejected: counted again at the next collection
+            self.log.warning("%s: library openings not reported: %s", self._log_name, exc)
+            return
+        self._library_reported = reported

@@ -9,7 +9,8 @@ module serves:
   that loads it; ``?format=json`` gives the same for the JupyterLab plugin (its launcher item);
 - ``POST <server>/gpu-commons/library/open/<id>``: the page's "open in a notebook" button. It
   writes ``~/library-notebooks/<id>.ipynb`` with the snippet (never over a file the student has
-  there), counts the opening (:mod:`gpu_commons_workspace.library_usage`) and opens the notebook.
+  there), counts the opening (:mod:`gpu_commons_workspace.library_usage`) and opens the notebook;
+- ``GET <server>/gpu-commons/library/opens``: those counts, for the hub's spawner.
 
 At the server's start the entries attached to the student's classes (``GPU_COMMONS_LIBRARY_ATTACHED``,
 set by the spawner from the alliance file) are linked as ``~/datasets/<id>``, and
@@ -24,7 +25,7 @@ import json
 import os
 from pathlib import Path
 
-from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
@@ -93,7 +94,6 @@ def render_page(entries: list[dict], locale: str, xsrf_form: str, base_url: str,
     """The catalogue page (plain HTML, no script: light on a slow link)."""
     words = page_sentences(locale)
     esc = html.escape
-    lang = "zh" if locale.startswith("zh") else "en"
     items = []
     for entry in entries:
         name = (entry.get("name") or {}).get(locale) or (entry.get("name") or {}).get("en") or entry["id"]
@@ -112,7 +112,7 @@ def render_page(entries: list[dict], locale: str, xsrf_form: str, base_url: str,
         )
     body = "".join(items) or f'<p class="empty">{esc(words["empty"])}</p>'
     return (
-        f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">'
+        f'<!DOCTYPE html><html lang="{esc(locale)}"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{esc(words["title"])}</title>'
         "<style>body{font-family:sans-serif;max-width:60em;margin:1em auto;padding:0 1em}"
         ".entry{border-top:1px solid #ccc;padding:.5em 0}dl{display:grid;grid-template-columns:max-content auto;"
@@ -194,6 +194,16 @@ class OpenEntry(JupyterHandler):
         self.redirect(url_path_join(self.base_url, "lab", "tree", relative))
 
 
+class OpensCount(APIHandler):
+    """What the hub's spawner collects (spawner/library.py): this server's openings so far."""
+
+    @web.authenticated
+    def get(self):
+        usage = self.settings["gpu_commons_library"]["usage"]
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps({"server": usage.server_id, "opens": dict(usage.opened_here)}))
+
+
 def load(serverapp, env=os.environ) -> None:
     """Part of the server extension's start (gpu_commons_workspace._load_jupyter_server_extension)."""
     from gpu_commons_workspace.library_usage import LibraryUsage
@@ -201,13 +211,13 @@ def load(serverapp, env=os.environ) -> None:
     library = env.get("GPU_COMMONS_LIBRARY", LIBRARY_PATH)
     locale = negotiate(env.get("GPU_COMMONS_LOCALE", ""), default=DEFAULT_LOCALE)
     web_app = serverapp.web_app
-    usage = LibraryUsage.from_environment(env, serverapp.log)
+    usage = LibraryUsage(log=serverapp.log)
     web_app.settings["gpu_commons_library"] = {"path": library, "locale": locale, "usage": usage}
     base = url_path_join(web_app.settings["base_url"], "gpu-commons", "library")
-    web_app.add_handlers(".*$", [(base, LibraryPage), (url_path_join(base, "open", r"([a-z0-9][a-z0-9-]*)"), OpenEntry)])
+    web_app.add_handlers(".*$", [(base, LibraryPage), (url_path_join(base, "open", r"([a-z0-9][a-z0-9-]*)"), OpenEntry),
+                                 (url_path_join(base, "opens"), OpensCount)])
     try:
         attached = json.loads(env.get("GPU_COMMONS_LIBRARY_ATTACHED", "") or "{}")
         prepare_home(os.path.expanduser("~"), library, attached, locale, serverapp.log)
     except (OSError, ValueError) as exc:  # the workspace starts anyway; the page still lists the library
         serverapp.log.warning("library: cannot prepare the home: %s", exc)
-    usage.start(serverapp.io_loop)
