@@ -24,8 +24,10 @@ from quota.metrics import QuotaMetrics, TimedRequests
 from quota.gpu_activity import gpu_activity_for
 from quota.reconcile import reconciler_for
 from quota.request_limits import RequestRate
+from quota.roster_store import merged_from_database
 from quota import pages
 from quota.routes import health, inventory, leases, library, oauth, pools, queue, reference, reservations, schools, tiers, usage
+from quota.routes import roster
 from quota.settings import QuotaSettings
 from quota.ticker import Ticker
 from quota.web_guard import RequestGuard, SecurityHeaders, validation_error
@@ -51,6 +53,7 @@ def create_app(
         log.warning("SIMULATED GPU inventory: these GPU units are declared in %s, not read from hardware", settings.alliance)
     engine = make_engine(settings.database_url)
     upgrade(engine)
+    file_alliance, alliance = alliance, merged_from_database(alliance, engine)  # with the imported students (quota/roster_store.py)
     metrics = QuotaMetrics(alliance)
     book = LeaseBook(
         alliance, units, session_factory(engine), clock=clock,
@@ -58,6 +61,7 @@ def create_app(
     )
     metrics.watch(book)
     leadership = Leadership(writer_lock(engine), book, settings.standby_poll_s)
+    book.file_alliance = file_alliance
     book.is_writer = leadership.is_writer
     leadership.start()
     if leadership.leader:
@@ -104,9 +108,10 @@ def create_app(
     app.state.lease_rate = RequestRate(settings.lease_requests_per_minute)
     for module in (leases, queue, reservations, usage, library, schools, tiers, pools, inventory, oauth, reference, health):
         app.include_router(module.router)
+    app.include_router(roster.router)  # imported students, for the hub
     for router in pages.routers():  # server-rendered pages (quota/pages), the front page too
         app.include_router(router)
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, uploads=pages.UPLOAD_LIMITS)
     app.add_middleware(TimedRequests, histogram=metrics.http)  # outside the guard: its refusals are timed too
     app.add_middleware(SecurityHeaders)  # added last: the outermost, so every answer carries the headers
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -186,3 +186,25 @@ class LibraryOpen(Base):
     school: Mapped[str] = mapped_column(String(63))
     class_id: Mapped[str] = mapped_column(String(63))  # empty: the student is in no class
     opens: Mapped[int] = mapped_column(Integer)
+
+
+class RosterAccount(Base):
+    """A student account a teacher imported from a CSV roster (quota/roster_store.py, migration
+    0007): their school and class, as the alliance file's students are. ``one_time_hash``: the
+    bcrypt hash of the password printed on their slip, null once they set their own at the hub
+    (which keeps that one). Every change is also in the append-only ``policy_changes``
+    (subject ``account``)."""
+
+    __tablename__ = "roster_accounts"
+
+    account: Mapped[str] = mapped_column(String(63), primary_key=True)
+    school: Mapped[str] = mapped_column(String(63), index=True)
+    class_id: Mapped[str] = mapped_column(String(63))
+    first_name: Mapped[str] = mapped_column(String(100), default="")
+    last_name: Mapped[str] = mapped_column(String(100), default="")
+    email: Mapped[str] = mapped_column(String(200), default="")
+    one_time_hash: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

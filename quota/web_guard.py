@@ -68,9 +68,15 @@ class SecurityHeaders:
 class RequestGuard:
     """ASGI middleware: size of the address and the body, and strict JSON (see the module)."""
 
-    def __init__(self, app, max_body_bytes: int):
+    def __init__(self, app, max_body_bytes: int, uploads: dict[str, int] | None = None):
+        """``uploads``: path suffix -> the larger body a form there may send (a roster's CSV)."""
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.uploads = dict(uploads or {})
+
+    def _limit(self, scope) -> int:
+        path = scope.get("path", "")
+        return max([self.max_body_bytes, *(most for suffix, most in self.uploads.items() if path.endswith(suffix))])
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -83,8 +89,9 @@ class RequestGuard:
             return await self.app(scope, receive, send)
         headers = {name.lower(): value for name, value in scope.get("headers", [])}
         declared = headers.get(b"content-length", b"").strip()
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            return await _answer(send, 413, self._too_large())
+        limit = self._limit(scope)
+        if declared.isdigit() and int(declared) > limit:
+            return await _answer(send, 413, self._too_large(limit))
         chunks, size, more = [], 0, True
         while more:
             message = await receive()
@@ -92,8 +99,8 @@ class RequestGuard:
                 return
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.max_body_bytes:
-                return await _answer(send, 413, self._too_large())
+            if size > limit:
+                return await _answer(send, 413, self._too_large(limit))
             more = message.get("more_body", False)
         body = b"".join(chunks)
         if body and _is_json(headers.get(b"content-type", b"").decode("latin-1")):
@@ -111,8 +118,8 @@ class RequestGuard:
 
         await self.app(scope, replay, send)
 
-    def _too_large(self) -> str:
-        return (f"The request body is larger than {self.max_body_bytes} bytes ({self.max_body_bytes // 1024} KB), the "
+    def _too_large(self, limit: int) -> str:
+        return (f"The request body is larger than {limit} bytes ({limit // 1024} KB), the "
                 "most this service reads (setting max_body_bytes). Lease requests and changes take a few hundred "
                 "bytes: send only the fields the API describes.")
 

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 
 def routers():
-    from quota.pages import home, operator, staff, static, student, teacher
+    from quota.pages import home, operator, roster, staff, static, student, teacher
 
-    return [home.router, static.router, teacher.router, staff.router, operator.router, student.router]
+    return [home.router, static.router, teacher.router, roster.router, staff.router, operator.router, student.router]
+
+
+UPLOAD_LIMITS = {  # path suffix -> largest body (quota/web_guard.py): the roster's CSV upload
+    "/pages/teacher/roster/preview": 2 * 1024 * 1024 + 65_536,
+    "/pages/teacher/roster/import": 3 * 1024 * 1024 + 65_536,
+}

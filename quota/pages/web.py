@@ -118,11 +118,17 @@ CSRF_REFUSED = ("This form is stale or did not come from this service's own page
 async def form_caller(request: Request) -> tuple[Principal, Form]:
     """The caller of a form POST, after the CSRF checks (see the module); 403 otherwise."""
     form = await read_form(request)
+    return await checked_caller(request, form.get("csrf")), form
+
+
+async def checked_caller(request: Request, sent_token: str) -> Principal:
+    """The caller of a form whose CSRF token was ``sent_token`` (a form read otherwise, e.g. a
+    file upload), after the checks of :func:`form_caller`; 403 otherwise."""
     token, from_cookie = _token_of(request)
     if from_cookie:
         expected = csrf_token(request)
         origin_ok = same_origin(request)
-        token_ok = hmac.compare_digest(form.get("csrf").encode(), expected.encode())
+        token_ok = hmac.compare_digest(sent_token.strip().encode(), expected.encode())
         if not (origin_ok and token_ok):
             log.warning("form refused on %s: %s (Origin %r, Host %r, X-Forwarded-Host %r, Sec-Fetch-Site %r)",
                         request.url.path, "wrong or missing CSRF token" if origin_ok else "another origin",
@@ -130,7 +136,7 @@ async def form_caller(request: Request) -> tuple[Principal, Form]:
                         request.headers.get("x-forwarded-host"), request.headers.get("sec-fetch-site"))
             raise HTTPException(status.HTTP_403_FORBIDDEN, CSRF_REFUSED)
         request.scope["gpu_commons.csrf_checked"] = True
-    return await current_principal(request), form
+    return await current_principal(request)
 
 
 def language_links(request: Request, current: str) -> Markup:

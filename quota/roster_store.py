@@ -1,0 +1,155 @@
+"""Where imported students live: the quota database's ``roster_accounts``, the one source of truth.
+
+- :func:`merged` folds them into the alliance the service works with (``book.alliance``): a
+  roster student is in their school's ``students`` and their class's ``students`` as a file
+  student is, so the role checks, the school lookup, the teacher's class page and class
+  reservations treat both alike. The alliance file still seeds accounts and wins: an account
+  it lists is never taken from the roster.
+- :func:`install` does that at start-up and after every import (the allocator is rebuilt in
+  the same change, :meth:`quota.leases.LeaseBook.change_policy`).
+- :func:`apply` writes a checked plan (quota/roster.py) in one transaction: every row or
+  none. Each change is also a row of the append-only audit log (``policy_changes``, subject
+  ``account``). New accounts get one-time passwords: returned once, for the slips; only their
+  bcrypt hash is stored.
+- The hub asks for an account it does not know (quota/routes/roster.py, with the hub's
+  token); it checks the one-time password itself and keeps the student's own password in its
+  password file, then tells the service the one-time password is spent (:func:`spend`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+import bcrypt
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from quota.alliance import Alliance
+from quota.roster import Existing, Plan
+from quota.tables import PolicyChange, RosterAccount
+
+# No look-alike characters (0/O, 1/l/I): students type these from a printed slip.
+READABLE_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+# 12 characters of 31: about 59 bits, random: the cost protects nothing a guess could find,
+# and 2,000 new accounts hash in a few seconds (cost 10 would take 100 s).
+ONE_TIME_ROUNDS = 5
+
+
+def one_time_password() -> str:
+    return "-".join("".join(secrets.choice(READABLE_ALPHABET) for _ in range(4)) for _ in range(3))
+
+
+def hash_one_time(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=ONE_TIME_ROUNDS)).decode()
+
+
+def rows(session: Session) -> list[RosterAccount]:
+    return list(session.scalars(select(RosterAccount).order_by(RosterAccount.account)))
+
+
+def existing(entries: list[RosterAccount]) -> dict[str, Existing]:
+    return {r.account: Existing(r.school, r.class_id, r.first_name, r.last_name, r.email) for r in entries}
+
+
+def file_accounts(alliance: Alliance) -> dict[str, str]:
+    """Every account of the alliance file -> its school ("" for staff and operators)."""
+    found = {name: "" for name in [*alliance.staff, *alliance.operators]}
+    for school in alliance.schools:
+        found.update({name: school.id for name in [*school.students, *school.teachers, *school.admins]})
+    return found
+
+
+def merged(alliance: Alliance, entries: list[RosterAccount]) -> Alliance:
+    """The alliance file's alliance with the roster's students in their schools and classes."""
+    taken = set(file_accounts(alliance))
+    by_school: dict[str, list[RosterAccount]] = {}
+    for entry in entries:
+        if entry.account not in taken:
+            by_school.setdefault(entry.school, []).append(entry)
+    schools = []
+    for school in alliance.schools:
+        added = by_school.get(school.id, [])
+        if not added:
+            schools.append(school)
+            continue
+        known = {group.id for group in school.classes}
+        classes = [group.model_copy(update={"students": [*group.students, *(e.account for e in added
+                                                                           if e.class_id == group.id)]})
+                   for group in school.classes]
+        students = [*school.students, *(e.account for e in added if e.class_id in known)]
+        schools.append(school.model_copy(update={"students": students, "classes": classes}))
+    return alliance.model_copy(update={"schools": schools})
+
+
+def merged_from_database(alliance: Alliance, engine) -> Alliance:
+    """At start-up, before the service's book exists: the file's alliance with the roster."""
+    with Session(engine) as session:
+        return merged(alliance, rows(session))
+
+
+def install(book, file_alliance: Alliance, entries: list[RosterAccount]) -> Alliance:
+    """Make ``book`` (and its policy store) work with the file's alliance plus ``entries``."""
+    alliance = merged(file_alliance, entries)
+    book.file_alliance = file_alliance
+    book.alliance = alliance
+    book.policy.alliance = alliance
+    return alliance
+
+
+def file_alliance_of(book) -> Alliance:
+    return getattr(book, "file_alliance", book.alliance)
+
+
+def apply(book, plan: Plan, hashes: dict[str, str], by: str) -> None:
+    """Write the plan's created and updated rows in one transaction (``hashes``: account ->
+    bcrypt hash of its one-time password, for every created row), with their audit rows, and
+    make the service work with the new roster. Refuses a plan with a refused row."""
+    if plan.refused:
+        raise ValueError("a plan with refused rows is not imported")
+    base = file_alliance_of(book)
+    before = book.alliance
+
+    def write(session: Session, now: datetime):
+        for verdict in plan.writes:
+            row = verdict.row
+            stored = session.get(RosterAccount, row.account)
+            values = {"school": verdict.school, "class_id": verdict.class_id, "first_name": row.first_name,
+                      "last_name": row.last_name, "email": row.email}
+            if stored is None:
+                session.add(RosterAccount(account=row.account, one_time_hash=hashes[row.account], created_by=by,
+                                          created_at=now, updated_by=by, updated_at=now, **values))
+                session.add(PolicyChange(at=now, by=by, subject="account", target=row.account, field="created",
+                                         old=None, new=f"{verdict.school}/{verdict.class_id}"))
+                continue
+            for name, value in values.items():
+                old = getattr(stored, name)
+                if old != value:
+                    session.add(PolicyChange(at=now, by=by, subject="account", target=row.account, field=name,
+                                             old=old, new=value))
+                    setattr(stored, name, value)
+            stored.updated_by, stored.updated_at = by, now
+        session.flush()
+        install(book, base, rows(session))  # before the allocator is rebuilt from it
+
+    try:
+        book.change_policy(write)
+    except BaseException:
+        book.alliance = book.policy.alliance = before
+        raise
+
+
+def spend(book, account: str) -> bool:
+    """The student has set their own password at the hub: their one-time password stops
+    working. False when the account has none (not imported, or already spent)."""
+
+    def write(session: Session, now: datetime) -> bool:
+        stored = session.get(RosterAccount, account)
+        if stored is None or stored.one_time_hash is None:
+            return False
+        stored.one_time_hash = None
+        session.add(PolicyChange(at=now, by="hub", subject="account", target=account, field="one-time password",
+                                 old="set", new="used"))
+        return True
+
+    return book.change_policy(write)
