@@ -127,3 +127,11 @@ class Wire:
         if not found:
             raise AssertionError(f"no response matched {pattern!r}; saw {sorted(r.url for r in self.responses.values())}")
         return max(found, key=lambda r: r.wire_bytes)
+
+
+def choose_profile(page, stack, profile: str):
+    """Pick a profile on the hub's spawn page and start it (opens the page first if needed)."""
+    if "/hub/spawn" not in page.url:
+        page.goto(f"{stack.url}/hub/spawn")
+    page.check(f"#profile-{profile}")
+    page.click("input[type=submit], button[type=submit]")

@@ -8,20 +8,14 @@ second student queues until the first one stops.
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
-from tests.browser import LAB_READY, log_in
+from tests.browser import LAB_READY, choose_profile, log_in
+from tests.hub_client import wait_for
+from tests.quota_calls import leases_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-
-def choose_profile(page, stack, profile: str):
-    if "/hub/spawn" not in page.url:
-        page.goto(f"{stack.url}/hub/spawn")
-    page.check(f"#profile-{profile}")
-    page.click("input[type=submit], button[type=submit]")
 
 
 def run_cell(page, code: str) -> str:
@@ -39,22 +33,6 @@ def run_cell(page, code: str) -> str:
     output.wait_for(timeout=90_000)
     return output.inner_text().strip()
 
-
-def leases_of(stack, user: str) -> list[dict]:
-    with stack.quota() as quota:
-        response = quota.get("/api/leases", params={"user": user})
-        response.raise_for_status()
-        return response.json()
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_county_student_gets_a_gpu_slice_and_a_second_student_queues(stack, browser):

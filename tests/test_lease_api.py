@@ -7,14 +7,8 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.quota_calls import ask
 from tests.quota_fixtures import TOKEN
-
-
-def ask(client, user, profile="gpu-slice", school=None, key=None):
-    body = {"user": user, "school": school or user.split("-")[0], "profile": profile}
-    if key:
-        body["idempotency_key"] = key
-    return client.post("/api/leases", json=body)
 
 
 def test_routes_need_the_token_and_say_which_header(make_quota_app):

@@ -19,7 +19,7 @@ from tests.hub_client import wait_for
 from tests.lab_edits import assert_edit_kept, type_unsaved_edit
 from tests.stack import running_stack
 from tests.hub_client import another_school_waits
-from tests.test_end_to_end import LAB_READY, choose_profile, log_in
+from tests.browser import LAB_READY, choose_profile, log_in
 
 ALLIANCE = """
 name: Lease enforcement test alliance

@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 
 from tests.hub_client import another_school_waits
-from tests.test_end_to_end import LAB_READY, choose_profile, leases_of, log_in, wait_for
-from tests.test_spawn_errors import server_of
+from tests.browser import LAB_READY, choose_profile, log_in
+from tests.hub_client import wait_for
+from tests.quota_calls import leases_of
+from tests.quota_calls import servers_of as server_of
 
 pytestmark = pytest.mark.browser
 

@@ -16,7 +16,7 @@ from tests.hub_client import log_in as api_log_in
 from tests.hub_client import wait_for
 from tests.lab_edits import assert_edit_kept, type_unsaved_edit
 from tests.stack import running_stack
-from tests.test_end_to_end import LAB_READY, choose_profile, log_in
+from tests.browser import LAB_READY, choose_profile, log_in
 
 # one GPU in two slices; equal weights: each school is guaranteed one slice
 ALLIANCE = """
@@ -53,7 +53,7 @@ def test_a_borrowed_share_is_reclaimed_with_a_warning_in_jupyterlab_and_no_work_
     within = api_log_in(stack, "u01-s1")
     assert within.start("gpu-slice").get("ready")  # u01's guaranteed slice
 
-    context = browser.new_context()
+    context = browser.new_context(locale="zh-CN")  # the student reads Chinese (tests/test_i18n_browser.py: both)
     try:
         page = log_in(context, stack, "u01-s2")  # the second urban slice is borrowed
         choose_profile(page, stack, "gpu-slice")
@@ -68,10 +68,10 @@ def test_a_borrowed_share_is_reclaimed_with_a_warning_in_jupyterlab_and_no_work_
         [borrowed] = [lease for lease in leases_of(stack, "u01-s2") if lease["state"] == "granted"]
         wait_for(lambda: [x for x in leases_of(stack, "u01-s2") if x["reclaim_at"]], 30, "the reclaim warning")
 
-        # Inside JupyterLab, at once and in both languages, with the reason.
-        toast = page.locator(".Toastify__toast", has_text="guaranteed share")
+        # Inside JupyterLab, at once, in the student's language, with the reason.
+        toast = page.locator(".Toastify__toast", has_text="让给保障份额不足的学校")
         toast.first.wait_for(timeout=45_000)
-        assert "让给保障份额不足的学校" in toast.first.inner_text()
+        assert "请现在保存文件" in toast.first.inner_text()
 
         # The borrower's server stops at the announced time; the county workspace starts by itself.
         wait_for(lambda: borrower.server() is None, 120, "the borrowed workspace to stop")

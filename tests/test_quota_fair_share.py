@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_lease_api import ask
+from tests.quota_calls import ask
 
 
 def lease(client, lease_id):

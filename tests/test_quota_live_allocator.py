@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 from tests.quota_fixtures import TOKEN
 from tests.quota_process import QuotaProcess, crowd_alliance
-from tests.test_lease_api import ask
+from tests.quota_calls import ask
 
 HEADERS = {"Authorization": f"token {TOKEN}"}
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.test_end_to_end import log_in
+from tests.browser import log_in
 
 pytestmark = pytest.mark.browser
 

@@ -9,18 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_end_to_end import leases_of, log_in, wait_for
+from tests.browser import log_in
+from tests.hub_client import wait_for
+from tests.quota_calls import leases_of, servers_of as server_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 ACTIVE = {"granted", "queued"}
-
-
-def server_of(stack, user: str) -> dict:
-    with stack.hub_api(stack.quota_token) as hub:
-        response = hub.get(f"/users/{user}")
-        response.raise_for_status()
-        return response.json()["servers"]
 
 
 def submit_profile(page, stack, profile_value: str):
