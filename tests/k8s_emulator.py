@@ -123,6 +123,7 @@ class FakeKubelet:
         env["JUPYTERHUB_SERVICE_URL"] = urlunparse(url._replace(netloc=f"{ip}:{port}"))
         home = Path(container.get("workingDir", "/home/jovyan"))
         workdir = None
+        read_only: list[str] = []  # bwrap arguments: a claim mounted readOnly (the library) is read-only in the process
         for mount in container.get("volumeMounts", []):
             volume = next(v for v in pod["spec"]["volumes"] if v["name"] == mount["name"])
             if "persistentVolumeClaim" not in volume:
@@ -131,8 +132,13 @@ class FakeKubelet:
             host.mkdir(parents=True, exist_ok=True)
             if Path(mount["mountPath"]) == home:
                 workdir = host
+            elif mount.get("readOnly") and volume["persistentVolumeClaim"].get("readOnly"):
+                parent = str(Path(mount["mountPath"]).parent)
+                read_only += ["--tmpfs", parent, "--ro-bind", str(host), mount["mountPath"]]
         env.update({"PATH": f"{self.bin_dir}:/usr/bin:/bin", "HOME": str(workdir), "LANG": "C.UTF-8"})
         command = list(container["args"]) + ["--allow-root"]  # the kubelet runs as root here
+        if read_only:  # the host's file system, but the read-only mounts in their place and read-only
+            command = ["bwrap", "--dev-bind", "/", "/", *read_only, "--", *command]
         log = open(self.logs / f"{pod['metadata']['name']}.log", "ab")
         process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)

@@ -19,7 +19,8 @@ from kubespawner import KubeSpawner
 from quota import dashboards
 from quota.alliance import parse_alliance
 from spawner.builders.kubernetes import LABEL_PREFIX
-from spawner.pools import KubePool, parse_pools
+from spawner.pools import KubePool, library_volume, parse_pools
+from spawner.specs import LibraryVolume
 from tests.docker_engine import REPO
 
 CHART = REPO / "helm" / "gpu-commons"
@@ -302,3 +303,12 @@ def test_a_shared_gpu_pool_reaches_the_hub_and_the_quota_service():
     [hub_map] = find(objects, "ConfigMap", "-hub")
     pools = parse_pools(yaml.safe_load(hub_map["data"]["hub-config.yaml"])["KubeQuotaSpawner"]["pools"], KubePool, "chart")
     assert pools["uni-t"].gpu_sharing == "hami"
+
+
+def test_a_pools_library_claim_reaches_the_spawner_and_its_pods_mount_it_read_only():
+    objects = rendered({"pools": {"uni-a": {"library_claim": "gpu-commons-library"}}})
+    [hub_map] = find(objects, "ConfigMap", "-hub")
+    pools = parse_pools(yaml.safe_load(hub_map["data"]["hub-config.yaml"])["KubeQuotaSpawner"]["pools"], KubePool, "chart")
+    assert library_volume(pools["uni-a"]) == LibraryVolume(claim="gpu-commons-library")
+    with pytest.raises(Exception, match="library_claims"):
+        Chart.load(str(CHART)).validate_schema(values({"pools": {"uni-a": {"library_claims": "x"}}}))
