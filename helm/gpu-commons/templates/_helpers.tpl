@@ -65,6 +65,18 @@ app.kubernetes.io/component: {{ .component }}
       {{- include "gpu-commons.selector" . | nindent 6 }}
 {{- end -}}
 
+{{/* The pods of the hub or the proxy that the quota service serves: this release's, or beside
+     zero-to-jupyterhub that release's (labels app=jupyterhub, release, component):
+     (dict "root" $ "component" "hub") */}}
+{{- define "gpu-commons.hubPeer" -}}
+{{- if .root.Values.zeroToJupyterHub.enabled -}}
+- podSelector:
+    matchLabels: {app: jupyterhub, release: {{ .root.Values.zeroToJupyterHub.release }}, component: {{ .component }}}
+{{- else -}}
+{{ include "gpu-commons.peer" . }}
+{{- end -}}
+{{- end -}}
+
 {{/* The students' workspace pods: KubeQuotaSpawner's servers, labelled with their pool. */}}
 {{- define "gpu-commons.workspacePods" -}}
 matchLabels:
@@ -81,4 +93,13 @@ matchExpressions:
   podSelector:
     {{- include "gpu-commons.workspacePods" $ | nindent 4 }}
 {{- end }}
+{{- end -}}
+
+{{/* The components the disruption budget covers: the hub and the proxy when this release runs them,
+     the quota service unless it runs a standby (never ready). */}}
+{{- define "gpu-commons.budgeted" -}}
+{{- $components := list -}}
+{{- if not .Values.zeroToJupyterHub.enabled -}}{{- $components = list "hub" "proxy" -}}{{- end -}}
+{{- if eq (int .Values.quota.replicas) 1 -}}{{- $components = append $components "quota" -}}{{- end -}}
+[{{ join ", " $components }}]
 {{- end -}}
