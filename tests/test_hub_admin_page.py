@@ -55,6 +55,7 @@ def test_only_operators_get_the_admin_page_and_its_buttons_work_for_them(tmp_pat
             assert "admin-ui" not in me["scopes"] and not me["admin"], me
             page = admin_page(stack, account)
             assert page.status_code == 403 and 'href="/hub/admin"' not in page.home_text
+            assert 'href="/hub/../services/quota/">GPU Commons pages' in page.home_text  # their pages instead
         # what a teacher needs from the hub still works: their own school's accounts
         assert {user["name"] for user in teacher.hub.get("/users").json()} == {"c01-s1", "c01-teacher"}
 
