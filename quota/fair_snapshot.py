@@ -192,6 +192,8 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
     for lease in queued:
         if lease.school not in known_schools:
             continue
+        if lease.kind not in snapshot.milli_of_kind:
+            continue  # only draining pools have its kind: it waits, without a place, until one opens (as a new request does)
         request = snapshot.request_for(lease.id, lease.user, lease.school, lease.kind, lease.profile)
         decision = allocator.wait_again(request, lease.requested_at.timestamp(), t)
         if decision is not None:

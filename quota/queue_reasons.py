@@ -20,6 +20,7 @@ class QueuedLease(Protocol):
     school: str
     tier: str
     requested_at: datetime
+    seq: int  # arrival order (two requests may share a moment)
 
 
 def ahead_reason(lease_id: str, queued: Iterable[QueuedLease], positions: dict[str, int],
@@ -33,10 +34,10 @@ def ahead_reason(lease_id: str, queued: Iterable[QueuedLease], positions: dict[s
         return None
     later_ahead = [row for row in rows.values()
                    if row.id in positions and positions[row.id] < positions[lease_id]
-                   and row.requested_at > mine.requested_at]
+                   and _arrival(row) > _arrival(mine)]
     if not later_ahead:
         return None
-    latest = max(later_ahead, key=lambda row: row.requested_at)
+    latest = max(later_ahead, key=_arrival)
     if latest.school == mine.school:
         return _("A classmate with less GPU time used lately asked after you and goes first.")
     if held_below_guarantee.get(latest.school):
@@ -46,3 +47,7 @@ def ahead_reason(lease_id: str, queued: Iterable[QueuedLease], positions: dict[s
             return _("An urban school below its guaranteed share asked and goes first.")
         return _("A school below its guaranteed share asked and goes first.")
     return _("A school that used less GPU time lately asked and goes first.")
+
+
+def _arrival(row: QueuedLease) -> tuple:
+    return (row.requested_at, row.seq)

@@ -607,7 +607,7 @@ def queued_message(lease: Lease, why=None, drain_notes: list[str] | None = None)
     maintenance says so (the service gives no place then: only that pool has this kind)."""
     keep_open = _("Keep this page open and your workspace will start by itself.")
     if lease.queue_position is None and drain_notes is not None:
-        closed = (_("The GPUs for this workspace are closed for maintenance: {note}", note="; ".join(drain_notes))
+        closed = (_("The GPUs for this workspace are closed for maintenance ({note}).", note="; ".join(drain_notes))
                   if drain_notes else _("The GPUs for this workspace are closed for maintenance."))
         return _("{closed} You keep your place; the workspace starts when they open again. {keep_open}",
                  closed=closed, keep_open=keep_open)

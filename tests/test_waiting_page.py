@@ -53,15 +53,15 @@ def test_one_minute_is_singular():
 
 def test_a_drained_pool_is_said_as_such_while_waiting():
     message = queued_message(queued(None), drain_notes=["New drivers, back at 14:00"])
-    assert render(message, "en").startswith("The GPUs for this workspace are closed for maintenance: New drivers, "
-                                            "back at 14:00 You keep your place")
+    assert render(message, "en").startswith("The GPUs for this workspace are closed for maintenance (New drivers, "
+                                            "back at 14:00). You keep your place")
     assert "维护" in render(message, "zh-CN") and "New drivers" in render(message, "zh-CN")
     assert "number" not in message and "?" not in message
     assert queued_message(queued(None)).startswith("All GPUs of this kind are in use. You are in the queue.")
 
 
 def row(lease_id, school, tier, minute):
-    return SimpleNamespace(id=lease_id, school=school, tier=tier,
+    return SimpleNamespace(id=lease_id, school=school, tier=tier, seq=minute,
                            requested_at=datetime(2026, 12, 2, 9, minute, tzinfo=timezone.utc))
 
 
@@ -126,3 +126,28 @@ def test_an_idle_release_has_its_own_sentence_in_jupyterlab_and_on_the_hub():
     ended = Lease("l-1", "expired", "gpu-whole", "p", None, "whole", True, None, None, IDLE)
     assert render(stop_reason(ended), "en").startswith("Its GPU was not used for a while")
     assert "释放" in render(stop_reason(ended), "zh-CN")
+
+
+def test_the_service_says_why_a_later_request_is_ahead_and_keeps_the_place_through_a_drain(quota_client, client_as):
+    def ask(user):
+        return quota_client.post("/api/leases", json={"user": user, "school": user.split("-")[0],
+                                                      "profile": "gpu-whole"}).json()
+
+    assert ask("u01-s1")["state"] == "granted"  # the only whole GPU
+    waiting = ask("u01-s2")
+    first = quota_client.get(f"/api/leases/{waiting['id']}").json()
+    assert (first["queue_position"], first["queue_reason_message"]) == (1, None)
+    assert ask("c01-s1")["state"] == "queued"  # a county school holding nothing: below its guarantee
+    second = quota_client.get(f"/api/leases/{waiting['id']}").json()
+    assert second["queue_position"] == 2
+    assert second["queue_reason_message"]["msgid"] == "A county school below its guaranteed share asked and goes first."
+
+    drained = client_as("it-ops").patch("/api/pools/uni-a", json={"state": "draining", "note": "driver update"})
+    assert drained.status_code == 200
+    during = quota_client.get(f"/api/leases/{waiting['id']}").json()
+    assert (during["state"], during["queue_position"]) == ("queued", None)  # kept, not refused; no place
+    [pool] = quota_client.get("/api/inventory").json()["pools"]
+    assert (pool["state"], pool["note"], set(pool["free"].values())) == ("draining", "driver update", {0})
+    client_as("it-ops").patch("/api/pools/uni-a", json={"state": "open"})
+    after = quota_client.get(f"/api/leases/{waiting['id']}").json()
+    assert after["state"] == "queued" and after["queue_position"] in (1, 2)
