@@ -8,9 +8,10 @@ reserved unit and ``user_options.prestart = {reservation, bell}``. The spawner d
 (spawner/prestart.py): the lease from the reservation's units, the workspace opened or, past
 its grace period, stopped with nothing charged.
 
-A class larger than its reservation: the students beyond its units wait in the queue like any
-start (the waiting page tells them their place when they log in); nothing is started twice
-(a student with a server, running or starting, is left alone).
+A class larger than its reservation: as many students as it holds units are started ahead (in
+the class list's order), the others start themselves at the bell like any start (a pre-start
+beyond the units would hold a place in the queue for a student who may not come); nothing is
+started twice (a student with a server, running or starting, is left alone).
 
 Run by the hub (hub/config.py) as ``python -m hub.prestart --alliance FILE``; the hub gives it
 ``JUPYTERHUB_API_URL`` and ``JUPYTERHUB_API_TOKEN``, the quota service's URL and token come in
@@ -38,13 +39,15 @@ class Booking:
     pool: str
     school: str
     class_id: str
+    units: int
     starts_at: datetime
     ends_at: datetime
 
 
 def bookings_from(rows: list[dict]) -> list[Booking]:
-    return [Booking(r["id"], r["pool"], r["school"], r.get("class_id") or "", datetime.fromisoformat(r["starts_at"]),
-                    datetime.fromisoformat(r["ends_at"])) for r in rows if not r.get("cancelled_at")]
+    return [Booking(r["id"], r["pool"], r["school"], r.get("class_id") or "", r["units"],
+                    datetime.fromisoformat(r["starts_at"]), datetime.fromisoformat(r["ends_at"]))
+            for r in rows if not r.get("cancelled_at")]
 
 
 def due_now(bookings: list[Booking], now: datetime, lead: timedelta) -> list[Booking]:
@@ -68,9 +71,13 @@ def profile_for(alliance: Alliance, pool_id: str) -> str | None:
     return next((p.id for p in alliance.profiles if p.gpu == kind), None)
 
 
-def students_of(alliance: Alliance, school_id: str, class_id: str) -> list[str]:
+def students_of(alliance: Alliance, school_id: str, class_id: str, units: int) -> tuple[list[str], list[str]]:
+    """The class's students started ahead (as many as the reservation holds units, in the class
+    list's order) and those left to start themselves at the bell: a pre-start beyond the units
+    would wait in the queue ahead of students who are there."""
     school = alliance.school(school_id)
-    return [s for group in school.classes if group.id == class_id for s in group.students]
+    students = [s for group in school.classes if group.id == class_id for s in group.students]
+    return students[:units], students[units:]
 
 
 class PrestartService(Application):
@@ -121,7 +128,13 @@ class PrestartService(Application):
             if profile is None:
                 self.log.error("pre-start: no profile for the units of pool %s (reservation %s)", booking.pool, booking.id)
                 continue
-            for student in students_of(alliance, booking.school, booking.class_id):
+            ahead, at_the_bell = students_of(alliance, booking.school, booking.class_id, booking.units)
+            if at_the_bell and (booking.id, "") not in started:
+                started.add((booking.id, ""))
+                self.log.warning("pre-start: class %s has %d students, reservation %s holds %d units: %s start at "
+                                 "the bell as usual", booking.class_id, len(ahead) + len(at_the_bell), booking.id,
+                                 booking.units, ", ".join(at_the_bell))
+            for student in ahead:
                 if (booking.id, student) not in started:
                     starts.append(self.start_one(hub, booking, profile, student, started))
         await asyncio.gather(*starts)

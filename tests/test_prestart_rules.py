@@ -9,6 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from hub.prestart import Booking, due_now, profile_for, students_of
+from quota.alliance import load_alliance
 from quota.reservations import holds_from
 from spawner.prestart import cull_due, opened_at, prestart_bell
 
@@ -87,3 +89,29 @@ def test_only_the_hub_says_from_when_a_lease_is_charged(quota_client, client_as,
     refused = teacher.delete(f"/api/leases/{lease['id']}", params={"charge_from": clock.now.isoformat()})
     assert refused.status_code == 403 and "Only the hub" in refused.json()["detail"]
     assert teacher.delete(f"/api/leases/{lease['id']}").status_code == 200  # a plain release is still theirs
+
+
+def test_the_service_starts_a_class_only_inside_the_lead_and_no_more_than_its_units(tmp_path):
+    (tmp_path / "alliance.yaml").write_text("""
+tiers: {county: {weight: 2}}
+pools:
+  - {id: sliced, gpus: 1, sliced_gpus: 1, slices_per_gpu: 4, simulated: true}
+  - {id: whole, gpus: 2, simulated: true}
+profiles:
+  - {id: cpu, display_name: CPU, gpu: none}
+  - {id: slice, display_name: A slice, gpu: slice}
+  - {id: gpu, display_name: A GPU, gpu: whole}
+schools:
+  - {id: c01, tier: county, students: [a, b, c], classes: [{id: k, students: [a, b, c]}]}
+""")
+    alliance = load_alliance(tmp_path / "alliance.yaml")
+    lesson = Booking("r-1", "sliced", "c01", "k", 2, T, T + timedelta(hours=1))
+    school_wide = Booking("r-2", "whole", "c01", "", 1, T, T + timedelta(hours=1))
+    before = Booking("r-0", "sliced", "c01", "k", 1, T - timedelta(hours=1), T - timedelta(minutes=1))
+    assert due_now([lesson, school_wide], T - timedelta(minutes=4), LEAD) == []  # not yet
+    assert due_now([lesson, school_wide], T - timedelta(minutes=2), LEAD) == [lesson]  # a school's: never
+    assert due_now([lesson, before], T - timedelta(minutes=2), LEAD) == []  # the lesson before holds the units
+    assert due_now([lesson, before], T - timedelta(seconds=30), LEAD) == [lesson]
+    assert due_now([lesson], T, LEAD) == []  # at the bell students start themselves
+    assert profile_for(alliance, "sliced") == "slice" and profile_for(alliance, "whole") == "gpu"
+    assert students_of(alliance, "c01", "k", 2) == (["a", "b"], ["c"])
