@@ -7,6 +7,9 @@
 - Failed logins are limited per account and per address (hub/login_limits.py): one more is
   refused on the login page, without checking the password, with the time to try again
   (HTTP 429 and ``Retry-After``).
+- Students a teacher imported (not in the alliance file) are asked of the quota service; their
+  one-time password opens a page where they choose their own, and only then are they logged
+  in (hub/roster.py).
 """
 
 from __future__ import annotations
@@ -18,10 +21,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import bcrypt
+import httpx
 from jupyterhub.auth import Authenticator
 from jupyterhub.handlers.login import LoginHandler
+from tornado.httputil import url_concat
 from traitlets import Float, Integer, List, Unicode
 
+from gpu_commons_i18n import _
+from hub import roster
 from hub.login_limits import LoginLimiter
 from hub.passwords import DEFAULT_ROUNDS, check_password, load_hashes
 
@@ -68,10 +75,72 @@ class RateLimitedLoginHandler(LoginHandler):
             return
         attempt = limiter.begin(account, address, now)
         try:
+            if self.get_body_argument("ticket", ""):
+                await self._set_password()
+                return
+            first = await auth.first_login(account, self.get_body_argument("password", ""), self.settings["cookie_secret"])
+            if first is not None:  # a one-time password: choose your own before anything else
+                limiter.succeeded(attempt)
+                self.finish(await self._render_set_password(first, account))
+                return
             await super().post()
         finally:
             if getattr(self, "_jupyterhub_user", None) is not None:
                 limiter.succeeded(attempt)
+
+    async def login_user(self, data=None):
+        user = await super().login_user(data)
+        if user is not None:
+            await self.authenticator.join_roster_school(user, self.db)
+        return user
+
+    def _render_set_password(self, ticket: str, account: str, error=None):
+        return self.render_template(
+            "set_password.html", ticket=ticket, username=account, login_error=error,
+            authenticator_login_url=url_concat(self.authenticator.login_url(self.hub.base_url),
+                                               {"next": self.get_argument("next", "")}),
+            login_url=self.settings["login_url"], authenticator=self.authenticator, custom_html="",
+            xsrf=self.xsrf_token.decode("ascii"), min_length=roster.MIN_PASSWORD,
+        )
+
+    async def _set_password(self):
+        """The form of the set-password page: keep the new password's hash, spend the one-time
+        password at the quota service, log in (hub/roster.py)."""
+        auth = self.authenticator
+        value = self.get_body_argument("ticket", "")
+        account = value.rsplit(":", 2)[0]
+        record = await auth.roster_record(account)
+        valid = roster.ticket_account(self.settings["cookie_secret"], value, (record or {}).get("one_time_hash"), time.time())
+        if valid is None or record is None:
+            self.set_status(403)
+            self.finish(await self._render(login_error=_("This page has expired, or your password is already set. "
+                                                        "Sign in again."), username=account[:32]))
+            return
+        problem = roster.password_problem(self.get_body_argument("new_password", ""),
+                                          self.get_body_argument("new_password_again", ""))
+        if problem is not None:
+            self.set_status(422)
+            self.finish(await self._render_set_password(value, account, problem))
+            return
+        loop = asyncio.get_running_loop()
+        stored = await loop.run_in_executor(_BCRYPT, roster.store_password, auth.password_file, account,
+                                            self.get_body_argument("new_password", ""))
+        if not stored:
+            self.set_status(403)
+            self.finish(await self._render(login_error=_("This page has expired, or your password is already set. "
+                                                        "Sign in again."), username=account[:32]))
+            return
+        try:
+            await roster.password_spent(auth.quota_url, auth.quota_api_token, account)
+        except httpx.HTTPError as exc:  # the hub refuses it anyway: the account has its own hash now
+            auth.log.warning("The quota service was not told that %s's one-time password is spent: %s", account, exc)
+        user = await self.auth_to_user({"name": account})
+        self.set_login_cookie(user)
+        user._auth_refreshed = time.monotonic()
+        await auth.join_roster_school(user, self.db)
+        auth.log.info("%s chose their own password and logged in", account)
+        self._jupyterhub_user = user
+        self.redirect(self.get_next_url(user))
 
 
 class AllianceAuthenticator(Authenticator):
@@ -138,6 +207,19 @@ class AllianceAuthenticator(Authenticator):
         """,
     ).tag(config=True)
 
+    quota_url = Unicode(
+        help="""Where the hub reaches the quota service, to ask it about students a teacher imported
+        (accounts not in the alliance file). Empty: only the alliance file's accounts log in.
+        ``gpu-commons hub`` sets it. Example::
+
+            c.AllianceAuthenticator.quota_url = "http://127.0.0.1:8181"
+        """,
+    ).tag(config=True)
+
+    quota_api_token = Unicode(
+        help="""The hub's token for the quota service (the same as ``c.QuotaSpawnerMixin.quota_api_token``).""",
+    ).tag(config=True)
+
     _limiter: LoginLimiter | None = None
     _dummy_hashes: dict[int, str] = {}
 
@@ -170,6 +252,67 @@ class AllianceAuthenticator(Authenticator):
             check_password(password, self._dummy_hash(_cost_of(next(iter(hashes.values()), ""))))
             return False
         return check_password(password, hashed)
+
+    # -- students a teacher imported (hub/roster.py) ------------------------------------------
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # the alliance file's accounts, as configured: JupyterHub adds every user it creates to
+        # allowed_users later (allow_existing_users), imported students too
+        self._file_accounts = frozenset(self.allowed_users)
+
+    def _in_file(self, username: str) -> bool:
+        return username in self._file_accounts
+
+    async def roster_record(self, username: str) -> dict | None:
+        """The quota service's record of an imported account; None for the file's accounts, for
+        unknown names and while the service cannot answer."""
+        if self._in_file(username) or not self.quota_url:
+            return None
+        try:
+            return await roster.roster_account(self.quota_url, self.quota_api_token, username)
+        except (httpx.HTTPError, ValueError) as exc:
+            self.log.warning("The quota service could not say whether %r is an imported account: %s", username[:32], exc)
+            return None
+
+    async def first_login(self, username: str, password: str, secret: bytes) -> str | None:
+        """A ticket for the set-password page when ``password`` is the account's unspent
+        one-time password and the account has no password of its own yet; else None."""
+        if self._in_file(username) or username in (load_hashes(self.password_file) if self.password_file else {}):
+            return None
+        record = await self.roster_record(username)
+        hashed = (record or {}).get("one_time_hash")
+        if not hashed:
+            return None
+        loop = asyncio.get_running_loop()
+        if not await loop.run_in_executor(_BCRYPT, check_password, password, hashed):
+            return None
+        return roster.ticket(secret, username, hashed, time.time())
+
+    async def check_allowed(self, username, authentication=None):
+        if super().check_allowed(username, authentication):
+            return True
+        return await self.roster_record(username) is not None
+
+    async def join_roster_school(self, user, db) -> None:
+        """An imported student into their school's group and the quota pages' role."""
+        record = await self.roster_record(user.name)
+        if record is not None:
+            roster.join_school(db, user.orm_user if hasattr(user, "orm_user") else user, record["school"])
+
+    async def refresh_user(self, user, handler=None):
+        """Imported students: their school's group again (after a restart of the hub, a move
+        by a new import); one no longer in the roster must log in again (and cannot)."""
+        if self._in_file(user.name) or not self.quota_url:
+            return True
+        try:
+            record = await roster.roster_account(self.quota_url, self.quota_api_token, user.name)
+        except (httpx.HTTPError, ValueError):
+            return True  # the service is away: keep the login as it is
+        if record is None:
+            return False
+        roster.join_school(handler.db if handler is not None else user.db, user.orm_user, record["school"])
+        return True
 
     @classmethod
     def _dummy_hash(cls, cost: int) -> str:

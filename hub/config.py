@@ -158,6 +158,8 @@ def configure_hub(c, settings: HubSettings) -> None:
 
     c.JupyterHub.authenticator_class = AllianceAuthenticator
     c.AllianceAuthenticator.password_file = str(password_file(data))
+    c.AllianceAuthenticator.quota_url = quota_url  # students a teacher imported (hub/roster.py)
+    c.AllianceAuthenticator.quota_api_token = quota_token
     c.Authenticator.allowed_users = set(alliance.accounts())
     c.JupyterHub.load_groups = hub_groups(alliance)
     c.JupyterHub.load_roles = hub_roles(alliance) + [

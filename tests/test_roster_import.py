@@ -166,6 +166,9 @@ def test_preview_saves_nothing_and_import_creates_with_slips(app, quota_client):
     changed = _import(client, NBGRADER.replace("Zhang", "Zhao").encode("utf-8"))
     assert "Updated: 1." in main_text(changed.text) and _slips(changed.text) == {}
     assert _hub_view(quota_client, "s2024-02").json()["name"] == "Zhao Li"
+    # the language switch on the slips asks for the form again, never the slips
+    switched = client.get("/pages/teacher/roster/import?lang=zh-CN", follow_redirects=False)
+    assert switched.status_code == 303 and switched.headers["location"].endswith("/pages/teacher/roster?lang=zh-CN")
 
 
 def test_a_refused_row_imports_nothing(app, quota_client):

@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from gpu_commons_i18n import _
 from quota.deps import Caller
 from quota.pages.teacher import classes_of, _require_teacher
-from quota.pages.web import checked_caller, form_caller, page
+from quota.pages.web import back_to, checked_caller, form_caller, page
 from quota.roster import MAX_BYTES, RosterFileError, decode, plan, read_rows
 from quota.roster_store import apply, existing, file_accounts, file_alliance_of, hash_one_time, one_time_password, rows
 
@@ -63,6 +63,14 @@ def _form(request, caller, status_code=200, **context):
 def roster_form(request: Request, caller: Caller):
     _require_teacher(caller)
     return _form(request, caller)
+
+
+@router.get("/preview")
+@router.get("/import")
+def back_to_form(request: Request, lang: str = ""):
+    """The language switch of a preview or of the slips (a GET of a POST's address): the
+    form again, in that language (the slips are not shown twice)."""
+    return back_to(request, "/pages/teacher/roster", **({"lang": lang} if lang else {}))
 
 
 def _uploaded(request: Request, body: bytes) -> tuple[str, bytes | None]:
