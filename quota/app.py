@@ -69,6 +69,8 @@ def create_app(
         book.promote()
     reconciler = reconciler_for(book, settings, metrics.registry, clock)  # None unless run under a hub
     gpu_activity = gpu_activity_for(book, units, settings) if run_timers else None  # None without real GPUs
+    if gpu_activity:
+        metrics.watch_gpus(gpu_activity.readings)
     ticker = Ticker(book, settings.timer_max_sleep_s, leadership.is_writer) if run_timers else None
 
     @contextlib.asynccontextmanager

@@ -4,7 +4,8 @@ Three dashboards, each panel a query of the metrics in :mod:`quota.metrics`:
 
 - **alliance**: GPU-hours served against entitlement per tier and school, the queue and its
   waits, reclaims, budgets, fair-share priorities;
-- **pools**: units allocated against capacity, by pool and school, and held units by idle time;
+- **pools**: units allocated against capacity, by pool and school, held units by idle time and the
+  utilisation of held GPUs;
 - **service**: whether the service is up, decision, journal commit and HTTP answer times,
   answers by code, server errors, journal commit failures.
 
@@ -172,6 +173,12 @@ POOLS = Board(
             Panel("Held units by idle time", "Every held unit with the seconds since its workspace was last used.",
                   (Query("max by (pool, unit) (gpu_commons_gpu_unit_idle_seconds)", "{{unit}}"),),
                   unit="s", kind="bargauge"),
+            Panel("GPU utilisation of held GPUs",
+                  "How busy each held whole GPU of the hardware pools is (NVML, read by the quota service; on "
+                  "Kubernetes use DCGM exporter's DCGM_FI_DEV_GPU_UTIL). A held GPU near 0 for long is a notebook "
+                  "left open.",
+                  (Query("max by (pool, unit) (gpu_commons_gpu_unit_busy_ratio)", "{{unit}}"),),
+                  unit="percentunit", kind="bargauge", width=24),
         )),
     ),
 )

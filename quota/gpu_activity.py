@@ -62,6 +62,7 @@ class GpuActivity:
         self._nvml = nvml
         self._busy_percent = busy_percent
         self._real_whole = {unit.gpu_index for unit in units if not unit.simulated and unit.kind == "whole"}
+        self._last: dict[str, tuple[str, float]] = {}  # unit id -> (pool, busy fraction) at the last reading
 
     @property
     def has_gpus(self) -> bool:
@@ -73,11 +74,21 @@ class GpuActivity:
         held = {self._units[unit_id].gpu_index for unit_id in holders
                 if unit_id in self._units and self._units[unit_id].gpu_index in self._real_whole}
         if not held:
+            self._last = {}
             return []
-        busy = busy_leases(holders, self._units, read_utilisation(self._nvml, held), self._busy_percent)
+        utilisation = read_utilisation(self._nvml, held)
+        self._last = {unit_id: (self._units[unit_id].pool, utilisation[self._units[unit_id].gpu_index] / 100)
+                      for unit_id in holders
+                      if unit_id in self._units and self._units[unit_id].gpu_index in utilisation
+                      and self._units[unit_id].kind == "whole" and not self._units[unit_id].simulated}
+        busy = busy_leases(holders, self._units, utilisation, self._busy_percent)
         for lease_id in busy:
             self._book.touch(lease_id)
         return busy
+
+    def readings(self) -> dict[str, tuple[str, float]]:
+        """Unit id -> (pool, busy fraction) of the held real whole GPUs at the last reading (for /metrics)."""
+        return dict(self._last)
 
     async def run_forever(self, every_s: float) -> None:
         while True:

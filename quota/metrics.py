@@ -4,10 +4,10 @@ Naming rule: ``gpu_commons_<noun>_<verb or unit>``; counters end in ``_total``, 
 unit (``_seconds``, ``_gpu_hours``) is spelled out; a histogram is named for what it
 measures (``_duration_seconds``, ``_wait_seconds``). Each app has its own registry, so
 tests can build several apps in one process. Every label combination is created up front,
-so a dashboard shows a zero rather than nothing; three families cannot be and say so: the
+so a dashboard shows a zero rather than nothing; four families cannot be and say so: the
 HTTP histogram (a series appears with the first answer of its route and code), the idle
-time of held GPU units (only held units have one) and the budgets (only schools with a
-budget). tests/test_quota_metrics.py checks the names and types, `promtool check metrics`
+time and the utilisation of held GPU units (only held units have one) and the budgets (only
+schools with a budget). tests/test_quota_metrics.py checks the names and types, `promtool check metrics`
 the exposition.
 
 Counters of what happened since start-up live in this process; what the database knows
@@ -121,6 +121,31 @@ class QuotaMetrics:
 
     def watch(self, book: LeaseBook) -> None:
         self.registry.register(_BookCollector(book))
+
+    def watch_gpus(self, readings) -> None:
+        """Report ``readings()`` (unit id -> (pool, busy fraction)) of the held real GPUs at each
+        scrape (quota.gpu_activity: NVML's utilisation, read every gpu_activity_interval_s)."""
+        self.registry.register(_GpuCollector(readings))
+
+
+class _GpuCollector(Collector):
+    def __init__(self, readings):
+        self._readings = readings
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        busy = GaugeMetricFamily(
+            "gpu_commons_gpu_unit_busy_ratio",
+            "How busy each held whole GPU of the hardware pools was at the last reading (NVML's utilisation, 0 to "
+            "1); held units only, and only where the service reads the GPUs itself (not simulated pools, not "
+            "Kubernetes: DCGM exporter's DCGM_FI_DEV_GPU_UTIL there).",
+            labels=["pool", "unit"],
+        )
+        for unit_id, (pool, fraction) in sorted(self._readings().items()):
+            busy.add_metric([pool, unit_id], fraction)
+        yield busy
 
 
 class TimedRequests:

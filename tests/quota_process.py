@@ -68,8 +68,9 @@ class QuotaProcess:
         environment.update(
             GPU_COMMONS_ALLIANCE=str(self.alliance), GPU_COMMONS_DATA_DIR=str(self.data_dir),
             GPU_COMMONS_DATABASE_URL=self.database_url, GPU_COMMONS_API_TOKEN=self.token,
-            GPU_COMMONS_BIND_URL=self.url, GPU_COMMONS_USE_NVML="false", **self.env,
+            GPU_COMMONS_BIND_URL=self.url, GPU_COMMONS_USE_NVML="false",
         )
+        environment.update(self.env)  # the test's own settings win (a fake NVML, say)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(

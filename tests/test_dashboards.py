@@ -12,16 +12,21 @@ import httpx
 import pytest
 
 from quota import dashboards
+from tests.fake_nvml import gpus_json, install
 from tests.prometheus_server import PrometheusServer
 from tests.quota_process import QuotaProcess
 
 RULES = dashboards.OUT.parent / "prometheus-rules.yaml"
+T4_BUSY = {"name": "Tesla T4", "memory_mib": 15360, "mig": None, "utilisation": 37}
 # what Grafana puts in for its variables; windows long enough for this test's minute of traffic
 GRAFANA_VARIABLES = (("$__rate_interval", "2m"), ("$__range_s", "600"), ("$__range", "10m"))
 
+# one real whole GPU (NVML answered by tests/fake_nvml.py, 37 % busy) beside two simulated slices
 ALLIANCE = """
 tiers: {county: {weight: 2}, urban: {weight: 1}}
-pools: [{id: uni-a, gpus: 2, sliced_gpus: 1, slices_per_gpu: 2, simulated: true}]
+pools:
+  - {id: uni-t, gpus: 1, simulated: false}
+  - {id: uni-a, gpus: 1, sliced_gpus: 1, slices_per_gpu: 2, simulated: true}
 profiles:
   - {id: cpu, display_name: CPU only, gpu: none, max_minutes: 120}
   - {id: gpu-slice, display_name: One GPU slice, gpu: slice, max_minutes: 60}
@@ -94,7 +99,10 @@ def drive(client: httpx.Client) -> None:
 def test_every_panel_query_returns_data_from_a_real_prometheus(tmp_path):
     alliance = tmp_path / "alliance.yaml"
     alliance.write_text(ALLIANCE)
-    service = QuotaProcess(alliance, f"sqlite:///{tmp_path / 'quota' / 'quota.sqlite'}", tmp_path / "quota")
+    nvml = install(tmp_path / "fake-nvml")
+    service = QuotaProcess(alliance, f"sqlite:///{tmp_path / 'quota' / 'quota.sqlite'}", tmp_path / "quota", env={
+        "PYTHONPATH": str(nvml.parent), "FAKE_NVML_GPUS": gpus_json([T4_BUSY]), "GPU_COMMONS_USE_NVML": "true",
+        "GPU_COMMONS_GPU_ACTIVITY_INTERVAL_S": "1"})
     prometheus = PrometheusServer(tmp_path / "prometheus", {dashboards.JOB: [f"127.0.0.1:{service.port}"]},
                                   rule_files=[RULES])
     service.start()
@@ -105,6 +113,7 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(tmp_path):
             drive(client)
             prometheus.wait_for('gpu_commons_queue_wait_seconds_count{tier="urban"} > 0')
             prometheus.wait_for("gpu_commons_gpu_usage_seconds_total > 0")
+            prometheus.wait_for("gpu_commons_gpu_unit_busy_ratio > 0.3")  # the real GPU, held and busy
             time.sleep(3)  # a few more scrapes after the last answer, for the rates
             empty = []
             for name, board in sorted(dashboards.BOARDS.items()):
