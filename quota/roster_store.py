@@ -111,9 +111,12 @@ def apply(book, plan: Plan, hashes: dict[str, str], by: str) -> None:
     before = book.alliance
 
     def write(session: Session, now: datetime):
+        accounts = [v.row.account for v in plan.writes]
+        found = {r.account: r for start in range(0, len(accounts), 500) for r in session.scalars(
+            select(RosterAccount).where(RosterAccount.account.in_(accounts[start:start + 500])))}
         for verdict in plan.writes:
             row = verdict.row
-            stored = session.get(RosterAccount, row.account)
+            stored = found.get(row.account)
             values = {"school": verdict.school, "class_id": verdict.class_id, "first_name": row.first_name,
                       "last_name": row.last_name, "email": row.email}
             if stored is None:

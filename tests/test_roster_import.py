@@ -171,6 +171,19 @@ def test_preview_saves_nothing_and_import_creates_with_slips(app, quota_client):
     assert switched.status_code == 303 and switched.headers["location"].endswith("/pages/teacher/roster?lang=zh-CN")
 
 
+def test_cells_are_escaped_and_a_file_too_long_is_refused_whole(app, quota_client):
+    client = page_client(app, "c01-teacher")
+    hostile = b"id,first_name,last_name,email,class\nx1,<script>alert(1)</script>,=HYPERLINK(1),,ai-club\n"
+    preview = _preview(client, hostile)
+    assert "<script>alert(1)</script>" not in preview.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in preview.text
+    long_file = ("id,first_name,last_name,email,class\n" + "x,a,b,,ai-club\n" * 10_000).encode()
+    refused = _preview(client, long_file)
+    assert refused.status_code == 422 and "10000 rows" in main_text(refused.text) and "Split it" in main_text(refused.text)
+    wrong = _preview(client, b"name,surname\nx,y\n")
+    assert wrong.status_code == 422 and "lacks the column(s) id, first_name, last_name, email, class" in main_text(wrong.text)
+    assert _hub_view(quota_client, "x1").status_code == 404
+
+
 def test_a_refused_row_imports_nothing(app, quota_client):
     client = page_client(app, "c01-teacher")
     bad = (NBGRADER + "s2024-01,again,x,,ai-club\n").encode("utf-8")
