@@ -151,3 +151,32 @@ def test_the_service_says_why_a_later_request_is_ahead_and_keeps_the_place_throu
     client_as("it-ops").patch("/api/pools/uni-a", json={"state": "open"})
     after = quota_client.get(f"/api/leases/{waiting['id']}").json()
     assert after["state"] == "queued" and after["queue_position"] in (1, 2)
+
+
+def plugin_notifications(lease_json: dict) -> list[str]:
+    """What the real JupyterLab plugin shows for this answer of the server extension (node)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent
+    (plugin,) = (root.parent / "workspace/gpu_commons_workspace/labextension/static").glob("remoteEntry.*.js")
+    out = subprocess.run(["node", str(root / "lease_plugin_harness.js"), str(plugin), json.dumps(lease_json)],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    return [n["message"] for n in json.loads(out) if n["command"] == "apputils:notify"]
+
+
+def test_the_jupyterlab_plugin_chooses_the_idle_sentence_for_an_idle_release():
+    at = datetime.now(timezone.utc) + timedelta(minutes=2)
+    reclaim = _("Your GPU share goes back at {at} UTC: {reason} Save your work before then.",
+                reason=_("A school below its guaranteed share asked."), at="10:00")
+    idle = _("Your GPU share goes back at {at} UTC: {reason} Save your work before then.", reason=IDLE, at="10:00")
+    shown = {}
+    for name, reason, locale in (("idle", idle, "zh-CN"), ("idle", idle, "en"), ("reclaimed", reclaim, "en")):
+        lease = LeaseEnd(expires_at=at + timedelta(hours=1), locale=locale).updated(
+            {"state": "granted", "expires_at": (at + timedelta(hours=1)).isoformat(), "reclaim_at": at.isoformat(),
+             "reason_message": reason.as_json()})
+        [shown[name, locale]] = plugin_notifications(lease.as_json(datetime.now(timezone.utc)))
+    assert shown["idle", "en"].startswith("Your GPU has not been used for a while and others are waiting: it is released at ")
+    assert shown["idle", "en"].endswith("Save your work now; your files are kept.") and "{at}" not in shown["idle", "en"]
+    assert "其他同学在等待" in shown["idle", "zh-CN"] and "school" not in shown["idle", "zh-CN"]
+    assert shown["reclaimed", "en"].startswith("Your GPU goes back at ") and "guaranteed share" in shown["reclaimed", "en"]
