@@ -16,6 +16,7 @@ PAGES = {  # page -> roles that may open it
     "/pages/staff": {"staff", "operator"},
     "/pages/operator": {"operator", "staff"},
     "/pages/me": {"student"},
+    "/pages/teacher/roster": {"teacher", "school_admin", "staff"},
 }
 FORMS = {  # form -> (fields, roles that may send it)
     "/pages/staff/school": ({"id": "c01", "weight": "3"}, {"staff"}),
@@ -56,3 +57,27 @@ def test_who_may_send_each_form(quota_client, path, role):
 def test_the_token_the_pages_show_is_the_logins(quota_client):
     client = page_client(quota_client.app, "c01-teacher")
     assert csrf_of(client.get("/pages/teacher").text) == csrf_for(quota_client.app, "c01-teacher")
+
+
+@pytest.mark.parametrize("role", sorted(ACCOUNTS))
+def test_who_may_preview_and_import_a_roster(quota_client, role):
+    """The roster's two forms (a multipart preview, then the import): teachers of the class,
+    its school's admin and staff; a student imported by nobody else."""
+    import base64
+
+    client = page_client(quota_client.app, ACCOUNTS[role])
+    token = csrf_for(quota_client.app, ACCOUNTS[role])
+    data = b"id,first_name,last_name,email,class\nnew-1,Ada,Li,,c01/ai-club\n"
+    preview = client.post("/pages/teacher/roster/preview", data={"csrf": token}, files={"file": ("r.csv", data)})
+    done = client.post("/pages/teacher/roster/import", data={"csrf": token, "file": base64.b64encode(data).decode()})
+    created = quota_client.get("/api/roster/accounts/new-1").status_code
+    allowed = role in {"teacher", "school_admin", "staff"}
+    assert (preview.status_code, done.status_code, created) == ((200, 200, 200) if allowed else (403, 403, 404))
+
+
+@pytest.mark.parametrize("role", sorted(ACCOUNTS))
+def test_only_the_hub_reads_the_roster_api(quota_client, client_as, role):
+    account = client_as(ACCOUNTS[role])
+    assert account.get("/api/roster/accounts/nobody").status_code == 403
+    assert account.post("/api/roster/accounts/nobody/password-set").status_code == 403
+    assert quota_client.get("/api/roster/accounts/nobody").status_code == 404  # the hub: asked, none
