@@ -115,3 +115,21 @@ schools:
     assert due_now([lesson], T, LEAD) == []  # at the bell students start themselves
     assert profile_for(alliance, "sliced") == "slice" and profile_for(alliance, "whole") == "gpu"
     assert students_of(alliance, "c01", "k", 2) == (["a", "b"], ["c"])
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_teachers_page_says_the_workspaces_are_ready_at_the_bell(make_quota_app, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from tests.page_client import main_text, page_client
+    from tests.quota_fixtures import QUOTA_ALLIANCE, TOKEN
+
+    with_lead = tmp_path / "with-lead.yaml"
+    with_lead.write_text(QUOTA_ALLIANCE.replace("fairshare: {", "fairshare: {reservation_lead_minutes: 3, "))
+    for alliance, shown in ((with_lead, True), (None, False)):
+        app = make_quota_app(**({"alliance": alliance} if alliance else {}))
+        with TestClient(app, headers={"Authorization": f"token {TOKEN}"}):
+            english = main_text(page_client(app, "c01-teacher").get("/pages/teacher").text)
+            chinese = main_text(page_client(app, "c01-teacher", "zh-CN").get("/pages/teacher").text)
+        assert ("start by themselves 3 minutes before it" in english) is shown, english
+        assert ("上课前 3 分钟自动启动" in chinese) is shown

@@ -75,7 +75,8 @@ def _view(request: Request, caller: Principal, book, status_code=200, errors=(),
     zone = zone_or_default(values.get("tz"))
     return page(request, caller, "teacher.html", status_code, zone=zone.key, local=local_time(zone), classes=classes, live=live, bookings=bookings,
                 usage=usage, pools=pools, values=values, lessons=lessons, notice=notice,
-                errors=field_errors(errors, LABELS, locale), error_fields={e.field for e in errors}, now=now)
+                errors=field_errors(errors, LABELS, locale), error_fields={e.field for e in errors}, now=now,
+                prestart_minutes=round(book.alliance.fairshare.reservation_lead_minutes))  # hub/prestart.py
 
 
 @router.get("")
