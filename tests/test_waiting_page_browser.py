@@ -118,6 +118,10 @@ def test_the_waiting_page_has_one_line_that_says_the_place_why_it_got_worse_and_
         assert len([t for t in logged if words["first"] in t]) == 1, logged
         assert page.locator("#progress-details").get_attribute("open") is None  # the log stays collapsed
         page.screenshot(path=shots / f"waiting-{locale}-1-first.png")
+        # JupyterHub's error dialog (written by its page.html outside any block) in the page's language
+        title, button = (page.locator(f"#error-dialog {part}").text_content().strip()
+                         for part in (".modal-title", ".modal-footer button"))
+        assert (title, button) == (("出错了", "好的") if locale == "zh-CN" else ("Error", "OK"))
 
         later = ask(stack, county_later, "c01")  # below its guaranteed share: goes first
         assert later["state"] == "queued", later
