@@ -58,6 +58,28 @@ def shots(tmp_path) -> Path:
     return folder
 
 
+def _gbk_roster(path: Path, accounts: list[str]) -> Path:
+    lines = ["student_id,first_name,last_name,email,class"] + [f"{a},同学{i},李,,ai-club" for i, a in enumerate(accounts, 1)]
+    path.write_bytes("\r\n".join(lines).encode("gbk") + b"\r\n")  # Excel's "CSV" on a Chinese Windows
+    return path
+
+
+def _choose_password(browser, stack, locale: str, account: str, one_time: str, own: str) -> None:
+    context = browser.new_context(locale=locale)
+    try:
+        page = context.new_page()
+        page.goto(f"{stack.url}/hub/login")
+        page.fill("input[name=username]", account)
+        page.fill("input[name=password]", one_time)
+        page.click("#login_submit")
+        page.fill("#new_password_input", own)
+        page.fill("#new_password_again_input", own)
+        page.click("#set_password_submit")
+        page.wait_for_url(re.compile(r".*/hub/(spawn|home).*"), timeout=30_000)
+    finally:
+        context.close()
+
+
 @pytest.mark.parametrize("locale", ["zh-CN", "en"])
 def test_a_teacher_imports_three_students_and_one_signs_in_and_starts_a_workspace(roster_stack, browser, shots,
                                                                                   tmp_path, locale):
@@ -131,5 +153,33 @@ def test_a_teacher_imports_three_students_and_one_signs_in_and_starts_a_workspac
             page.screenshot(path=str(shots / f"roster-class-page-{locale}.png"), full_page=True)
         finally:
             learner.stop()
+    finally:
+        context.close()
+
+
+def test_imported_students_survive_a_restart_of_the_hub_and_the_quota_service(roster_stack, browser, tmp_path):
+    context = browser.new_context(locale="en")
+    try:
+        page = log_in(context, roster_stack, "c01-teacher")
+        page.goto(f"{roster_stack.url}/services/quota/pages/teacher/roster")
+        page.set_input_files("#file", str(_gbk_roster(tmp_path / "r.csv", ["restart-1"])))
+        page.click("form[enctype] button")
+        page.click("form[action$='/roster/import'] button")
+        one_time = page.locator(".slip code.password").inner_text()
+    finally:
+        context.close()
+    _choose_password(browser, roster_stack, "en", "restart-1", one_time, "restart-pw-91")
+    roster_stack.passwords["restart-1"] = "restart-pw-91"
+    roster_stack.stop()
+    roster_stack.start()
+    learner = api_log_in(roster_stack, "restart-1")  # the hub's password file kept their own password
+    assert roster_stack.hub_api(roster_stack.quota_token).get("/users/restart-1").json()["groups"] == ["school-c01"]
+    me = httpx.get(f"{roster_stack.url}/services/quota/api/me", headers={"Authorization": f"token {learner.token}"})
+    assert me.status_code == 200 and me.json()["school"] == "c01", me.text  # the restarted service knows them
+    context = browser.new_context(locale="en")
+    try:
+        page = log_in(context, roster_stack, "c01-teacher")
+        page.goto(f"{roster_stack.url}/services/quota/pages/teacher")
+        assert page.locator("tr", has_text="restart-1").count() == 1
     finally:
         context.close()

@@ -1,0 +1,78 @@
+"""The hub's side of imported students (hub/roster.py, hub/auth.py), fast: the set-password
+ticket (bound to the account, its expiry and the unspent one-time hash), the password file
+written once per account, the chosen password's checks, and the authenticator asking the quota
+service only about names the alliance file does not list (a fake service over httpx's mock
+transport)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from hub import roster
+from hub.auth import AllianceAuthenticator
+from hub.passwords import check_password, load_hashes
+from quota.roster_store import hash_one_time
+
+SECRET = b"cookie-secret"
+
+
+def test_a_ticket_names_its_account_until_it_expires_or_the_one_time_password_changes():
+    value = roster.ticket(SECRET, "s1", "$2b$05$hash", now=1000.0)
+    assert roster.ticket_account(SECRET, value, "$2b$05$hash", now=1000.0 + roster.TICKET_S - 1) == "s1"
+    assert roster.ticket_account(SECRET, value, "$2b$05$hash", now=1000.0 + roster.TICKET_S + 1) is None
+    assert roster.ticket_account(SECRET, value, None, now=1000.0) is None  # spent
+    assert roster.ticket_account(SECRET, value, "$2b$05$other", now=1000.0) is None  # replaced
+    assert roster.ticket_account(b"another-secret", value, "$2b$05$hash", now=1000.0) is None
+    forged = value.replace("s1:", "s2:", 1)
+    assert roster.ticket_account(SECRET, forged, "$2b$05$hash", now=1000.0) is None
+    assert roster.ticket_account(SECRET, "garbage", "$2b$05$hash", now=1000.0) is None
+
+
+def test_the_password_file_takes_a_students_own_password_once(tmp_path):
+    path = str(tmp_path / "passwords.json")
+    assert roster.store_password(path, "s1", "my-own-password")
+    assert not roster.store_password(path, "s1", "a-second-try")  # another tab: already set
+    assert check_password("my-own-password", load_hashes(path)["s1"])
+    assert roster.password_problem("short", "short") is not None
+    assert roster.password_problem("long-enough", "long-enougH") is not None
+    assert roster.password_problem("long-enough", "long-enough") is None
+
+
+def _authenticator(tmp_path, calls: list, one_time: str | None):
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append((request.method, request.url.path, request.headers.get("authorization")))
+        if request.url.path.endswith("/ghost"):
+            return httpx.Response(404, json={"detail": "none"})
+        return httpx.Response(200, json={"account": "s1", "school": "c01", "class_id": "ai-club", "name": "Li",
+                                         "one_time_hash": hash_one_time(one_time) if one_time else None})
+
+    transport = httpx.MockTransport(answer)
+    real = httpx.AsyncClient
+    auth = AllianceAuthenticator(password_file=str(tmp_path / "passwords.json"), quota_url="http://quota",
+                                 quota_api_token="hub-token", allowed_users={"c01-s1"})
+    return auth, (lambda **kw: real(transport=transport, **kw))
+
+
+@pytest.mark.parametrize("one_time", ["abcd-efgh-jkmn", None])
+def test_the_authenticator_asks_the_service_only_about_names_the_file_does_not_list(tmp_path, monkeypatch, one_time):
+    calls: list = []
+    auth, client = _authenticator(tmp_path, calls, one_time)
+    monkeypatch.setattr(roster.httpx, "AsyncClient", client)
+
+    async def scenario():
+        assert await auth.check_allowed("c01-s1") and calls == []  # the file's account: not asked
+        assert await auth.check_allowed("s1")
+        assert not await auth.check_allowed("ghost")
+        first = await auth.first_login("s1", "abcd-efgh-jkmn", SECRET)
+        wrong = await auth.first_login("s1", "wrong-password", SECRET)
+        return first, wrong
+
+    first, wrong = asyncio.run(scenario())
+    assert wrong is None
+    assert (first is not None) == (one_time is not None)  # a spent one-time password opens nothing
+    assert {c[2] for c in calls} == {"token hub-token"} and all(c[1].startswith("/api/roster/accounts/") for c in calls)
+    roster.store_password(auth.password_file, "s1", "my-own-password")
+    assert asyncio.run(auth.first_login("s1", "abcd-efgh-jkmn", SECRET)) is None  # has its own password now
