@@ -153,3 +153,22 @@ def test_the_waiting_page_has_one_line_that_says_the_place_why_it_got_worse_and_
             drained = quota.get("/api/pools").json()[0]["state"] == "draining"
         if drained:
             set_pool(browser, stack, "open", "")
+
+
+def test_jupyterhubs_home_page_script_speaks_the_students_language(stack, browser):
+    from tests.hub_client import log_in as api_log_in
+
+    student = api_log_in(stack, "u01-s5", "zh-CN")
+    assert student.start("cpu").get("ready")
+    context = browser.new_context(locale="zh-CN")
+    try:
+        page = log_in(context, stack, "u01-s5", next_url="/hub/home")
+        page.click("#stop")  # home.js writes "Start My Server" and its title in English
+        start = page.locator("#start")
+        wait_for(lambda: start.inner_text().strip() == "启动我的工作区", 60, "the start button's words in Chinese")
+        wait_for(lambda: start.get_attribute("title") == "启动你的工作区", 10, "the start button's title in Chinese")
+        assert "Start" not in page.locator("body").inner_text()
+    finally:
+        context.close()
+        if student.server() is not None:
+            student.stop()
