@@ -23,6 +23,7 @@ class WorkspaceFailed(SpawnRefused):
     def __init__(self, kind: FailureKind, *, pool: str, image: str = "", device: str = "", detail: str = ""):
         self.kind = kind
         self.detail = detail
+        self.device = device  # for the hub log only
         super().__init__(student_message(kind, pool=pool, image=image, device=device, detail=detail))
 
 
@@ -37,9 +38,10 @@ def student_message(kind: FailureKind, *, pool: str, image: str = "", device: st
                  "start. {released} Please tell your teacher: the pool's operator has to install that image.",
                  image=image, pool=pool, released=_RELEASED)
     if kind == "device":
-        return _("The GPU assigned to you ({device} on pool '{pool}') is not available any more. {released} "
+        # No device id for the student (the hub log has it, with the detail).
+        return _("The GPU assigned to you on pool '{pool}' is not available any more. {released} "
                  "Please start again: you will get another GPU, or a place in the queue.",
-                 device=device, pool=pool, released=_RELEASED)
+                 pool=pool, released=_RELEASED)
     if kind == "volume":
         return _("Your home folder could not be attached on pool '{pool}', so your workspace did not start. Your "
                  "saved files are untouched. {released} Please tell your teacher.", pool=pool, released=_RELEASED)

@@ -180,3 +180,11 @@ def test_the_jupyterlab_plugin_chooses_the_idle_sentence_for_an_idle_release():
     assert shown["idle", "en"].endswith("Save your work now; your files are kept.") and "{at}" not in shown["idle", "en"]
     assert "其他同学在等待" in shown["idle", "zh-CN"] and "school" not in shown["idle", "zh-CN"]
     assert shown["reclaimed", "en"].startswith("Your GPU goes back at ") and "guaranteed share" in shown["reclaimed", "en"]
+
+
+def test_a_device_failure_names_the_pool_not_the_device():
+    from spawner.failures import student_message
+
+    message = student_message("device", pool="uni-a", device="MIG-5f3c-slice0")
+    for locale in ("en", "zh-CN"):
+        assert "MIG" not in render(message, locale) and "uni-a" in render(message, locale)
