@@ -97,6 +97,14 @@ def install(book, file_alliance: Alliance, entries: list[RosterAccount]) -> Alli
     return alliance
 
 
+def reinstall(book) -> Alliance:
+    """The roster as stored now (a standby that takes over: the leader imported meanwhile)."""
+    base = file_alliance_of(book)
+    alliance = book.read_policy(lambda session, now: merged(base, rows(session)))
+    book.alliance = book.policy.alliance = alliance
+    return alliance
+
+
 def file_alliance_of(book) -> Alliance:
     return getattr(book, "file_alliance", book.alliance)
 

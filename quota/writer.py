@@ -152,6 +152,8 @@ class Leadership:
                 log.warning("took over as the writer: rebuilding the allocator from the database")
                 self.leader = True
                 try:
+                    for refresh in getattr(self._book, "before_promote", ()):  # e.g. the roster's students
+                        refresh()
                     self._book.promote()
                 except Exception:
                     log.exception("the allocator could not be rebuilt after the takeover; the next call retries")

@@ -272,3 +272,25 @@ def test_imported_students_are_students_of_their_school_and_class_after_a_restar
         assert page_client(restarted.app, "s2024-02").get("/pages/me").status_code == 200
         assert "s2024-02" in main_text(page_client(restarted.app, "c01-teacher").get("/pages/teacher").text)
         assert restarted.get("/api/roster/accounts/s2024-02").json()["school"] == "c01"
+
+
+@pytest.mark.postgres
+def test_a_standby_that_takes_over_knows_the_students_the_leader_imported(make_quota_app, database_url):
+    import time
+
+    from fastapi.testclient import TestClient
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a standby runs beside a leader on PostgreSQL only")
+    leader = TestClient(make_quota_app(standby_poll_s=0.2), headers={"Authorization": f"token {TOKEN}"})
+    leader.__enter__()
+    with TestClient(make_quota_app(standby_poll_s=0.2), headers={"Authorization": f"token {TOKEN}"}) as standby:
+        assert page_client(standby.app, "s2024-01").get("/pages/me").status_code == 403  # unknown to it
+        _import(page_client(leader.app, "c01-teacher"), NBGRADER.encode("utf-8"))
+        leader.__exit__(None, None, None)  # the writer stops; the standby takes over
+        deadline = time.monotonic() + 10
+        while not standby.app.state.leadership.leader and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert standby.app.state.leadership.leader
+        assert page_client(standby.app, "s2024-01").get("/pages/me").status_code == 200
+        assert "s2024-01" in main_text(page_client(standby.app, "c01-teacher").get("/pages/teacher").text)
