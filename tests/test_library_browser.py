@@ -12,7 +12,6 @@ counted for the class in the quota service's usage.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,9 @@ import pytest
 from hub.demo_library import write_sources
 from quota import library as lib
 from quota.alliance import load_alliance
-from tests.browser import LAB_READY, log_in
+from tests.browser import log_in
 from tests.hub_client import wait_for
+from tests.library_flow import find_and_load_iris
 from tests.stack import running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -43,10 +43,6 @@ schools:
     teachers: [c01-teacher]
     classes: [{id: grade8-ai, teachers: [c01-teacher], students: [c01-s1, c01-s2], library: [iris]}]
 """
-WORDS = {
-    "en": {"card": "Library", "title": "Library", "name": "Iris flowers", "licence": "Licence"},
-    "zh-CN": {"card": "资料库", "title": "资料库", "name": "鸢尾花数据集", "licence": "许可协议"},
-}
 
 
 def alliance_text() -> str:
@@ -81,7 +77,7 @@ def opens_of_the_class(stack) -> int:
 @pytest.mark.parametrize("locale", ["en", "zh-CN"])
 def test_a_student_finds_a_dataset_in_the_catalogue_and_loads_it_in_a_notebook(library_stack, browser, locale,
                                                                               tmp_path):
-    stack, words, student = library_stack, WORDS[locale], STUDENT[locale]
+    stack, student = library_stack, STUDENT[locale]
     opened_before = opens_of_the_class(stack)
     shots = Path(os.environ.get("GPU_COMMONS_SCREENSHOTS") or tmp_path)
     context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 800})
@@ -89,39 +85,7 @@ def test_a_student_finds_a_dataset_in_the_catalogue_and_loads_it_in_a_notebook(l
         page = log_in(context, stack, student, next_url="/hub/spawn")
         page.check("#profile-cpu")
         page.click("button[type=submit]")
-        page.wait_for_selector(LAB_READY, state="visible", timeout=120_000)
-        card = page.locator(".jp-LauncherCard", has_text=words["card"])
-        card.wait_for(timeout=30_000)
-        page.screenshot(path=shots / f"library-{locale}-1-launcher.png")
-
-        with context.expect_page() as opened:
-            card.click()
-        catalogue = opened.value
-        catalogue.wait_for_load_state()
-        assert catalogue.locator("h1").inner_text() == words["title"]
-        entry = catalogue.locator("#entry-iris")
-        assert catalogue.locator("html").get_attribute("lang") == locale
-        assert words["name"] in entry.locator("h2").inner_text()
-        assert entry.locator("dt").first.inner_text() == words["licence"]
-        assert entry.locator(".licence").inner_text().startswith("CC-BY-4.0")
-        assert entry.locator(".size").inner_text() == "2.6 KB"
-        assert 'pd.read_csv("/srv/library/datasets/iris.csv")' in entry.locator(".snippet").inner_text()
-        catalogue.screenshot(path=shots / f"library-{locale}-2-catalogue.png")
-
-        entry.locator("button.open").click()
-        catalogue.wait_for_url(re.compile(r".*/lab/tree/library-notebooks/iris\.ipynb"), timeout=30_000)
-        cell = catalogue.locator(".jp-Notebook .jp-CodeCell").first
-        cell.wait_for(timeout=60_000)
-        catalogue.screenshot(path=shots / f"library-{locale}-3-notebook.png")
-        cell.locator(".cm-content").click()
-        catalogue.keyboard.press("Shift+Enter")
-        output = catalogue.locator(".jp-OutputArea-output").first
-        try:
-            output.wait_for(timeout=120_000)
-            wait_for(lambda: "sepal length (cm)" in output.inner_text(), 30, "the data frame in the output")
-        finally:
-            catalogue.screenshot(path=shots / f"library-{locale}-4-loaded.png")
-        assert output.locator("table").count() == 1  # pandas' HTML table of df.head()
+        find_and_load_iris(context, page, locale, shots, f"library-{locale}")
     finally:
         context.close()
 
