@@ -122,9 +122,13 @@ class PolicyStore:
         row.state, row.note, row.updated_by, row.updated_at = state, note, by, now
         session.add(row)
 
-    def audit_log(self, session: Session, limit: int = 500) -> list[PolicyChange]:
-        """The newest policy changes first (quota.tables.PolicyChange, append-only)."""
-        return list(session.scalars(select(PolicyChange).order_by(PolicyChange.id.desc()).limit(limit)))
+    def audit_log(self, session: Session, limit: int = 500, accounts: bool | None = None) -> list[PolicyChange]:
+        """The newest policy changes first (quota.tables.PolicyChange, append-only).
+        ``accounts``: True = only the roster's (subject ``account``), False = all but those."""
+        query = select(PolicyChange)
+        if accounts is not None:
+            query = query.where((PolicyChange.subject == "account") if accounts else (PolicyChange.subject != "account"))
+        return list(session.scalars(query.order_by(PolicyChange.id.desc()).limit(limit)))
 
     # -- reservations -----------------------------------------------------------------------
 

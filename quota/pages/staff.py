@@ -83,7 +83,8 @@ def _view(request, caller, book, period="week", status_code=200, errors=(), fail
     locale = page_locale(request)
     tiers = book.read_policy(lambda session, now: [book.policy.tier(session, t) for t in book.alliance.tiers])
     schools = book.read_policy(lambda session, now: [book.policy.school(session, s.id) for s in book.alliance.schools])
-    audit = book.read_policy(lambda session, now: book.policy.audit_log(session))
+    audit = book.read_policy(lambda session, now: book.policy.audit_log(session, accounts=False))
+    roster_audit = book.read_policy(lambda session, now: book.policy.audit_log(session, limit=300, accounts=True))
     rows = _equity(book, period)
     latest = rows[-1].period_start if rows else None
     served, entitled = render(_("served"), locale), render(_("entitled"), locale)
@@ -95,7 +96,7 @@ def _view(request, caller, book, period="week", status_code=200, errors=(), fail
                   for row in rows if row.scope == scope and row.period_start == latest]
         charts[scope] = grouped_bars(groups, render(title, locale), render(_("GPU-hours"), locale))
     newest_first = sorted(rows, key=lambda row: (-row.period_start.timestamp(), row.scope != "tier", row.name))
-    return page(request, caller, "staff.html", status_code, tiers=tiers, schools=schools, audit=audit, rows=newest_first,
+    return page(request, caller, "staff.html", status_code, tiers=tiers, schools=schools, audit=audit, roster_audit=roster_audit, rows=newest_first,
                 latest=latest, period=period, periods=[(p, render(PERIOD_NAMES[p], locale)) for p in PERIODS],
                 charts=charts, may_change=caller.role in CHANGERS, failed=failed or {}, notice=notice,
                 errors=field_errors(errors, LABELS, locale), tier_fields=TIER_FIELDS, school_fields=SCHOOL_FIELDS,
