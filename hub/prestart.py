@@ -29,6 +29,7 @@ import httpx
 from traitlets import Float, Unicode
 from traitlets.config import Application
 
+from hub.roster import with_imported
 from quota.alliance import Alliance, load_alliance, reservable_kind
 from quota.reservations import holds_from
 
@@ -119,6 +120,7 @@ class PrestartService(Application):
 
     async def tick(self, alliance: Alliance, lead: timedelta, hub: httpx.AsyncClient, quota: httpx.AsyncClient,
                    started: set[tuple[str, str]]) -> None:
+        alliance = await with_imported(alliance, quota)  # the students teachers imported too (hub/roster.py)
         response = await quota.get("/api/reservations")
         response.raise_for_status()
         now = datetime.now(timezone.utc)

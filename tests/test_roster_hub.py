@@ -76,3 +76,24 @@ def test_the_authenticator_asks_the_service_only_about_names_the_file_does_not_l
     assert {c[2] for c in calls} == {"token hub-token"} and all(c[1].startswith("/api/roster/accounts/") for c in calls)
     roster.store_password(auth.password_file, "s1", "my-own-password")
     assert asyncio.run(auth.first_login("s1", "abcd-efgh-jkmn", SECRET)) is None  # has its own password now
+
+
+def test_the_prestart_service_sees_the_imported_students_of_a_class():
+    from hub.prestart import students_of
+    from quota.alliance import parse_alliance
+
+    alliance = parse_alliance({"tiers": {"county": {}}, "pools": [{"id": "p", "gpus": 1}], "schools": [
+        {"id": "c01", "tier": "county", "students": ["c01-s1"],
+         "classes": [{"id": "ai-club", "students": ["c01-s1"]}, {"id": "robots"}]}]})
+    listed = [{"account": "r-1", "school": "c01", "class_id": "ai-club"},
+              {"account": "r-2", "school": "c01", "class_id": "robots"}]
+
+    async def scenario(status):
+        transport = httpx.MockTransport(lambda request: httpx.Response(status, json=listed if status == 200 else {}))
+        async with httpx.AsyncClient(transport=transport, base_url="http://quota") as quota:
+            return await roster.with_imported(alliance, quota)
+
+    merged = asyncio.run(scenario(200))
+    assert students_of(merged, "c01", "ai-club", units=5) == (["c01-s1", "r-1"], [])
+    assert students_of(merged, "c01", "robots", units=5) == (["r-2"], [])
+    assert asyncio.run(scenario(404)) == alliance  # a service without the roster: the file's students

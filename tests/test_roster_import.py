@@ -270,6 +270,10 @@ def test_imported_students_are_students_of_their_school_and_class_after_a_restar
         assert hub.post("/api/roster/accounts/s2024-01/password-set").status_code == 404
         assert _hub_view(hub, "s2024-01").json()["one_time_hash"] is None
         assert _hub_view(hub, "c01-s1").status_code == 404  # a file account: not the roster's
+        assert hub.get("/api/roster/accounts").json() == [
+            {"account": "s2024-01", "school": "c01", "class_id": "ai-club"},
+            {"account": "s2024-02", "school": "c01", "class_id": "ai-club"}]
+        assert as_account(app, "c01-teacher").get("/api/roster/accounts").status_code == 403
     with TestClient(make_quota_app(), headers={"Authorization": f"token {TOKEN}"}) as restarted:
         assert page_client(restarted.app, "s2024-02").get("/pages/me").status_code == 200
         assert "s2024-02" in main_text(page_client(restarted.app, "c01-teacher").get("/pages/teacher").text)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from quota.auth import Role
 from quota.deps import Book, Caller, require
-from quota.roster_store import file_accounts, file_alliance_of, spend
+from quota.roster_store import file_accounts, file_alliance_of, rows, spend
 from quota.tables import RosterAccount
 
 router = APIRouter(prefix="/api/roster", tags=["roster"], dependencies=[require(Role.hub)])
@@ -25,6 +25,21 @@ class RosterAccountView(BaseModel):
     one_time_hash: str | None = Field(
         description="bcrypt hash of the one-time password printed on the student's slip; null once the student "
         "has set their own password at the hub (which keeps it).")
+
+
+class RosterMember(BaseModel):
+    account: str
+    school: str
+    class_id: str
+
+
+@router.get("/accounts", response_model=list[RosterMember])
+def list_accounts(book: Book) -> list[RosterMember]:
+    """Every imported student with their school and class (no names, no hashes): the hub's
+    pre-start service starts a booked class's imported students too."""
+    taken = file_accounts(file_alliance_of(book))
+    return book.read_policy(lambda session, now: [
+        RosterMember(account=r.account, school=r.school, class_id=r.class_id) for r in rows(session) if r.account not in taken])
 
 
 @router.get("/accounts/{account}", response_model=RosterAccountView)
