@@ -3,13 +3,16 @@ emulated API (tests/k8s_emulator.py): a pool's ``library_claim`` puts the ReadOn
 pod read-only (at the volume and at the mount), the pod runs, the student's JupyterLab lists the
 library on its catalogue page and links the class's dataset in ~/datasets; in a terminal, as
 the student would, a write, a delete and a rename there fail with 'Read-only file system' while
-the home still writes. The emulator's kubelet honours read-only claims with a read-only bind
-(what a real kubelet does with ``readOnly``); scheduling and the volume's real binding need a cluster.
+the home still writes. In Chromium (zh-CN) the student finds iris from the launcher on the
+catalogue page and loads it in a notebook (tests/library_flow.py). The emulator's kubelet honours
+read-only claims with a read-only bind (what a real kubelet does with ``readOnly``); scheduling and
+the volume's real binding need a cluster.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,8 +20,10 @@ import pytest
 from hub.demo_library import write_sources
 from quota import library as lib
 from quota.alliance import parse_alliance
+from tests.browser import log_in as browser_log_in
 from tests.hub_client import log_in, run_in_terminal, wait_for
 from tests.k8s_emulator import Cluster
+from tests.library_flow import find_and_load_iris
 from tests.stack import running_stack
 
 pytestmark = [pytest.mark.slow]
@@ -41,7 +46,6 @@ schools:
 
 def alliance_text() -> str:
     import yaml
-    from pathlib import Path
 
     demo = Path(__file__).resolve().parents[1] / "alliances" / "demo.yaml"
     iris = next(e for e in yaml.safe_load(demo.read_text(encoding="utf-8"))["library"] if e["id"] == "iris")
@@ -105,4 +109,24 @@ def test_a_pod_gets_the_library_read_only_and_the_student_finds_and_cannot_chang
         assert not (volume / "new.csv").exists() and not (volume / "x.csv").exists()
     finally:
         student.stop()
+        wait_for(lambda: cluster.objects("pods") == [], 30, "the pod to be deleted")
+
+
+@pytest.mark.browser
+def test_on_kubernetes_a_student_finds_a_dataset_in_the_catalogue_and_loads_it_in_a_notebook(kube_stack, browser,
+                                                                                             tmp_path):
+    stack, cluster = kube_stack
+    shots = Path(os.environ.get("GPU_COMMONS_SCREENSHOTS") or tmp_path)
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 800})
+    try:
+        page = browser_log_in(context, stack, "c01-s1", next_url="/hub/spawn")
+        page.check("#profile-cpu")
+        page.click("button[type=submit]")
+        find_and_load_iris(context, page, "zh-CN", shots, "library-kubernetes")
+        [pod] = cluster.objects("pods")
+        assert {"name": "library", "mountPath": "/srv/library", "readOnly": True} in pod["spec"]["containers"][0][
+            "volumeMounts"]
+    finally:
+        context.close()
+        log_in(stack, "c01-s1").stop()
         wait_for(lambda: cluster.objects("pods") == [], 30, "the pod to be deleted")
