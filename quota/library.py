@@ -92,10 +92,14 @@ def add_entry(entry: LibraryEntry, source: Path, root: Path, *, now: float | Non
         raise LibraryRefused(_("Library entry {entry}: {path} has {size} bytes, the alliance file says size_bytes: "
                                "{expected}; use the right file or correct size_bytes.", entry=entry.id,
                                path=str(source), size=str(size), expected=str(entry.size_bytes)))
-    root.mkdir(parents=True, exist_ok=True)
-    os.chmod(root, 0o755)
     target = root / entry.path
     target.parent.mkdir(parents=True, exist_ok=True)
+    folder = target.parent
+    while True:  # every workspace's user may pass through and list the library's folders
+        os.chmod(folder, 0o755)
+        if folder == root:
+            break
+        folder = folder.parent
     free = shutil.disk_usage(target.parent).free if free_bytes is None else free_bytes
     if size > free:
         raise LibraryRefused(_("Library entry {entry} needs {size} bytes, but the library's disk ({root}) has only "
@@ -113,8 +117,6 @@ def add_entry(entry: LibraryEntry, source: Path, root: Path, *, now: float | Non
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
-    for folder in [target.parent, *target.parent.relative_to(root).parents]:
-        os.chmod(root / folder, 0o755)
     catalogue = read_catalogue(root)
     catalogue["entries"][entry.id] = catalogue_record(entry, time.time() if now is None else now)
     write_catalogue(root, catalogue)

@@ -105,6 +105,14 @@ def test_add_puts_a_checked_read_only_copy_in_place_and_records_it(alliance, sou
     assert lib.entry_states(alliance, root) == [("iris", "not added")]
 
 
+def test_a_root_given_relative_to_the_current_folder_works(alliance, source, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    target = lib.add_entry(alliance.library_entry("iris"), source, Path("data/demo/library"))
+    assert target == Path("data/demo/library/datasets/iris.csv") and target.read_bytes() == IRIS
+    assert (tmp_path / "data/demo/library/datasets").stat().st_mode & 0o777 == 0o755
+    assert "iris" in lib.read_catalogue(Path("data/demo/library"))["entries"]
+
+
 def test_a_damaged_file_is_refused_and_nothing_is_left(alliance, source, tmp_path):
     root = tmp_path / "library"
     source.write_bytes(IRIS.replace(b"5.1", b"5.2"))  # same size, other bytes
