@@ -2,7 +2,8 @@
 a teacher uploads a CSV of 3 students on their page (preview, then import; the slips show each
 one-time password once), one student signs in at the hub with the slip's password, must choose
 their own before anything else, then starts a CPU workspace and shows up on the teacher's class
-page; the slip's password no longer works. Once per language; screenshots of the preview and
+page; the slip's password no longer works. Once per language; then 30 students and a lesson
+booked for them; then a restart of the hub and the quota service. Screenshots of the preview and
 the slips go to $PAGES_SCREENSHOTS (default: the test's temporary folder)."""
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ pools:
   - {id: test-pool, name: Test pool, gpus: 1, simulated: true}
 profiles:
   - {id: cpu, display_name: CPU only, gpu: none, max_minutes: 30}
+  - {id: gpu-whole, display_name: One whole GPU, gpu: whole, max_minutes: 30}
 schools:
   - id: c01
     name: 青山中学
@@ -155,6 +157,48 @@ def test_a_teacher_imports_three_students_and_one_signs_in_and_starts_a_workspac
             learner.stop()
     finally:
         context.close()
+
+
+def test_thirty_imported_students_get_the_gpu_booked_for_their_class(roster_stack, browser, shots, tmp_path):
+    """Issue 14's teacher scenario: a roster of 30 from a GBK CSV, a lesson booked for the class
+    on the same page, and an imported student of it is granted the booked GPU while another
+    school's student queues (the hub asks for leases as it does when each presses Start)."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    accounts = [f"big-{i:02d}" for i in range(30)]
+    local = datetime.now(ZoneInfo("Asia/Shanghai"))
+    start = max(local - timedelta(minutes=5), local.replace(hour=0, minute=0))
+    end = min(start + timedelta(minutes=60), local.replace(hour=23, minute=59))
+    context = browser.new_context(locale="zh-CN")
+    try:
+        page = log_in(context, roster_stack, "c01-teacher")
+        page.goto(f"{roster_stack.url}/services/quota/pages/teacher/roster")
+        page.set_input_files("#file", str(_gbk_roster(tmp_path / "r.csv", accounts)))
+        page.click("form[enctype] button")
+        assert "新建：30。" in page.inner_text("main")
+        page.click("form[action$='/roster/import'] button")
+        assert page.locator(".slip").count() == 30
+        page.goto(f"{roster_stack.url}/services/quota/pages/teacher")
+        page.fill("#date", local.date().isoformat())
+        page.fill("#start", start.strftime("%H:%M"))
+        page.fill("#end", end.strftime("%H:%M"))
+        page.fill("#units", "1")
+        page.click("button[value=book]")
+        page.wait_for_url("**/pages/teacher?booked=1")
+    finally:
+        context.close()
+    with roster_stack.quota() as quota:
+        ask = lambda user, school: quota.post("/api/leases", json={"user": user, "school": school,
+                                                                   "profile": "gpu-whole"}).json()
+        other, mine = ask("u01-s1", "u01"), ask("big-07", "c01")
+        try:
+            assert (mine["state"], other["state"]) == ("granted", "queued"), (mine, other)
+        finally:
+            for lease in (mine, other):
+                quota.delete(f"/api/leases/{lease['id']}")
+            for booking in quota.get("/api/reservations").json():
+                quota.delete(f"/api/reservations/{booking['id']}")
 
 
 def test_imported_students_survive_a_restart_of_the_hub_and_the_quota_service(roster_stack, browser, tmp_path):
