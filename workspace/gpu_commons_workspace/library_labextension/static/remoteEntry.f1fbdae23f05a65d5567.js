@@ -9,6 +9,12 @@
 
   var NAME = "gpu-commons-library";
   var COMMAND = "gpu-commons:open-library";
+  // Three books on a shelf, in JupyterLab's icon colour (jp-icon3 follows the light and dark themes).
+  var BOOKS_SVG =
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><g class="jp-icon3" fill="#616161">' +
+    '<rect x="3" y="4" width="4" height="15" rx="0.5"/><rect x="8.5" y="6" width="4" height="13" rx="0.5"/>' +
+    '<rect x="14" y="4.5" width="4" height="14.5" rx="0.5" transform="rotate(-12 16 12)"/>' +
+    '<rect x="2" y="19.5" width="20" height="1.5"/></g></svg>';
   var shareScope = null;
 
   function sharedModule(name) {
@@ -22,7 +28,8 @@
     });
   }
 
-  function makePlugin(launcherModule) {
+  function makePlugin(launcherModule, ui) {
+    var icon = new ui.LabIcon({ name: NAME + ":books", svgstr: BOOKS_SVG });
     return {
       id: NAME + ":plugin",
       description: "Opens the alliance's library of datasets and open models from the launcher",
@@ -45,6 +52,7 @@
             app.commands.addCommand(COMMAND, {
               label: words.launcher,
               caption: words.launcher_caption,
+              icon: icon,
               execute: function () {
                 window.open(page, "_blank");
               },
@@ -63,8 +71,10 @@
       if (module !== "./extension") {
         return Promise.reject(new Error('Module "' + module + '" does not exist in container.'));
       }
-      return sharedModule("@jupyterlab/launcher").then(function (launcherModule) {
-        var plugin = makePlugin(launcherModule);
+      return Promise.all([sharedModule("@jupyterlab/launcher"), sharedModule("@jupyterlab/ui-components")]).then(function (
+        modules
+      ) {
+        var plugin = makePlugin(modules[0], modules[1]);
         return function () {
           return { __esModule: true, default: plugin };
         };
