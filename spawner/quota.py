@@ -626,19 +626,24 @@ def queued_message(lease: Lease, why=None, drain_notes: list[str] | None = None)
     return _("{place} {wait} {keep_open}", place=place, wait=wait, keep_open=keep_open)
 
 
-IDLE_RELEASE_MSGID = "The GPU was not used for a while and others are waiting for it."  # quota/messages.py
+# The idle release's sentences (quota/messages.py): its warning and its stop.
+IDLE_RELEASE_MSGIDS = frozenset({
+    "The GPU was not used for a while and others are waiting for it.",
+    "Released: the GPU was not used and others were waiting for it. Your saved files are kept; start again when "
+    "you need the GPU.",
+})
 
 
-def _mentions(message: Message, msgid: str) -> bool:
-    """Whether ``message`` is ``msgid`` or holds it among its parameters."""
-    return message.msgid == msgid or any(isinstance(v, Message) and _mentions(v, msgid) for v in message.params.values())
+def _mentions(message: Message, msgids: frozenset) -> bool:
+    """Whether ``message`` is one of ``msgids`` or holds one among its parameters."""
+    return message.msgid in msgids or any(isinstance(v, Message) and _mentions(v, msgids) for v in message.params.values())
 
 
 def stop_reason(lease: Lease | None) -> Message | str:
     """Why a running workspace was stopped, from the service's last answer about its lease."""
     if lease is None:
         return _("The GPU booking service no longer knows its booking.")
-    if isinstance(lease.reason, Message) and _mentions(lease.reason, IDLE_RELEASE_MSGID):
+    if isinstance(lease.reason, Message) and _mentions(lease.reason, IDLE_RELEASE_MSGIDS):
         return _("Its GPU was not used for a while and others were waiting for it, so it was released for them.")
     if lease.reason:
         return lease.reason  # the service's sentence: a reclaim, a renewal refused, a budget spent, a drain

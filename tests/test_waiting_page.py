@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from gpu_commons_i18n import _, render
 from gpu_commons_workspace import LeaseEnd, early_end_kind, warning_sentences
 from quota.alliance import Profile
+from quota.messages import _PHRASES as PHRASES  # the allocator's phrases as catalogue sentences
 from quota.queue_reasons import ahead_reason
 from spawner.form import render_profile_form
 from spawner.quota import QueueLine, queued_message, stop_reason
@@ -123,9 +124,14 @@ def test_an_idle_release_has_its_own_sentence_in_jupyterlab_and_on_the_hub():
     assert (sent["ends_early"], sent["early_end"]) == (True, "idle")
     assert "其他同学在等待" in sent["messages"]["idle"] and "{at}" in sent["messages"]["idle"]
     assert warning_sentences("en")["idle"].startswith("Your GPU has not been used for a while and others are waiting")
-    ended = Lease("l-1", "expired", "gpu-whole", "p", None, "whole", True, None, None, IDLE)
+    # the service's reason on the lease once the idle release stopped it (quota/messages.py)
+    released = next(m for phrase, m in PHRASES.items() if phrase.startswith("released: the GPU was not used"))
+    ended = Lease("l-1", "expired", "gpu-whole", "p", None, "whole", True, None, None, released)
     assert render(stop_reason(ended), "en").startswith("Its GPU was not used for a while")
     assert "释放" in render(stop_reason(ended), "zh-CN")
+    assert early_end_kind(released.as_json()) == "idle"
+    gone = LeaseEnd(expires_at=at, locale="en").updated({"state": "expired", "reason_message": released.as_json()})
+    assert (gone.ends_early, gone.early_end) == (True, "idle")
 
 
 def test_the_service_says_why_a_later_request_is_ahead_and_keeps_the_place_through_a_drain(quota_client, client_as):

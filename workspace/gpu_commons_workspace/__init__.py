@@ -135,7 +135,12 @@ def warning_sentences(locale: str) -> dict:
     }
 
 
-IDLE_MSGID = "The GPU was not used for a while and others are waiting for it."  # quota/messages.py
+# The idle release's sentences (quota/messages.py): its warning and its stop.
+IDLE_MSGIDS = frozenset({
+    "The GPU was not used for a while and others are waiting for it.",
+    "Released: the GPU was not used and others were waiting for it. Your saved files are kept; start again when "
+    "you need the GPU.",
+})
 
 
 def early_end_kind(reason_message: dict | None) -> str:
@@ -149,7 +154,7 @@ def early_end_kind(reason_message: dict | None) -> str:
             for value in (message.get("params") or {}).values():
                 yield from ids(value)
 
-    return "idle" if IDLE_MSGID in ids(reason_message) else "reclaimed"
+    return "idle" if IDLE_MSGIDS & set(ids(reason_message)) else "reclaimed"
 
 
 class LeaseHandler(APIHandler):
