@@ -109,6 +109,10 @@ def file_alliance_of(book) -> Alliance:
     return getattr(book, "file_alliance", book.alliance)
 
 
+class RosterChanged(Exception):
+    """Another import created one of the plan's new accounts meanwhile: nothing was written."""
+
+
 def apply(book, plan: Plan, hashes: dict[str, str], by: str) -> None:
     """Write the plan's created and updated rows in one transaction (``hashes``: account ->
     bcrypt hash of its one-time password, for every created row), with their audit rows, and
@@ -125,6 +129,8 @@ def apply(book, plan: Plan, hashes: dict[str, str], by: str) -> None:
         for verdict in plan.writes:
             row = verdict.row
             stored = found.get(row.account)
+            if (stored is None) != (verdict.outcome == "created"):
+                raise RosterChanged(row.account)  # the slip would show a password that is not stored
             values = {"school": verdict.school, "class_id": verdict.class_id, "first_name": row.first_name,
                       "last_name": row.last_name, "email": row.email}
             if stored is None:

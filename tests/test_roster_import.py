@@ -300,3 +300,28 @@ def test_a_standby_that_takes_over_knows_the_students_the_leader_imported(make_q
         assert standby.app.state.leadership.leader
         assert page_client(standby.app, "s2024-01").get("/pages/me").status_code == 200
         assert "s2024-01" in main_text(page_client(standby.app, "c01-teacher").get("/pages/teacher").text)
+
+
+def test_an_import_that_another_import_overtook_saves_nothing(app, quota_client):
+    """Two teachers' tabs preview the same new students; the second import finds them created
+    and writes nothing (its slips would show passwords that are not stored)."""
+    first, second = page_client(app, "c01-teacher"), page_client(app, "c01-admin")
+    late = _preview(second, NBGRADER.encode("utf-8"))
+    assert _slips(_import(first, NBGRADER.encode("utf-8")).text)
+    stored = _hub_view(quota_client, "s2024-01").json()["one_time_hash"]
+    carried = re.search(r'name="file" value="([^"]+)"', late.text).group(1)
+    import quota.pages.roster as pages_roster
+
+    real_plan = pages_roster._plan
+    try:  # the second tab's check ran before the first import (as when both press Import at once)
+        pages_roster._plan = lambda book, caller, data: late_plan
+        from quota.roster import plan as make_plan, read_rows, decode
+
+        text, encoding = decode(NBGRADER.encode("utf-8"))
+        late_plan = make_plan(read_rows(text)[0], encoding, classes={"ai-club": ("c01", "ai-club")},
+                              file_accounts={}, existing={})
+        answer = second.post("/pages/teacher/roster/import", data={"csrf": csrf_of(late.text), "file": carried})
+    finally:
+        pages_roster._plan = real_plan
+    assert answer.status_code == 409 and "Preview the file again" in main_text(answer.text)
+    assert _hub_view(quota_client, "s2024-01").json()["one_time_hash"] == stored

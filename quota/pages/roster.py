@@ -30,7 +30,7 @@ from quota.deps import Caller
 from quota.pages.teacher import classes_of, _require_teacher
 from quota.pages.web import back_to, checked_caller, form_caller, page
 from quota.roster import MAX_BYTES, RosterFileError, decode, plan, read_rows
-from quota.roster_store import apply, existing, file_accounts, file_alliance_of, hash_one_time, one_time_password, rows
+from quota.roster_store import RosterChanged, apply, existing, file_accounts, file_alliance_of, hash_one_time, one_time_password, rows
 
 router = APIRouter(prefix="/pages/teacher/roster", include_in_schema=False)
 
@@ -125,7 +125,11 @@ async def import_roster(request: Request):
     created = [v for v in found.writes if v.outcome == "created"]
     passwords = {v.row.account: one_time_password() for v in created}
     hashes = await run_in_threadpool(lambda: {a: hash_one_time(p) for a, p in passwords.items()})
-    await run_in_threadpool(apply, book, found, hashes, caller.name)
+    try:
+        await run_in_threadpool(apply, book, found, hashes, caller.name)
+    except RosterChanged:
+        return _form(request, caller, 409, file_error=_("Another import changed some of these students meanwhile; "
+                                                        "nothing was saved. Preview the file again."))
     schools = {school.id: school for school in book.alliance.schools}
     slips = [{"school": schools[v.school].name or v.school,
               "class": next((g.name or g.id for g in schools[v.school].classes if g.id == v.class_id), v.class_id),
