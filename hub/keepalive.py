@@ -15,13 +15,18 @@ parent, which waits on its child and starts it again at once::
   process exits with the child's status once it has ended, restarting nothing;
 - the child is started with ``PR_SET_PDEATHSIG``: if this parent is killed, the child gets
   SIGTERM, so no orphan keeps the service's port or its SQLite writer lock; the hub then
-  restarts this parent at its next poll.
+  restarts this parent at its next poll;
+- this process asks for the same about its own parent, the hub: a hub killed with ``kill -9``
+  (or by the OOM killer) cannot stop its services, and the service it left would keep the port
+  and the writer lock, so that the hub started again could start none; now SIGTERM reaches
+  this process, which stops the service as for any stop.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import os
 import signal
 import subprocess
 import sys
@@ -30,7 +35,7 @@ import time
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def _die_with_parent() -> None:  # runs in the child between fork and exec, and in main for ourselves
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
@@ -58,6 +63,10 @@ class KeepAlive:
     def run(self) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._stop)
+        parent = os.getppid()
+        _die_with_parent()  # the hub dies: SIGTERM here (see the module)
+        if os.getppid() != parent:  # it died before we asked
+            return 128 + signal.SIGTERM
         delay = self.first_delay_s
         while True:
             started = time.monotonic()

@@ -168,6 +168,34 @@ def test_keepalive_starts_a_killed_service_again_within_a_second_and_stops_with_
         orphaned.kill()
 
 
+def test_keepalive_stops_its_service_when_the_hub_is_killed(tmp_path):
+    """kill -9 of the hub (its parent) left the keepalive and the quota service running: the hub
+    started again could start no service on the port and the writer lock they kept."""
+    pids = tmp_path / "pids"
+    child = f"import os, time; open({str(pids)!r}, 'a').write(f'{{os.getpid()}}\\n'); time.sleep(600)"
+    # a stand-in for the hub: it starts the keepalive, writes its pid, and waits
+    hub = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time\n"
+        f"k = subprocess.Popen([sys.executable, '-m', 'hub.keepalive', '--name', 'probe', '--', sys.executable, '-c', {child!r}])\n"
+        f"open({str(tmp_path / 'keepalive.pid')!r}, 'w').write(str(k.pid))\n"
+        "time.sleep(600)\n")], cwd=REPO)
+    try:
+        [service] = child_pids(pids, 1)
+        keeper = int((tmp_path / "keepalive.pid").read_text())
+        hub.kill()
+        hub.wait()
+        deadline = time.monotonic() + 5
+        while (alive(keeper) or alive(service)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(keeper) and not alive(service)
+    finally:
+        hub.kill()
+        for pid in child_pids(pids, 1) + ([int((tmp_path / "keepalive.pid").read_text())]
+                                           if (tmp_path / "keepalive.pid").exists() else []):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 # -- the real platform ---------------------------------------------------------------------------
 
 
