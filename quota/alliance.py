@@ -15,6 +15,7 @@ Minimal form (what the simulator needs)::
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -196,7 +197,8 @@ class SchoolClass(_Strict):
     students: list[str] = Field([], description="Accounts (students of the school) in this class.")
     library: list[str] = Field(
         [], description="Ids of library entries attached to this class: each shows in its students' file browser "
-        "as ~/datasets/<id> (a link into the read-only library).",
+        "as ~/datasets/<id> (a link into the read-only library). Always attached; its teachers add more on "
+        "their page (docs/library.md).",
     )
 
 
@@ -424,10 +426,17 @@ class Alliance(_Strict):
                 return entry
         raise KeyError(entry_id)
 
-    def attached_library(self, account: str) -> list[LibraryEntry]:
-        """The library entries attached to the classes the account is in, in the file's order."""
+    def attached_library(self, account: str, attached: Iterable[tuple[str, str, str]] = ()) -> list[LibraryEntry]:
+        """The library entries attached to the classes the account is in, in the file's order:
+        each class's ``library`` in this file (the seed, always attached) and ``attached``, the
+        (school, class, entry) rows teachers added on their page (quota/library_classes.py).
+        The one rule for the spawner's ``~/datasets`` links, whoever asks."""
+        extra: dict[tuple[str, str], set[str]] = {}
+        for school_id, class_id, entry_id in attached:
+            extra.setdefault((school_id, class_id), set()).add(entry_id)
         ids = {i for school in self.schools for group in school.classes
-               if account in group.students or account in group.teachers for i in group.library}
+               if account in group.students or account in group.teachers
+               for i in (*group.library, *extra.get((school.id, group.id), ()))}
         return [entry for entry in self.library if entry.id in ids]
 
     def classes_of(self, account: str) -> list[str]:

@@ -208,3 +208,17 @@ class RosterAccount(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_by: Mapped[str] = mapped_column(String(100))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LibraryAttachment(Base):
+    """A library entry a teacher (or staff) attached to a class on the teacher's page, on top
+    of the alliance file's ``classes[].library`` (migration 0008; each change also in the
+    append-only policy_changes). Its students get ``~/datasets/<entry>`` at their next start."""
+
+    __tablename__ = "library_attachments"
+
+    school: Mapped[str] = mapped_column(String(63), primary_key=True)
+    class_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    entry: Mapped[str] = mapped_column(String(63), primary_key=True)
+    attached_by: Mapped[str] = mapped_column(String(100))
+    attached_at: Mapped[datetime] = mapped_column(UTCDateTime())

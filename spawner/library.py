@@ -24,14 +24,21 @@ from quota.alliance import Alliance
 from spawner.specs import LIBRARY_PATH
 
 
-def library_env(alliance: Alliance, account: str) -> dict[str, str]:
+def library_env(alliance: Alliance, account: str, answer: dict | None = None) -> dict[str, str]:
     """What the workspace extension needs: the mount point, the entries attached to the
-    student's classes (id -> path below the mount) and those classes (for the usage counts)."""
-    attached = {entry.id: entry.path for entry in alliance.attached_library(account)}
+    student's classes (id -> path below the mount) and those classes (for the usage counts).
+    ``answer``: the quota service's GET /api/library/attached/<account> (the file's entries and
+    those teachers attached on their page); None = the hub's alliance file alone (same rule,
+    quota.alliance.Alliance.attached_library, without the page's attachments)."""
+    if answer is not None:
+        attached, classes = dict(answer.get("entries") or {}), list(answer.get("classes") or [])
+    else:
+        attached = {entry.id: entry.path for entry in alliance.attached_library(account)}
+        classes = alliance.classes_of(account)
     return {
         "GPU_COMMONS_LIBRARY": LIBRARY_PATH,
         "GPU_COMMONS_LIBRARY_ATTACHED": json.dumps(attached, sort_keys=True),
-        "GPU_COMMONS_CLASSES": ",".join(alliance.classes_of(account)),
+        "GPU_COMMONS_CLASSES": ",".join(classes),
     }
 
 

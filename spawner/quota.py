@@ -161,6 +161,7 @@ class QuotaSpawnerMixin(LibraryUsageCollector):
     _events = List()
     _start_done = Bool(False)
     _lease = Any(None)
+    _library_answer = Any(None)  # the service's GET /api/library/attached/<user> at this start
     _withdrawal = Any(None)  # keeps the background withdrawal task referenced
 
     @default("start_timeout")
@@ -275,6 +276,7 @@ class QuotaSpawnerMixin(LibraryUsageCollector):
                 cap = self.shared_gpu_cap(lease)
                 if cap is not None:  # a shared GPU: how much memory is the student's, and whether it is enforced
                     self._report(60, granted_sentence(cap))
+                self._library_answer = await self._attached_library()
                 return await super().start()
             except Exception:
                 self.log.exception("%s: the workspace did not start; releasing lease %s", self._log_name, lease.id)
@@ -287,6 +289,17 @@ class QuotaSpawnerMixin(LibraryUsageCollector):
             raise exc.in_language(self.locale)
         finally:
             self._start_done = True
+
+    async def _attached_library(self) -> dict | None:
+        """The library entries the student's classes attach, as the quota service answers
+        (the alliance file's and the teacher's page's); None = the hub's alliance file alone
+        (a service without the route, or one not answering: the start goes on)."""
+        try:
+            return await self.quota.attached_library(self.user.name)
+        except (QuotaUnavailable, QuotaRejected) as exc:
+            self.log.warning("%s: the classes' library entries not asked (%s); linking the alliance file's only",
+                             self._log_name, exc)
+            return None
 
     async def _obtain_lease(self) -> Lease:
         profile = self._check_profile(self.user_options.get("profile", ""))
@@ -531,7 +544,8 @@ class QuotaSpawnerMixin(LibraryUsageCollector):
         env["GPU_COMMONS_GPU_SIMULATED"] = "1" if lease.simulated else "0"
         # The student's language: JupyterLab's and the lease warnings' (gpu_commons_workspace).
         env["GPU_COMMONS_LOCALE"] = self.locale or HubLanguage(parent=self).default_locale
-        env.update(library_env(self.alliance, self.user.name))  # the library's mount, the classes' entries
+        # the library's mount, the classes' entries (the file's and the teacher's page's)
+        env.update(library_env(self.alliance, self.user.name, self._library_answer))
         return env
 
     def get_state(self):

@@ -123,6 +123,11 @@ class QuotaClient:
     async def report_library_opens(self, user: str, opens: dict[str, int]) -> None:
         await self._call("POST", "/api/library/opens", json={"user": user, "opens": opens})
 
+    async def attached_library(self, user: str) -> dict | None:
+        """The library entries linked as ~/datasets/<id> in the user's workspace and their classes
+        (the alliance file's and those teachers attached); None from a service without the route."""
+        return await self._call("GET", f"/api/library/attached/{quote(user, safe='')}")
+
     async def inventory(self) -> dict:
         return await self._call("GET", "/api/inventory") or {}
 

@@ -37,6 +37,7 @@ schools:
 """
 
 QUOTA_URL = "http://quota.test"
+LIBRARY_ATTACHED = "/api/library/attached/"  # asked at each start; unscripted: 404, the file's entries
 DEVICE = "MIG-test-1-0"
 LOG = logging.getLogger("tests.spawner_leases")
 
@@ -89,11 +90,13 @@ class Call:
 class FakeQuotaService:
     """Answers each (method, path) with its scripted answers in order, the last one again
     and again. An answer is a JSON body (200), an ``httpx.Response``, an exception to raise,
-    or :data:`CONNECTION_REFUSED`. DELETEs answer "released" unless scripted; any other
+    or :data:`CONNECTION_REFUSED`. DELETEs answer "released" and GETs of the library's
+    attachments 404 (recorded in ``library_calls``, not ``calls``) unless scripted; any other
     unscripted call fails the test."""
 
     def __init__(self):
         self.calls: list[Call] = []
+        self.library_calls: list[str] = []  # GET /api/library/attached/<user>, asked at each start
         self._script: dict[tuple[str, str], list] = {}
         self._clients: list[httpx.AsyncClient] = []
 
@@ -105,8 +108,13 @@ class FakeQuotaService:
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content) if request.content else None
-        self.calls.append(Call(request.method, request.url.path, body))
         answers = self._script.get((request.method, request.url.path))
+        if request.method == "GET" and request.url.path.startswith(LIBRARY_ATTACHED):
+            self.library_calls.append(request.url.path)  # apart: the lease tests count their own calls
+            if not answers:
+                return httpx.Response(404, json={"detail": "Not Found"})  # a service without the route
+        else:
+            self.calls.append(Call(request.method, request.url.path, body))
         if not answers:
             if request.method == "DELETE":
                 return httpx.Response(200, json=lease("released"))

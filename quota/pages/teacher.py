@@ -14,6 +14,7 @@ from datetime import timedelta
 from fastapi import APIRouter, HTTPException, Request
 
 from gpu_commons_i18n import _, _n
+from quota import library_classes
 from quota.alliance import reservable_units
 from quota.auth import Principal, Role
 from quota.deps import Caller
@@ -28,6 +29,7 @@ TEACHES = (Role.teacher, Role.school_admin, Role.staff, Role.hub)
 LABELS = {
     "class_id": _("Class"), "pool": _("Pool"), "units": _("Units"), "date": _("Date"), "start": _("Starts at"),
     "end": _("Ends at"), "until": _("Weekly until"), "tz": _("Time zone"), "note": _("Note"),
+    "entry": _("Library entry"),
 }
 
 
@@ -40,6 +42,27 @@ def classes_of(caller: Principal, alliance) -> list[tuple]:
                     or (caller.role == Role.teacher and caller.name in group.teachers):
                 found.append((school, group))
     return found
+
+
+def size_text(num_bytes: int) -> str:
+    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if num_bytes >= factor:
+            return f"{num_bytes / factor:.1f} {unit}"
+    return f"{num_bytes} B"
+
+
+def library_rows(alliance, classes, stored, locale: str) -> dict[str, list[dict]]:
+    """Per ``<school>/<class>``: every library entry with its name in ``locale``, licence, size
+    and whether it is attached by the alliance file (``file``), on this page (``page``) or not."""
+    rows = {}
+    for school, group in classes:
+        mine = {entry for s, c, entry in stored if (s, c) == (school.id, group.id)}
+        rows[f"{school.id}/{group.id}"] = [
+            {"id": e.id, "name": e.name.zh_CN if locale == "zh-CN" else e.name.en, "licence": e.licence,
+             "size": size_text(e.size_bytes),
+             "state": "file" if e.id in group.library else "page" if e.id in mine else ""}
+            for e in alliance.library]
+    return rows
 
 
 def _require_teacher(caller: Principal) -> None:
@@ -61,6 +84,8 @@ def _view(request: Request, caller: Principal, book, status_code=200, errors=(),
         return [r for r in rows if r.class_id is None or (r.school, r.class_id) in ids]
 
     bookings = book.read_policy(read)
+    library = library_rows(book.alliance, classes, book.read_policy(lambda session, now: library_classes.stored(session)),
+                           locale)
     week = period_start(now, "week")
     records = [r for r in book.usage() if r.user in students] + running_records([r for r in live if r.state == "granted"], now)
     usage = {}
@@ -74,13 +99,14 @@ def _view(request: Request, caller: Principal, book, status_code=200, errors=(),
                         "start": "08:00", "end": "09:30"}
     zone = zone_or_default(values.get("tz"))
     return page(request, caller, "teacher.html", status_code, zone=zone.key, local=local_time(zone), classes=classes, live=live, bookings=bookings,
-                usage=usage, pools=pools, values=values, lessons=lessons, notice=notice,
+                usage=usage, pools=pools, values=values, library=library, lessons=lessons, notice=notice,
                 errors=field_errors(errors, LABELS, locale), error_fields={e.field for e in errors}, now=now,
                 prestart_minutes=round(book.alliance.fairshare.reservation_lead_minutes))  # hub/prestart.py
 
 
 @router.get("")
-def teacher_page(request: Request, caller: Caller, booked: int = 0, stopped: str = "", cancelled: str = ""):
+def teacher_page(request: Request, caller: Caller, booked: int = 0, stopped: str = "", cancelled: str = "",
+                 attached: str = "", detached: str = ""):
     _require_teacher(caller)
     book = request.app.state.book
     notice = ""
@@ -93,6 +119,12 @@ def teacher_page(request: Request, caller: Caller, booked: int = 0, stopped: str
         notice = _("The GPU of {account} was released; their workspace stops at its next lease check.", account=stopped)
     elif cancelled:
         notice = _("The booking was cancelled; its GPUs are free for everyone again.")
+    elif attached:
+        notice = _("{entry} is attached: the class's students find it in ~/datasets when their workspace next starts.",
+                   entry=attached)
+    elif detached:
+        notice = _("{entry} is detached: it leaves the students' ~/datasets when their workspace next starts.",
+                   entry=detached)
     return _view(request, caller, book, notice=notice)
 
 
@@ -107,6 +139,32 @@ async def stop_session(request: Request):
         raise HTTPException(403, "You may only stop the sessions of your own classes' students.")
     book.release(lease.id)
     return back_to(request, "/pages/teacher", stopped=lease.user)
+
+
+@router.post("/library")
+async def attach_library(request: Request):
+    """Attach (action=attach) or detach (action=detach) a library entry to one of the caller's classes."""
+    caller, form = await form_caller(request)
+    _require_teacher(caller)
+    book = request.app.state.book
+    classes = {f"{school.id}/{group.id}": (school, group) for school, group in classes_of(caller, book.alliance)}
+    chosen = classes.get(form.get("class_id"))
+    if chosen is None:
+        return _view(request, caller, book, 422, [FieldError("class_id", _("Choose one of your classes."))])
+    if form.get("action") not in ("attach", "detach"):
+        return _view(request, caller, book, 422, [FieldError("entry", _("Press Attach or Detach next to an entry."))])
+    school, group = chosen
+    attach = form.get("action") == "attach"
+
+    def change(session, now):
+        return library_classes.set_attached(session, book.alliance, school=school.id, class_id=group.id,
+                                            entry=form.get("entry"), attach=attach, by=caller.name, now=now)
+
+    try:
+        book.write_records(change)  # one transaction: the row and its audit line, or neither
+    except InvalidField as exc:
+        return _view(request, caller, book, 422, [FieldError(exc.field, exc.message)])
+    return back_to(request, "/pages/teacher", **{"attached" if attach else "detached": form.get("entry")})
 
 
 @router.post("/book")

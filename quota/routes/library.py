@@ -14,6 +14,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
+from quota import library_classes
 from quota.auth import Role
 from quota.deps import Authorized, Book, Caller, require
 from quota.tables import LibraryOpen
@@ -69,6 +70,21 @@ def report_opens(report: OpensReport, book: Book) -> dict:
 
     book.write_records(record)
     return {"recorded": sum(report.opens.values()), "classes": [f"{s}/{c}" if c else s for s, c in places]}
+
+
+class Attached(BaseModel):
+    user: str = Field(description="The account asked about.")
+    entries: dict[str, str] = Field(description="Library entry id -> its path below the library root: the alliance "
+                                    "file's classes[].library and those teachers attached on their page.")
+    classes: list[str] = Field(description="<school>/<class> of every class the account studies or teaches in.")
+
+
+@router.get("/attached/{user}", response_model=Attached, dependencies=[require(Role.hub)])
+def attached(user: str, book: Book) -> Attached:
+    """The entries the hub links as ``~/datasets/<id>`` in the account's workspace (the hub only)."""
+    rows = book.read_policy(lambda session, now: library_classes.stored(session))
+    entries = {entry.id: entry.path for entry in book.alliance.attached_library(user, rows)}
+    return Attached(user=user, entries=entries, classes=book.alliance.classes_of(user))
 
 
 @router.get("/usage", response_model=LibraryUsage, response_model_by_alias=True)

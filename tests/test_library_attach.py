@@ -1,0 +1,171 @@
+"""Teachers attach library entries to their class on the teacher's page (issue 16, point 3):
+the entries with name, licence and size, attach/detach with the page's CSRF token, stored and
+audited; only the caller's classes; bad input named with nothing saved; both languages; and
+the hub's spawner links a class's entries into its students' ~/datasets, another class's not."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from quota import library_classes
+from quota.tables import PolicyChange
+from spawner.library import library_env
+from spawner.quota_client import QuotaClient
+from tests.page_client import csrf_of, errors_of, main_text, page_client
+from tests.quota_fixtures import QUOTA_ALLIANCE, TOKEN
+from tests.spawner_fakes import LOG, FakeQuotaService, lease, leased_spawner
+
+SHA = hashlib.sha256(b"x").hexdigest()
+LIBRARY = f"""
+library:
+  - {{id: iris, name: {{zh-CN: 鸢尾花, en: Iris flowers}}, description: {{zh-CN: 花。, en: Flowers.}}, licence: CC-BY-4.0,
+     source: tests, size_bytes: 4096, sha256: {SHA}, path: datasets/iris.csv}}
+  - {{id: wine, name: {{zh-CN: 葡萄酒, en: Wine}}, description: {{zh-CN: 酒。, en: Wine.}}, licence: BSD-3-Clause,
+     source: tests, size_bytes: 1, sha256: {SHA}, path: datasets/wine.csv}}
+"""
+ALLIANCE = (QUOTA_ALLIANCE
+            .replace("students: [c01-s1, c01-s2]}]", "students: [c01-s1, c01-s2], library: [wine]}]")
+            .replace("{id: u01, tier: urban, students: [u01-s1, u01-s2], teachers: [u01-teacher]}",
+                     "{id: u01, tier: urban, students: [u01-s1, u01-s2], teachers: [u01-teacher],\n"
+                     "     classes: [{id: robotics, teachers: [u01-teacher], students: [u01-s1]}]}")) + LIBRARY
+
+
+@pytest.fixture
+def quota_alliance(tmp_path):
+    assert "library: [wine]" in ALLIANCE and "robotics" in ALLIANCE
+    path = tmp_path / "alliance.yaml"
+    path.write_text(ALLIANCE)
+    return path
+
+
+@pytest.fixture
+def app(quota_client):
+    return quota_client.app
+
+
+def _post(client, **fields):
+    page = client.get("/pages/teacher")
+    return client.post("/pages/teacher/library", data={"csrf": csrf_of(page.text), **fields}, follow_redirects=False)
+
+
+def _stored(app):
+    return app.state.book.read_policy(lambda session, now: library_classes.stored(session))
+
+
+def _audit(app):
+    return app.state.book.read_policy(lambda session, now: [
+        (c.by, c.subject, c.target, c.field, c.old, c.new) for c in session.query(PolicyChange).order_by(PolicyChange.id)])
+
+
+def test_the_page_lists_the_entries_and_a_teacher_attaches_and_detaches(app):
+    client = page_client(app, "c01-teacher")
+    text = main_text(client.get("/pages/teacher").text)
+    assert "Library for this class" in text and "Iris flowers (iris) CC-BY-4.0 4.0 KB no Attach" in text
+    assert "Wine (wine) BSD-3-Clause 1 B yes, by the alliance file" in text  # the file's seed: no button
+    attached = _post(client, class_id="c01/ai-club", entry="iris", action="attach")
+    assert attached.status_code == 303 and attached.headers["location"].endswith("attached=iris")
+    assert "iris is attached" in main_text(client.get(attached.headers["location"]).text)
+    assert _stored(app) == [("c01", "ai-club", "iris")]
+    assert "Iris flowers (iris) CC-BY-4.0 4.0 KB yes Detach" in main_text(client.get("/pages/teacher").text)
+    assert _post(client, class_id="c01/ai-club", entry="iris", action="attach").status_code == 303  # again: no change
+    detached = _post(client, class_id="c01/ai-club", entry="iris", action="detach")
+    assert detached.status_code == 303 and _stored(app) == []
+    assert _audit(app) == [("c01-teacher", "class", "c01/ai-club", "library", None, "iris"),
+                           ("c01-teacher", "class", "c01/ai-club", "library", "iris", None)]
+
+
+@pytest.mark.parametrize(("account", "fields", "field", "fix"), [
+    ("c01-teacher", {"class_id": "u01/robotics", "entry": "iris", "action": "attach"}, "class_id",
+     "Choose one of your classes."),
+    ("c01-teacher", {"class_id": "c01/ai-club", "entry": "mnist", "action": "attach"}, "entry",
+     "There is no library entry mnist; choose one of the entries listed."),
+    ("c01-teacher", {"class_id": "c01/ai-club", "entry": "wine", "action": "detach"}, "entry",
+     "wine is attached to this class by the alliance file and stays attached"),
+    ("c01-teacher", {"class_id": "c01/ai-club", "entry": "iris", "action": "remove"}, "entry", "Press Attach or Detach"),
+])
+def test_bad_input_names_the_field_and_the_fix_and_saves_nothing(app, account, fields, field, fix):
+    answer = _post(page_client(app, account), **fields)
+    assert answer.status_code == 422
+    assert errors_of(answer.text) == [field] and fix in main_text(answer.text)
+    assert _stored(app) == [] and _audit(app) == []
+
+
+def test_only_the_classes_teachers_and_staff_may_attach_and_students_see_nothing(app):
+    assert _post(page_client(app, "staff-admin"), class_id="u01/robotics", entry="iris", action="attach").status_code == 303
+    assert _stored(app) == [("u01", "robotics", "iris")]
+    assert _post(page_client(app, "u01-teacher"), class_id="c01/ai-club", entry="iris",
+                 action="attach").status_code == 422  # another school's class
+    student = page_client(app, "c01-s1")
+    assert student.get("/pages/teacher").status_code == 403
+    assert student.post("/pages/teacher/library", data={"class_id": "c01/ai-club", "entry": "iris",
+                                                         "action": "attach"}).status_code == 403
+    assert _stored(app) == [("u01", "robotics", "iris")]
+
+
+def test_a_form_without_the_pages_token_is_refused(app):
+    client = page_client(app, "c01-teacher")
+    answer = client.post("/pages/teacher/library", data={"class_id": "c01/ai-club", "entry": "iris", "action": "attach",
+                                                        "csrf": "0" * 32})
+    assert answer.status_code == 403 and _stored(app) == []
+
+
+def test_the_page_in_chinese(app):
+    client = page_client(app, "c01-teacher", "zh-CN")
+    text = main_text(client.get("/pages/teacher").text)
+    assert "鸢尾花 (iris)" in text and "Library for this class" not in text and "Attach" not in text
+    bad = _post(client, class_id="c01/ai-club", entry="mnist", action="attach")
+    assert bad.status_code == 422 and "mnist" in main_text(bad.text) and "There is no library entry" not in bad.text
+
+
+# -- the hub's side -------------------------------------------------------------------------
+
+def _hub_client(app) -> tuple[QuotaClient, httpx.AsyncClient]:
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
+    return QuotaClient("http://quota.test", TOKEN, 5.0, LOG, http=http), http
+
+
+async def test_the_service_answers_the_hub_with_each_students_entries(app, quota_client, client_as):
+    _post(page_client(app, "c01-teacher"), class_id="c01/ai-club", entry="iris", action="attach")
+    client, http = _hub_client(app)
+    try:
+        mine = await client.attached_library("c01-s1")
+        other = await client.attached_library("u01-s1")
+    finally:
+        await http.aclose()
+    assert mine == {"user": "c01-s1", "entries": {"iris": "datasets/iris.csv", "wine": "datasets/wine.csv"},
+                    "classes": ["c01/ai-club"]}
+    assert other == {"user": "u01-s1", "entries": {}, "classes": ["u01/robotics"]}  # another class: nothing of it
+    env = library_env(app.state.book.alliance, "c01-s1", mine)
+    assert json.loads(env["GPU_COMMONS_LIBRARY_ATTACHED"]) == mine["entries"]
+    assert client_as("c01-teacher").get("/api/library/attached/c01-s1").status_code == 403  # the hub only
+    assert client_as("c01-s1").get("/api/library/attached/c01-s1").status_code == 403
+
+
+async def test_the_spawner_links_what_the_service_answers_or_the_files_entries(tmp_path):
+    alliance = tmp_path / "alliance.yaml"
+    alliance.write_text(ALLIANCE)
+    service = FakeQuotaService()
+    service.answer("POST", "/api/leases", lease("granted", profile="gpu-slice"))
+    service.answer("GET", "/api/library/attached/c01-s1",
+                   {"user": "c01-s1", "entries": {"iris": "datasets/iris.csv"}, "classes": ["c01/ai-club"]})
+    try:
+        spawner = leased_spawner(service, alliance)
+        spawner.user.url, spawner.user.escaped_name, spawner.user.server = "/user/c01-s1/", "c01-s1", None
+        spawner.hub = SimpleNamespace(public_host="", api_url="http://127.0.0.1:8081/hub/api", base_url="/hub/",
+                                      url="/hub/")  # what JupyterHub's get_env reads
+        await spawner.start()
+        env = spawner.get_env()
+        assert service.library_calls == ["/api/library/attached/c01-s1"]
+        assert json.loads(env["GPU_COMMONS_LIBRARY_ATTACHED"]) == {"iris": "datasets/iris.csv"}
+        assert env["GPU_COMMONS_CLASSES"] == "c01/ai-club"
+        service.answer("GET", "/api/library/attached/c01-s1", httpx.Response(404, json={"detail": "Not Found"}))
+        await spawner.stop()
+        await spawner.start()  # a service without the route: the hub's alliance file's entries
+        assert json.loads(spawner.get_env()["GPU_COMMONS_LIBRARY_ATTACHED"]) == {"wine": "datasets/wine.csv"}
+    finally:
+        await service.close()
