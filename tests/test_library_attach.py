@@ -16,7 +16,7 @@ from quota import library_classes
 from quota.tables import PolicyChange
 from spawner.library import library_env
 from spawner.quota_client import QuotaClient
-from tests.page_client import csrf_of, errors_of, main_text, page_client
+from tests.page_client import csrf_for, csrf_of, errors_of, main_text, page_client
 from tests.quota_fixtures import QUOTA_ALLIANCE, TOKEN
 from tests.spawner_fakes import LOG, FakeQuotaService, lease, leased_spawner
 
@@ -100,11 +100,16 @@ def test_only_the_classes_teachers_and_staff_may_attach_and_students_see_nothing
     assert _stored(app) == [("u01", "robotics", "iris")]
     assert _post(page_client(app, "u01-teacher"), class_id="c01/ai-club", entry="iris",
                  action="attach").status_code == 422  # another school's class
+    assert _post(page_client(app, "c01-admin"), class_id="c01/ai-club", entry="iris", action="attach").status_code == 303
+    assert _stored(app) == [("c01", "ai-club", "iris"), ("u01", "robotics", "iris")]  # their school's class
+    assert page_client(app, "it-ops").post("/pages/teacher/library", data={
+        "class_id": "c01/ai-club", "entry": "iris", "action": "detach",
+        "csrf": csrf_for(app, "it-ops")}).status_code == 403
     student = page_client(app, "c01-s1")
     assert student.get("/pages/teacher").status_code == 403
     assert student.post("/pages/teacher/library", data={"class_id": "c01/ai-club", "entry": "iris",
                                                          "action": "attach"}).status_code == 403
-    assert _stored(app) == [("u01", "robotics", "iris")]
+    assert _stored(app) == [("c01", "ai-club", "iris"), ("u01", "robotics", "iris")]
 
 
 def test_a_form_without_the_pages_token_is_refused(app):
@@ -169,3 +174,21 @@ async def test_the_spawner_links_what_the_service_answers_or_the_files_entries(t
         assert json.loads(spawner.get_env()["GPU_COMMONS_LIBRARY_ATTACHED"]) == {"wine": "datasets/wine.csv"}
     finally:
         await service.close()
+
+
+def test_a_detached_entrys_link_leaves_the_home_at_the_next_start_a_students_own_file_stays(tmp_path):
+    from gpu_commons_workspace import library as workspace_library
+
+    root, home = tmp_path / "library", tmp_path / "home"
+    (root / "datasets").mkdir(parents=True)
+    home.mkdir()
+    (root / "catalogue.json").write_text(json.dumps({"entries": {
+        e: {"id": e, "kind": "dataset", "path": f"datasets/{e}.csv"} for e in ("iris", "wine")}}))
+    workspace_library.prepare_home(home, str(root), {"iris": "datasets/iris.csv", "wine": "datasets/wine.csv"}, "en", LOG)
+    assert sorted(p.name for p in (home / "datasets").iterdir()) == ["iris.csv", "wine.csv"]
+    workspace_library.prepare_home(home, str(root), {"wine": "datasets/wine.csv"}, "en", LOG)  # iris detached
+    assert sorted(p.name for p in (home / "datasets").iterdir()) == ["wine.csv"]
+    (home / "datasets" / "wine.csv").unlink()
+    (home / "datasets" / "wine.csv").write_text("my own wine")
+    workspace_library.prepare_home(home, str(root), {}, "en", LOG)  # the student's own file is never touched
+    assert (home / "datasets" / "wine.csv").read_text() == "my own wine"

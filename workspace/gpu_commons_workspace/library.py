@@ -13,7 +13,8 @@ module serves:
 - ``GET <server>/gpu-commons/library/opens``: those counts, for the hub's spawner.
 
 At the server's start the entries attached to the student's classes (``GPU_COMMONS_LIBRARY_ATTACHED``,
-set by the spawner from the alliance file) are linked as ``~/datasets/<id>``, and
+set by the spawner from the quota service's answer: the alliance file's and the teacher's page's)
+are linked as ``~/datasets/<id>`` (links of detached entries removed), and
 ``~/library-examples.ipynb`` (one cell per entry) is written once; neither replaces a
 student's own file.
 """
@@ -149,9 +150,15 @@ def write_new(path: Path, content: dict) -> bool:
 
 
 def prepare_home(home: str | Path, library: str, attached: dict[str, str], locale: str, log) -> None:
-    """``~/datasets/<id>`` for the class's entries and the example notebook, once, never over a student's file."""
+    """``~/datasets/<id>`` for the class's entries and the example notebook, once, never over a
+    student's file; a link made for an entry no longer attached (a teacher detached it) is
+    removed, only where it is still exactly the link made here."""
     home = Path(home)
     entries = read_catalogue(library)
+    for entry in entries:
+        link = home / DATASETS_DIR / (entry["id"] + "".join(Path(entry["path"]).suffixes))
+        if entry["id"] not in attached and link.is_symlink() and os.readlink(link) == f"{library}/{entry['path']}":
+            link.unlink()
     if attached:
         datasets = home / DATASETS_DIR
         datasets.mkdir(exist_ok=True)
