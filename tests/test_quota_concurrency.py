@@ -57,7 +57,7 @@ def test_500_simultaneous_requests_never_exceed_the_pool(tmp_path, database_url)
         active = Counter(lease["user"] for lease in leases if lease["state"] in ("granted", "queued"))
         assert max(active.values()) == 1, "a student holds or waits for two GPU workspaces"
         refused = [lease for lease in leases if lease["state"] == "refused"]
-        assert len(refused) == TWICE and all("stop one and try again" in lease["reason"] for lease in refused)
+        assert len(refused) == TWICE and all("running or waiting, the most your school allows" in lease["reason"] for lease in refused)
         assert len(queue) == REQUESTS - TWICE - sum(CAPACITY.values())
         assert 'gpu_commons_gpu_units_allocated{pool="uni-a",school="c01"}' in metrics
     finally:

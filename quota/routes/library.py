@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import Path as FastPath
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
@@ -80,7 +81,8 @@ class Attached(BaseModel):
 
 
 @router.get("/attached/{user}", response_model=Attached, dependencies=[require(Role.hub)])
-def attached(user: str, book: Book) -> Attached:
+def attached(user: Annotated[str, FastPath(description="The account whose workspace starts.", max_length=100)],
+             book: Book) -> Attached:
     """The entries the hub links as ``~/datasets/<id>`` in the account's workspace (the hub only)."""
     rows = book.read_policy(lambda session, now: library_classes.stored(session))
     entries = {entry.id: entry.path for entry in book.alliance.attached_library(user, rows)}

@@ -18,9 +18,9 @@ AccountId = Annotated[str, Path(description="Account name (lower-case letters, d
 
 
 class RosterAccountView(BaseModel):
-    account: str
-    school: str
-    class_id: str
+    account: str = Field(description="The imported student's account name.")
+    school: str = Field(description="School id of the alliance file.")
+    class_id: str = Field(description="The class the student was imported into.")
     name: str = Field(description="First and last name as imported.")
     one_time_hash: str | None = Field(
         description="bcrypt hash of the one-time password printed on the student's slip; null once the student "
@@ -28,9 +28,9 @@ class RosterAccountView(BaseModel):
 
 
 class RosterMember(BaseModel):
-    account: str
-    school: str
-    class_id: str
+    account: str = Field(description="The imported student's account name.")
+    school: str = Field(description="School id of the alliance file.")
+    class_id: str = Field(description="The class the student was imported into.")
 
 
 @router.get("/accounts", response_model=list[RosterMember])
