@@ -6,7 +6,6 @@ let reach whom."""
 
 from __future__ import annotations
 
-import copy
 import json
 
 import kubernetes_validate
@@ -21,9 +20,8 @@ from quota.alliance import parse_alliance
 from spawner.builders.kubernetes import LABEL_PREFIX
 from spawner.pools import KubePool, library_volume, parse_pools
 from spawner.specs import LibraryVolume
-from tests.docker_engine import REPO
+from tests.helm_chart import CHART, find, rendered, values
 
-CHART = REPO / "helm" / "gpu-commons"
 KUBERNETES = "1.30.0"
 
 MAXIMAL = {
@@ -67,25 +65,6 @@ MAXIMAL = {
     },
 }
 PROMETHEUS_OPERATOR = "monitoring.coreos.com/v1"  # CRDs: not in kubernetes-validate's schemas
-
-
-def values(extra: dict | None = None) -> dict:
-    merged = copy.deepcopy(Chart.load(str(CHART)).values)
-    for key, value in (extra or {}).items():
-        if isinstance(value, dict) and key != "pools":
-            merged[key] = {**merged[key], **value}
-        else:
-            merged[key] = value
-    return merged
-
-
-def rendered(extra: dict | None = None) -> list[dict]:
-    files = Chart.load(str(CHART)).render(values(extra), name="gc", namespace="schools", is_install=True)
-    return [doc for name, text in files.items() if name.endswith(".yaml") for doc in yaml.safe_load_all(text) if doc]
-
-
-def find(objects: list[dict], kind: str, suffix: str = "") -> list[dict]:
-    return [o for o in objects if o["kind"] == kind and o["metadata"]["name"].endswith(suffix)]
 
 
 @pytest.mark.parametrize("extra", [None, MAXIMAL], ids=["default", "maximal"])
