@@ -32,21 +32,7 @@ def worlds(draw, reservations: bool = True, budgets: bool = False) -> World:
         PoolSpec(f"p{k}", draw(st.integers(1, 8)), draw(st.sampled_from([1000, 500, 250])))
         for k in range(n_pools)
     ]
-    n_schools = draw(st.integers(1, 5))
-    schools = []
-    explicit_left = 1.0
-    for k in range(n_schools):
-        share = None
-        if draw(st.booleans()) and explicit_left > 0.2:
-            share = draw(st.floats(0.05, min(0.5, explicit_left - 0.1)))
-            explicit_left -= share
-        limit = draw(st.one_of(st.none(), st.integers(0, 4000)))
-        schools.append(SchoolSpec(
-            f"s{k}", draw(st.sampled_from(["county", "urban"])), draw(st.floats(0.25, 4.0)), share, limit,
-            budget_gpu_hours=draw(st.one_of(st.none(), st.floats(0.1, 3.0))) if budgets else None,
-            student_budget_gpu_hours=draw(st.one_of(st.none(), st.floats(0.05, 1.0))) if budgets else None,
-            max_sessions_per_student=draw(st.one_of(st.none(), st.integers(1, 3))),
-        ))
+    schools = draw(school_settings(draw(st.integers(1, 5)), budgets))
     config = Config(
         ordering=draw(st.sampled_from(["fair", "fair", "fifo"])),
         half_life_s=draw(st.sampled_from([60.0, 600.0, 3600.0])),
@@ -73,7 +59,29 @@ def worlds(draw, reservations: bool = True, budgets: bool = False) -> World:
     return World(pools, schools, config, books)
 
 
-def operations(world: World, max_size: int = 60):
+@st.composite
+def school_settings(draw, n_schools: int, budgets: bool = False) -> list[SchoolSpec]:
+    """Settings of schools ``s0`` .. ``s{n-1}``: weights, shares, limits, caps (and budgets)."""
+    schools = []
+    explicit_left = 1.0
+    for k in range(n_schools):
+        share = None
+        if draw(st.booleans()) and explicit_left > 0.2:
+            share = draw(st.floats(0.05, min(0.5, explicit_left - 0.1)))
+            explicit_left -= share
+        limit = draw(st.one_of(st.none(), st.integers(0, 4000)))
+        schools.append(SchoolSpec(
+            f"s{k}", draw(st.sampled_from(["county", "urban"])), draw(st.floats(0.25, 4.0)), share, limit,
+            budget_gpu_hours=draw(st.one_of(st.none(), st.floats(0.1, 3.0))) if budgets else None,
+            student_budget_gpu_hours=draw(st.one_of(st.none(), st.floats(0.05, 1.0))) if budgets else None,
+            max_sessions_per_student=draw(st.one_of(st.none(), st.integers(1, 3))),
+        ))
+    return schools
+
+
+def operations(world: World, max_size: int = 60, policy_changes: bool = False):
+    """``policy_changes``: the stream also changes every school's settings and cancels
+    class reservations (staff's inputs to a running allocator)."""
     submit = st.tuples(
         st.just("submit"),
         st.integers(0, len(world.schools) - 1),
@@ -92,7 +100,11 @@ def operations(world: World, max_size: int = 60):
         st.floats(30, 1500),  # length
         st.sampled_from([None, "g1"]),
     )
-    return st.lists(st.tuples(st.floats(0, 400), st.one_of(submit, submit, other, reserve)), max_size=max_size)
+    kinds = [submit, submit, other, reserve]
+    if policy_changes:
+        kinds.append(st.tuples(st.just("schools"), school_settings(len(world.schools), budgets=True)))
+        kinds.append(st.tuples(st.just("unreserve"), st.integers(0, 10_000)))
+    return st.lists(st.tuples(st.floats(0, 400), st.one_of(*kinds)), max_size=max_size)
 
 
 @dataclass
@@ -105,6 +117,7 @@ class Running:
     reservation: str | None
     lease_end: float
     warned_at: float | None = None
+    admitted: int = 0  # admission order (who is within the guarantee after a change of shares)
 
 
 @dataclass
@@ -119,23 +132,41 @@ class Checker:
     log: list = field(default_factory=list)
     seq: int = 0
     reclaims: int = 0
+    admissions: int = 0
 
     def __post_init__(self) -> None:
         self.alloc = Allocator(self.world.pools, self.world.schools, self.world.config, self.world.reservations)
         self.reservations = list(self.world.reservations)  # plus those booked during the stream
         self.pool = {p.id: p for p in self.world.pools}
-        self.school = {s.id: s for s in self.world.schools}
+        self._shares(self.world.schools)
+
+    def _shares(self, schools: list[SchoolSpec]) -> None:
+        self.school = {s.id: s for s in schools}
         total = sum(p.capacity_milli for p in self.world.pools)
-        explicit = sum(s.guaranteed_share or 0 for s in self.world.schools)
-        free_weight = sum(s.weight for s in self.world.schools if s.guaranteed_share is None)
+        explicit = sum(s.guaranteed_share or 0 for s in schools)
+        free_weight = sum(s.weight for s in schools if s.guaranteed_share is None)
         self.guarantee = {
             s.id: total * (s.guaranteed_share if s.guaranteed_share is not None else (1 - explicit) * s.weight / free_weight)
-            for s in self.world.schools
+            for s in schools
         }
         self.limit = {
             s.id: math.inf if s.borrowing_limit_milli is None else self.guarantee[s.id] + s.borrowing_limit_milli
-            for s in self.world.schools
+            for s in schools
         }
+
+    def _borrowed_again(self) -> None:
+        """Shadow of the rule after a change of shares: a school's general sessions, in the
+        order they were admitted, are within its guarantee while they fit."""
+        within = {s: 0.0 for s in self.school}
+        for run in sorted(self.running.values(), key=lambda r: r.admitted):
+            if run.reservation is not None:
+                continue
+            milli = run.slices * self.pool[run.pool].slice_milli
+            if within[run.school] + milli <= self.guarantee[run.school] + 1e-9:
+                within[run.school] += milli
+                run.borrowed = False
+            else:
+                run.borrowed = True
 
     # -- driving ------------------------------------------------------------------------
 
@@ -204,6 +235,29 @@ class Checker:
                 self.reservations.append(res)
                 self.log.append((self.now, "booked", res.id))
                 self._apply(actions)
+        elif kind == "schools":
+            schools = op[1]
+            actions, refusals = self.alloc.set_schools(schools, self.now)
+            self._shares(schools)
+            self._borrowed_again()
+            for refusal in refusals:
+                assert refusal.reason
+                self.waiting.pop(refusal.request_id)
+            self.log.append((self.now, "schools", tuple(r.request_id for r in refusals)))
+            withdrawn = {a.session_id for a in actions if a.kind == "renew" and a.warning_withdrawn}
+            for sid, run in self.running.items():
+                if run.warned_at is not None and not run.borrowed:
+                    assert sid in withdrawn, f"{sid} is within its school's new guarantee and still warned"
+            self._apply(actions)
+        elif kind == "unreserve" and self.reservations:
+            res = sorted(self.reservations, key=lambda r: r.id)[op[1] % len(self.reservations)]
+            self.reservations.remove(res)
+            for run in self.running.values():
+                if run.reservation == res.id:
+                    run.reservation = None
+            self._borrowed_again()
+            self.log.append((self.now, "unreserved", res.id))
+            self._apply(self.alloc.cancel_reservation(res.id, self.now))
         else:
             self._apply(self.alloc.advance(self.now))
         self.check()
@@ -220,9 +274,10 @@ class Checker:
                 lent = self.world.config.lent_lease_s
                 if lent is not None and action.borrowed and action.reservation is None:
                     assert action.lease_end - self.now <= lent + 1e-6, "a borrowed session's lease is longer than lent"
+                self.admissions += 1
                 self.running[action.session_id] = Running(
                     action.pool, action.slices, request.school, action.borrowed, self.now, action.reservation,
-                    action.lease_end,
+                    action.lease_end, admitted=self.admissions,
                 )
             elif action.kind == "warn":
                 run = self.running[action.session_id]

@@ -54,6 +54,7 @@ from quota.fairshare.model import (
     INF, Action, Admit, Config, Decision, PoolSpec, Queue, Refuse, Renew, Request, Reservation,
     SchoolSpec, Session, Stop, Waiting, Warn,
 )
+from quota.fairshare.policy_changes import PolicyChanges
 from quota.fairshare.priority import UsageLedger
 from quota.fairshare.queue import WaitQueue
 from quota.fairshare.reclaim import Reclaiming
@@ -69,7 +70,7 @@ IDLE_WARNING = "the GPU was not used for a while and others are waiting for it"
 IDLE_STOPPED = "released: the GPU was not used and others were waiting for it"
 
 
-class Allocator(Reclaiming, Answering):
+class Allocator(Reclaiming, Answering, PolicyChanges):
     def __init__(
         self,
         pools: list[PoolSpec],

@@ -64,6 +64,17 @@ class ReservationBook:
         self.by_id[res.id] = res
         self.held[res.id] = 0
 
+    def remove(self, reservation_id: str) -> Reservation | None:
+        """Take a reservation out of the book (None if it is not booked)."""
+        res = self.by_id.pop(reservation_id, None)
+        if res is None:
+            return None
+        index = self.by_pool[res.pool].index(res)
+        del self.by_pool[res.pool][index]
+        del self.starts[res.pool][index]
+        del self.held[res.id]
+        return res
+
     def active(self, pool: str, now: float) -> list[Reservation]:
         return [r for r in self.by_pool[pool] if r.start <= now < r.end]
 
