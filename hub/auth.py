@@ -237,7 +237,10 @@ class AllianceAuthenticator(Authenticator):
         username = self.normalize_username(data.get("username", ""))
         password = data.get("password", "")
         loop = asyncio.get_running_loop()
-        if not await loop.run_in_executor(_BCRYPT, self.check, username, password):
+        # a teacher printed a new slip (or the account never chose its own password): only the
+        # slip opens it (first_login), a password chosen before no longer does
+        void = bool((await self.roster_record(username) or {}).get("one_time_hash"))
+        if not await loop.run_in_executor(_BCRYPT, self.check, "" if void else username, password):
             self.log.warning("Failed login for %r", username[:32])
             return None
         return username
@@ -277,8 +280,10 @@ class AllianceAuthenticator(Authenticator):
 
     async def first_login(self, username: str, password: str, secret: bytes) -> str | None:
         """A ticket for the set-password page when ``password`` is the account's unspent
-        one-time password and the account has no password of its own yet; else None."""
-        if self._in_file(username) or username in (load_hashes(self.password_file) if self.password_file else {}):
+        one-time password; else None. The service holds an unspent one-time password only
+        until the account chooses its own, so one it holds while the hub has the account's own
+        password is a new slip (a teacher reset it): the old own password is then forgotten."""
+        if self._in_file(username):
             return None
         record = await self.roster_record(username)
         hashed = (record or {}).get("one_time_hash")
@@ -287,18 +292,25 @@ class AllianceAuthenticator(Authenticator):
         loop = asyncio.get_running_loop()
         if not await loop.run_in_executor(_BCRYPT, check_password, password, hashed):
             return None
+        if self.password_file:
+            await loop.run_in_executor(_BCRYPT, roster.forget_password, self.password_file, username)
         return roster.ticket(secret, username, hashed, time.time())
 
     async def check_allowed(self, username, authentication=None):
-        if super().check_allowed(username, authentication):
-            return True
+        """The file's accounts as JupyterHub checks them; any other name only while the quota
+        service has it as an imported student or a created teacher (JupyterHub adds every user
+        it created to ``allowed_users``: a student removed from their class would pass)."""
+        if self._in_file(username) or not self.quota_url:
+            return super().check_allowed(username, authentication)
         return await self.roster_record(username) is not None
 
     async def join_roster_school(self, user, db) -> None:
-        """An imported student into their school's group and the quota pages' role."""
+        """An imported student or created teacher into their school's group and the quota
+        pages' role (a teacher also their school's teacher role)."""
         record = await self.roster_record(user.name)
         if record is not None:
-            roster.join_school(db, user.orm_user if hasattr(user, "orm_user") else user, record["school"])
+            roster.join_school(db, user.orm_user if hasattr(user, "orm_user") else user, record["school"],
+                               record.get("role", "student"))
 
     async def refresh_user(self, user, handler=None):
         """Imported students: their school's group again (after a restart of the hub, a move
@@ -311,7 +323,8 @@ class AllianceAuthenticator(Authenticator):
             return True  # the service is away: keep the login as it is
         if record is None:
             return False
-        roster.join_school(handler.db if handler is not None else user.db, user.orm_user, record["school"])
+        roster.join_school(handler.db if handler is not None else user.db, user.orm_user, record["school"],
+                           record.get("role", "student"))
         return True
 
     @classmethod

@@ -36,15 +36,19 @@ def hub_groups(alliance: Alliance) -> dict[str, dict]:
     }
 
 
+def teacher_role_name(school_id: str) -> str:
+    return f"teacher-{school_id}"
+
+
 def hub_roles(alliance: Alliance) -> list[dict]:
+    """Every school has a teacher role, also one whose teachers are all created on the quota
+    service's classes page: the hub grants it to them at login (hub/roster.py)."""
     roles: list[dict] = []
     for school in alliance.schools:
-        if not school.teachers:
-            continue
         group = school_group_name(school.id)
         roles.append(
             {
-                "name": f"teacher-{school.id}",
+                "name": teacher_role_name(school.id),
                 "description": f"Teachers of {school.name or school.id}: see and stop their students' workspaces",
                 "scopes": [
                     "self",

@@ -12,6 +12,13 @@ account, only the bcrypt hash of the password the student chose (its password fi
   the service is told the one-time password is spent (``POST .../password-set``), and only then
   is the student logged in. From then on the one-time password fails: an account with a hash in
   the password file is checked against that hash only;
+- a teacher may print a new slip (quota/pages/accounts.py): the service then holds an unspent
+  one-time password again, and while it does the hub ignores the account's own password (it is
+  forgotten when the new slip's password is used), so the old password stops working at once;
+- a student removed from their class, or an account the service no longer has, is not allowed
+  (``check_allowed``) and a login of theirs ends at its next refresh;
+- teachers created with a class on the classes page log in the same way (role ``teacher`` in
+  the service's answer) and also get their school's ``teacher-<school>`` role;
 - at each login and each refresh of the login (``Authenticator.auth_refresh_age``, and the first
   request after a hub restart) the student is put in their school's group (whose properties the
   spawner reads) and given the ``quota-pages`` role, as the alliance file's students are.
@@ -95,10 +102,23 @@ def store_password(password_file: str, account: str, password: str) -> bool:
     return True
 
 
-def join_school(db, user, school_id: str) -> bool:
+def forget_password(password_file: str, account: str) -> bool:
+    """Drop the account's own password (a teacher printed a new slip for it); True when it had one."""
+    with _password_file_lock:
+        hashes = load_hashes(password_file)
+        if hashes.pop(account, None) is None:
+            return False
+        save_hashes(password_file, hashes)
+    return True
+
+
+def join_school(db, user, school_id: str, role: str = "student") -> bool:
     """Put the hub's ``user`` (ORM object) in their school's group and give them the role the
-    file's students have; True when something changed."""
+    file's students have (and a teacher the school's ``teacher-<school>`` role,
+    hub/groups.py); True when something changed."""
     from jupyterhub import orm, roles
+
+    from hub.groups import teacher_role_name
 
     changed = False
     group = orm.Group.find(db, school_group_name(school_id))
@@ -109,9 +129,11 @@ def join_school(db, user, school_id: str) -> bool:
         if other.name.startswith("school-") and other is not group:
             user.groups.remove(other)
             changed = True
-    if orm.Role.find(db, "quota-pages") is not None and "quota-pages" not in {r.name for r in user.roles}:
-        roles.grant_role(db, user, "quota-pages", commit=False)
-        changed = True
+    wanted = ["quota-pages"] + ([teacher_role_name(school_id)] if role == "teacher" else [])
+    for name in wanted:
+        if orm.Role.find(db, name) is not None and name not in {r.name for r in user.roles}:
+            roles.grant_role(db, user, name, commit=False)
+            changed = True
     if changed:
         db.commit()
     return changed
@@ -130,8 +152,9 @@ def password_problem(password: str, again: str):
 
 
 async def with_imported(alliance, quota: httpx.AsyncClient):
-    """``alliance`` with the students teachers imported in their schools and classes, as the
-    quota service has them (``GET /api/roster/accounts``, the hub's token); as it is when the
+    """``alliance`` with the students teachers imported in their schools and classes, and the
+    classes created on the classes page, as the quota service has them (``GET
+    /api/roster/accounts`` and ``/api/roster/classes``, the hub's token); as it is when the
     service has no roster (an older one answers 404) or does not let this token read it."""
     from types import SimpleNamespace
 
@@ -141,4 +164,6 @@ async def with_imported(alliance, quota: httpx.AsyncClient):
     if answer.status_code in (401, 403, 404):
         return alliance
     answer.raise_for_status()
-    return merged(alliance, [SimpleNamespace(**row) for row in answer.json()])
+    classes = await quota.get("/api/roster/classes")
+    created = [SimpleNamespace(**row) for row in classes.json()] if classes.status_code == 200 else []
+    return merged(alliance, [SimpleNamespace(**row) for row in answer.json()], created)

@@ -24,7 +24,7 @@ from quota.metrics import QuotaMetrics, TimedRequests
 from quota.gpu_activity import gpu_activity_for
 from quota.reconcile import reconciler_for
 from quota.request_limits import RequestRate
-from quota.roster_store import merged_from_database, reinstall
+from quota.roster_store import classes_from_database, merged_from_database, reinstall
 from quota import pages
 from quota.routes import health, inventory, leases, library, oauth, pools, queue, reference, reservations, schools, tiers, usage
 from quota.routes import roster
@@ -62,6 +62,7 @@ def create_app(
     metrics.watch(book)
     leadership = Leadership(writer_lock(engine), book, settings.standby_poll_s)
     book.file_alliance = file_alliance
+    book.roster_classes = classes_from_database(engine)  # the classes created on the classes page
     book.before_promote = [lambda: reinstall(book)]  # a standby taking over reads the roster imported meanwhile
     book.is_writer = leadership.is_writer
     leadership.start()

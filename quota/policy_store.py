@@ -124,10 +124,11 @@ class PolicyStore:
 
     def audit_log(self, session: Session, limit: int = 500, accounts: bool | None = None) -> list[PolicyChange]:
         """The newest policy changes first (quota.tables.PolicyChange, append-only).
-        ``accounts``: True = only the roster's (subject ``account``), False = all but those."""
+        ``accounts``: True = only the roster's (subjects ``account`` and ``class``), False = all but those."""
         query = select(PolicyChange)
         if accounts is not None:
-            query = query.where((PolicyChange.subject == "account") if accounts else (PolicyChange.subject != "account"))
+            roster = PolicyChange.subject.in_(("account", "class"))
+            query = query.where(roster if accounts else ~roster)
         return list(session.scalars(query.order_by(PolicyChange.id.desc()).limit(limit)))
 
     # -- reservations -----------------------------------------------------------------------

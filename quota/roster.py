@@ -65,6 +65,8 @@ class Existing:
     first_name: str
     last_name: str
     email: str
+    role: str = "student"  # or teacher: created on the classes page, never by an import
+    active: bool = True  # False: removed from their class (an import brings them back)
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,8 @@ def plan(rows: list[RosterRow], encoding: str, *, classes: dict[str, tuple[str, 
             continue
         changed = tuple(name for name, old, new in (
             ("class", before.class_id, class_id), ("first_name", before.first_name, row.first_name),
-            ("last_name", before.last_name, row.last_name), ("email", before.email, row.email)) if old != new)
+            ("last_name", before.last_name, row.last_name), ("email", before.email, row.email),
+            ("active", before.active, True)) if old != new)
         result.verdicts.append(Verdict(row, "updated" if changed else "unchanged", school, class_id, changed=changed))
     return result
 
@@ -213,6 +216,8 @@ def _refusal(row, classes, file_accounts, existing, first_line) -> tuple[str, Me
         return "id", _("The id {id} is an account of the alliance file; staff change it there, not by import.",
                        id=row.account)
     before = existing.get(row.account)
+    if before is not None and before.role != "student":
+        return "id", _("The id {id} is a teacher's account; check the id.", id=row.account)
     if before is not None and before.school != school:
         return "id", _("The id {id} is an account of another school; check the id, or ask alliance staff.",
                        id=row.account)

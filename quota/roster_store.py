@@ -3,7 +3,10 @@
 - :func:`merged` folds them into the alliance the service works with (``book.alliance``): a
   roster student is in their school's ``students`` and their class's ``students`` as a file
   student is, so the role checks, the school lookup, the teacher's class page and class
-  reservations treat both alike. The alliance file still seeds accounts and wins: an account
+  reservations treat both alike. Classes created on the classes page (``roster_classes``) join
+  their school's ``classes`` and teacher accounts created there (``roster_accounts`` with role
+  ``teacher``) its ``teachers`` (quota/roster_classes.py). A removed student
+  (``deactivated_at``) is in none. The alliance file still seeds accounts and wins: an account
   it lists is never taken from the roster.
 - :func:`install` does that at start-up and after every import (the allocator is rebuilt in
   the same change, :meth:`quota.leases.LeaseBook.change_policy`).
@@ -19,6 +22,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 
 import bcrypt
@@ -27,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from quota.alliance import Alliance
 from quota.roster import Existing, Plan
-from quota.tables import PolicyChange, RosterAccount
+from quota.tables import PolicyChange, RosterAccount, RosterClass
 
 # No look-alike characters (0/O, 1/l/I): students type these from a printed slip.
 READABLE_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
@@ -48,8 +52,13 @@ def rows(session: Session) -> list[RosterAccount]:
     return list(session.scalars(select(RosterAccount).order_by(RosterAccount.account)))
 
 
+def class_rows(session: Session) -> list[RosterClass]:
+    return list(session.scalars(select(RosterClass).order_by(RosterClass.school, RosterClass.class_id)))
+
+
 def existing(entries: list[RosterAccount]) -> dict[str, Existing]:
-    return {r.account: Existing(r.school, r.class_id, r.first_name, r.last_name, r.email) for r in entries}
+    return {r.account: Existing(r.school, r.class_id, r.first_name, r.last_name, r.email, role=r.role,
+                                active=r.deactivated_at is None) for r in entries}
 
 
 def file_accounts(alliance: Alliance) -> dict[str, str]:
@@ -60,37 +69,60 @@ def file_accounts(alliance: Alliance) -> dict[str, str]:
     return found
 
 
-def merged(alliance: Alliance, entries: list[RosterAccount]) -> Alliance:
-    """The alliance file's alliance with the roster's students in their schools and classes."""
+def merged(alliance: Alliance, entries: list[RosterAccount], classes=()) -> Alliance:
+    """The alliance file's alliance with the roster's students in their schools and classes,
+    and the classes and teachers created on the classes page in their schools (``classes``:
+    rows with school, class_id, name, teacher). Rows may be any objects with those attributes
+    (the hub passes the API's answers); a row without ``role`` is a student's."""
+    from quota.alliance import SchoolClass
+
     taken = set(file_accounts(alliance))
-    by_school: dict[str, list[RosterAccount]] = {}
+    by_school: dict[str, list] = {}
     for entry in entries:
-        if entry.account not in taken:
+        if entry.account not in taken and getattr(entry, "deactivated_at", None) is None:
             by_school.setdefault(entry.school, []).append(entry)
+    new_classes: dict[str, list] = {}
+    for row in classes:
+        new_classes.setdefault(row.school, []).append(row)
     schools = []
     for school in alliance.schools:
         added = by_school.get(school.id, [])
-        if not added:
+        created = [c for c in new_classes.get(school.id, ()) if c.class_id not in {g.id for g in school.classes}]
+        if not added and not created:
             schools.append(school)
             continue
-        known = {group.id for group in school.classes}
-        classes = [group.model_copy(update={"students": [*group.students, *(e.account for e in added
-                                                                           if e.class_id == group.id)]})
-                   for group in school.classes]
-        students = [*school.students, *(e.account for e in added if e.class_id in known)]
-        schools.append(school.model_copy(update={"students": students, "classes": classes}))
+        students_in = [e for e in added if getattr(e, "role", "student") == "student"]
+        teachers = [*school.teachers, *(e.account for e in added if getattr(e, "role", "student") == "teacher")]
+        groups = [*school.classes, *(SchoolClass.model_construct(id=c.class_id, name=c.name, teachers=[c.teacher],
+                                                                 students=[], library=[]) for c in created)]
+        known = {group.id for group in groups}
+        groups = [group.model_copy(update={"students": [*group.students, *(e.account for e in students_in
+                                                                          if e.class_id == group.id)]})
+                  for group in groups]
+        students = [*school.students, *(e.account for e in students_in if e.class_id in known)]
+        schools.append(school.model_copy(update={"students": students, "teachers": teachers, "classes": groups}))
     return alliance.model_copy(update={"schools": schools})
 
 
 def merged_from_database(alliance: Alliance, engine) -> Alliance:
     """At start-up, before the service's book exists: the file's alliance with the roster."""
     with Session(engine) as session:
-        return merged(alliance, rows(session))
+        return merged(alliance, rows(session), class_rows(session))
 
 
-def install(book, file_alliance: Alliance, entries: list[RosterAccount]) -> Alliance:
-    """Make ``book`` (and its policy store) work with the file's alliance plus ``entries``."""
-    alliance = merged(file_alliance, entries)
+def classes_from_database(engine) -> list:
+    """At start-up: the classes created on the classes page (:func:`install` keeps them in the book)."""
+    with Session(engine) as session:
+        return [_ClassRow(c.school, c.class_id, c.name, c.teacher) for c in class_rows(session)]
+
+
+def install(book, file_alliance: Alliance, entries: list[RosterAccount], classes=None) -> Alliance:
+    """Make ``book`` (and its policy store) work with the file's alliance plus ``entries`` (and
+    ``classes``; None: those the service works with now)."""
+    if classes is None:
+        classes = getattr(book, "roster_classes", [])
+    book.roster_classes = [_ClassRow(c.school, c.class_id, c.name, c.teacher) for c in classes]
+    alliance = merged(file_alliance, entries, book.roster_classes)
     book.file_alliance = file_alliance
     book.alliance = alliance
     book.policy.alliance = alliance
@@ -100,9 +132,23 @@ def install(book, file_alliance: Alliance, entries: list[RosterAccount]) -> Alli
 def reinstall(book) -> Alliance:
     """The roster as stored now (a standby that takes over: the leader imported meanwhile)."""
     base = file_alliance_of(book)
-    alliance = book.read_policy(lambda session, now: merged(base, rows(session)))
+    def read(session, now):
+        book.roster_classes = [_ClassRow(c.school, c.class_id, c.name, c.teacher) for c in class_rows(session)]
+        return merged(base, rows(session), book.roster_classes)
+
+    alliance = book.read_policy(read)
     book.alliance = book.policy.alliance = alliance
     return alliance
+
+
+@dataclass(frozen=True)
+class _ClassRow:
+    """A roster class as the service keeps it between transactions (not bound to a session)."""
+
+    school: str
+    class_id: str
+    name: str
+    teacher: str
 
 
 def file_alliance_of(book) -> Alliance:
@@ -145,6 +191,10 @@ def apply(book, plan: Plan, hashes: dict[str, str], by: str) -> None:
                     session.add(PolicyChange(at=now, by=by, subject="account", target=row.account, field=name,
                                              old=old, new=value))
                     setattr(stored, name, value)
+            if stored.deactivated_at is not None:  # removed from a class, imported again: back
+                stored.deactivated_at = None
+                session.add(PolicyChange(at=now, by=by, subject="account", target=row.account, field="active",
+                                         old="removed", new=f"{verdict.school}/{verdict.class_id}"))
             stored.updated_by, stored.updated_at = by, now
         session.flush()
         install(book, base, rows(session))  # before the allocator is rebuilt from it

@@ -199,7 +199,8 @@ class RosterAccount(Base):
 
     account: Mapped[str] = mapped_column(String(63), primary_key=True)
     school: Mapped[str] = mapped_column(String(63), index=True)
-    class_id: Mapped[str] = mapped_column(String(63))
+    class_id: Mapped[str] = mapped_column(String(63))  # "" for a teacher (their classes: RosterClass.teacher)
+    role: Mapped[str] = mapped_column(String(20), default="student", server_default="student")  # or teacher (0009)
     first_name: Mapped[str] = mapped_column(String(100), default="")
     last_name: Mapped[str] = mapped_column(String(100), default="")
     email: Mapped[str] = mapped_column(String(200), default="")
@@ -208,6 +209,25 @@ class RosterAccount(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_by: Mapped[str] = mapped_column(String(100))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # set when a teacher removed the student from their class (0009): no login, no role; the row
+    # and the usage records stay, and an import of the same id by the school brings it back
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class RosterClass(Base):
+    """A class a school admin or alliance staff created on the classes page (quota/roster_classes.py,
+    migration 0009), beside the alliance file's ``schools[].classes``: its id, name and teacher (an
+    account of the file or of ``roster_accounts``, role teacher). Every change is also in the
+    append-only ``policy_changes`` (subject ``class``)."""
+
+    __tablename__ = "roster_classes"
+
+    school: Mapped[str] = mapped_column(String(63), primary_key=True)
+    class_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    teacher: Mapped[str] = mapped_column(String(63))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class LibraryAttachment(Base):

@@ -17,6 +17,7 @@ PAGES = {  # page -> roles that may open it
     "/pages/operator": {"operator", "staff"},
     "/pages/me": {"student"},
     "/pages/teacher/roster": {"teacher", "school_admin", "staff"},
+    "/pages/classes": {"school_admin", "staff"},
 }
 FORMS = {  # form -> (fields, roles that may send it)
     "/pages/staff/school": ({"id": "c01", "weight": "3"}, {"staff"}),
@@ -25,7 +26,16 @@ FORMS = {  # form -> (fields, roles that may send it)
     "/pages/teacher/book": ({"class_id": "c01/ai-club", "pool": "uni-a", "units": "1", "date": "2026-09-02",
                              "start": "08:00", "end": "09:00", "tz": "Asia/Shanghai", "action": "book"},
                             {"teacher", "school_admin", "staff"}),
+    "/pages/classes": ({"school": "c01", "class_id": "robots", "name": "Robots", "teacher": "c01-teacher"},
+                       {"school_admin", "staff"}),
 }
+
+
+def _state(quota_client):
+    """Everything a page's form may change: policy, bookings, the roster and its classes."""
+    return tuple(quota_client.get(path).json() for path in ("/api/schools", "/api/tiers", "/api/pools",
+                                                           "/api/reservations", "/api/roster/accounts",
+                                                           "/api/roster/classes"))
 
 
 @pytest.mark.parametrize("role", sorted(ACCOUNTS))
@@ -40,12 +50,10 @@ def test_who_may_open_each_page(quota_client, path, role):
 def test_who_may_send_each_form(quota_client, path, role):
     client = page_client(quota_client.app, ACCOUNTS[role])
     token = csrf_for(quota_client.app, ACCOUNTS[role])  # the token belongs to the login, the same on every page
-    before = (quota_client.get("/api/schools").json(), quota_client.get("/api/tiers").json(),
-              quota_client.get("/api/pools").json(), quota_client.get("/api/reservations").json())
+    before = _state(quota_client)
     fields, allowed = FORMS[path]
     answer = client.post(path, data={**fields, "csrf": token}, follow_redirects=False)
-    after = (quota_client.get("/api/schools").json(), quota_client.get("/api/tiers").json(),
-             quota_client.get("/api/pools").json(), quota_client.get("/api/reservations").json())
+    after = _state(quota_client)
     if role in allowed:
         assert answer.status_code == 303, answer.text[:300]
         assert after != before
@@ -81,3 +89,29 @@ def test_only_the_hub_reads_the_roster_api(quota_client, client_as, role):
     assert account.get("/api/roster/accounts/nobody").status_code == 403
     assert account.post("/api/roster/accounts/nobody/password-set").status_code == 403
     assert quota_client.get("/api/roster/accounts/nobody").status_code == 404  # the hub: asked, none
+
+
+@pytest.mark.parametrize("role", sorted(ACCOUNTS))
+@pytest.mark.parametrize("action", ["reset", "remove"])
+def test_who_may_care_for_an_imported_student(quota_client, role, action):
+    """A new one-time password, or removal from the class, for a student the class's teacher
+    imported: the class's teacher, the school's admin and staff; nobody else, and nothing changes."""
+    import base64
+
+    teacher = page_client(quota_client.app, "c01-teacher")
+    data = b"id,first_name,last_name,email,class\nnew-1,Ada,Li,,ai-club\n"
+    done = teacher.post("/pages/teacher/roster/import", data={"csrf": csrf_for(quota_client.app, "c01-teacher"),
+                                                              "file": base64.b64encode(data).decode()})
+    assert done.status_code == 200
+    before = quota_client.get("/api/roster/accounts/new-1").json()
+    client = page_client(quota_client.app, ACCOUNTS[role])
+    answer = client.post(f"/pages/teacher/students/{action}",
+                         data={"account": "new-1", "csrf": csrf_for(quota_client.app, ACCOUNTS[role])},
+                         follow_redirects=False)
+    after = quota_client.get("/api/roster/accounts/new-1")
+    if role in {"teacher", "school_admin", "staff"}:
+        assert answer.status_code == (200 if action == "reset" else 303), answer.text[:300]
+        assert after.status_code == 404 if action == "remove" else after.json()["one_time_hash"] != before["one_time_hash"]
+    else:
+        assert answer.status_code == 403, answer.text[:300]
+        assert after.json() == before

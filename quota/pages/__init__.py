@@ -9,9 +9,10 @@ from __future__ import annotations
 
 
 def routers():
-    from quota.pages import home, operator, roster, staff, static, student, teacher
+    from quota.pages import accounts, classes, home, operator, roster, staff, static, student, teacher
 
-    return [home.router, static.router, teacher.router, roster.router, staff.router, operator.router, student.router]
+    return [home.router, static.router, teacher.router, roster.router, accounts.router, classes.router, staff.router,
+            operator.router, student.router]
 
 
 UPLOAD_LIMITS = {  # path suffix -> largest body (quota/web_guard.py): the roster's CSV upload

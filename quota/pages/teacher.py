@@ -21,6 +21,7 @@ from quota.deps import Caller
 from quota.errors import InvalidField, NotFound
 from quota.pages.booking import DEFAULT_ZONE, FieldError, capacity_check, lesson_windows, local_time, zone_or_default
 from quota.pages.web import back_to, field_errors, form_caller, page, page_locale
+from quota.roster_store import file_alliance_of, rows as roster_rows
 from quota.usage_report import period_start, running_records
 
 router = APIRouter(prefix="/pages/teacher", include_in_schema=False)
@@ -84,6 +85,9 @@ def _view(request: Request, caller: Principal, book, status_code=200, errors=(),
         return [r for r in rows if r.class_id is None or (r.school, r.class_id) in ids]
 
     bookings = book.read_policy(read)
+    imported = book.read_policy(lambda session, now: {r.account for r in roster_rows(session)
+                                                      if r.deactivated_at is None and r.role == "student"})
+    imported -= set(file_alliance_of(book).accounts())  # the file wins: changed there, not here
     library = library_rows(book.alliance, classes, book.read_policy(lambda session, now: library_classes.stored(session)),
                            locale)
     week = period_start(now, "week")
@@ -100,13 +104,14 @@ def _view(request: Request, caller: Principal, book, status_code=200, errors=(),
     zone = zone_or_default(values.get("tz"))
     return page(request, caller, "teacher.html", status_code, zone=zone.key, local=local_time(zone), classes=classes, live=live, bookings=bookings,
                 usage=usage, pools=pools, values=values, library=library, lessons=lessons, notice=notice,
+                imported=imported, creates_classes=caller.role in (Role.school_admin, Role.staff, Role.hub),
                 errors=field_errors(errors, LABELS, locale), error_fields={e.field for e in errors}, now=now,
                 prestart_minutes=round(book.alliance.fairshare.reservation_lead_minutes))  # hub/prestart.py
 
 
 @router.get("")
 def teacher_page(request: Request, caller: Caller, booked: int = 0, stopped: str = "", cancelled: str = "",
-                 attached: str = "", detached: str = ""):
+                 attached: str = "", detached: str = "", removed: str = ""):
     _require_teacher(caller)
     book = request.app.state.book
     notice = ""
@@ -122,6 +127,9 @@ def teacher_page(request: Request, caller: Caller, booked: int = 0, stopped: str
     elif attached:
         notice = _("{entry} is attached: the class's students find it in ~/datasets when their workspace next starts.",
                    entry=attached)
+    elif removed:
+        notice = _("{account} is removed from the class and can no longer sign in; a GPU session they had is "
+                   "released, their GPU-hours are kept.", account=removed)
     elif detached:
         notice = _("{entry} is detached: it leaves the students' ~/datasets when their workspace next starts.",
                    entry=detached)

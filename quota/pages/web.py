@@ -193,6 +193,8 @@ def nav_for(caller: Principal) -> list[tuple[str, Message]]:
     links = []
     if role in ("teacher", "school_admin", "staff", "hub"):
         links.append(("/pages/teacher", _("Classes and bookings")))
+    if role in ("school_admin", "staff", "hub"):
+        links.append(("/pages/classes", _("Classes and teachers")))
     if role in ("staff", "hub", "operator"):
         links.append(("/pages/staff", _("Shares and equity")))
     if role in ("operator", "hub", "staff"):
