@@ -109,27 +109,30 @@ class Snapshot:
         ]
 
 
-def build(alliance: Alliance, policy: PolicyStore, session: Session, now: datetime,
-          usage: dict[str, float]) -> Snapshot:
-    """``usage``: each school's GPU usage of ended leases decayed to ``now``, in
-    milli-GPU-seconds (:class:`quota.decayed_usage.DecayedUsage`)."""
+@dataclass(frozen=True)
+class PolicyInputs:
+    """What staff's settings make of the allocator's inputs: the open pools' specs, every
+    school's settings, the class reservations to hold and who is in a booked class."""
+
+    pools: list[PoolSpec]
+    pool_of: dict[str, tuple[str, str]]  # allocator pool id -> (service pool id, unit kind)
+    schools: list[SchoolSpec]
+    reservations: list[Reservation]
+    reserved_class_of: dict[tuple[str, str], str]  # (school, student) -> class with a booking
+
+
+def policy_inputs(alliance: Alliance, policy: PolicyStore, session: Session, now: datetime) -> PolicyInputs:
+    """Read staff's settings as the allocator's inputs (no lease is read)."""
     open_pools = policy.open_pools(session)
-    alliance_pools = [pool for pool in alliance.pools if pool.id in open_pools]
     specs: list[PoolSpec] = []
     pool_of: dict[str, tuple[str, str]] = {}
-    for pool in alliance_pools:
-        for spec in pool_specs_of(pool):
-            specs.append(spec)
-            pool_of[spec.id] = (pool.id, spec.kind)
-    shapes = request_shapes(alliance, specs)
-    milli_of_kind = {shape.kind: shape.milli for shape in shapes.values()}
-    schools = [_school_spec(policy, session, school.id, alliance) for school in alliance.schools]
-    config = config_from(alliance)
-    t = now.timestamp()
-    allocator = Allocator(specs, schools, config, start=t)
-    snapshot = Snapshot(allocator, now, pool_of, milli_of_kind, shapes=shapes)
+    for pool in alliance.pools:
+        if pool.id in open_pools:
+            for spec in pool_specs_of(pool):
+                specs.append(spec)
+                pool_of[spec.id] = (pool.id, spec.kind)
     spec_of = {value: key for key, value in pool_of.items()}
-
+    reservations, reserved_class_of = [], {}
     bookings = policy.reservations(session, include_past_of=now)
     lead = timedelta(minutes=alliance.fairshare.reservation_lead_minutes)
     for booking in bookings:
@@ -138,13 +141,32 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
             continue  # its pool is draining or closed: nothing to hold there now
         # held from its lead on (the class's workspaces start before the bell: hub/prestart.py)
         begins = holds_from(booking.starts_at, lead, (b.ends_at for b in bookings if b.pool == booking.pool and b.id != booking.id))
-        res = _reservation(booking, spec_id, begins)
+        reservations.append(_reservation(booking, spec_id, begins))
         if booking.class_id:  # a class's booking serves only its students
-            snapshot.reserved_class_of.update(_class_members(alliance, booking.school, booking.class_id))
+            reserved_class_of.update(_class_members(alliance, booking.school, booking.class_id))
+    schools = [_school_spec(policy, session, school.id, alliance) for school in alliance.schools]
+    return PolicyInputs(specs, pool_of, schools, reservations, reserved_class_of)
+
+
+def build(alliance: Alliance, policy: PolicyStore, session: Session, now: datetime,
+          usage: dict[str, float]) -> Snapshot:
+    """``usage``: each school's GPU usage of ended leases decayed to ``now``, in
+    milli-GPU-seconds (:class:`quota.decayed_usage.DecayedUsage`)."""
+    inputs = policy_inputs(alliance, policy, session, now)
+    specs, pool_of = inputs.pools, inputs.pool_of
+    shapes = request_shapes(alliance, specs)
+    milli_of_kind = {shape.kind: shape.milli for shape in shapes.values()}
+    config = config_from(alliance)
+    t = now.timestamp()
+    allocator = Allocator(specs, inputs.schools, config, start=t)
+    snapshot = Snapshot(allocator, now, pool_of, milli_of_kind, shapes=shapes,
+                        reserved_class_of=dict(inputs.reserved_class_of))
+    spec_of = {value: key for key, value in pool_of.items()}
+    for res in inputs.reservations:
         try:
             allocator.add_reservation(res, t)
         except ReservationError as exc:  # booked before a pool shrank; staff see it in the log
-            log.warning("reservation %s cannot be honoured now: %s", booking.id, exc)
+            log.warning("reservation %s cannot be honoured now: %s", res.id, exc)
 
     known_schools = set(allocator.school_index)
     running = session.execute(
@@ -167,19 +189,7 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
     for school in sorted(usage):  # ended leases' usage, decayed to now
         if school in known_schools:
             allocator.seed_usage(school, usage[school], t)
-    if allocator.track_budgets:  # the budget period's ended leases, in the order they ended
-        since = now - timedelta(seconds=config.budget_period_s)
-        records = session.execute(
-            select(UsageRecord.school, UsageRecord.user, UsageRecord.started_at, UsageRecord.ended_at,
-                   UsageRecord.held_seconds, UsageRecord.gpu_seconds)
-            .where(UsageRecord.ended_at > since, UsageRecord.gpu_seconds > 0)
-            .order_by(UsageRecord.ended_at, UsageRecord.id)
-        )
-        for record in records:
-            if record.school in known_schools and record.held_seconds > 0:
-                milli = int(round(1000 * record.gpu_seconds / record.held_seconds))
-                allocator.seed_budget(record.school, record.user, record.started_at.timestamp(),
-                                      record.ended_at.timestamp(), milli)
+    seed_budgets(allocator, session, now)
     # Leases whose end (or reclaim stop) passed while the service was down end now, before the
     # queue is back: their stops are actions the book must take (putting a queued request back
     # runs the allocator's timers and keeps no actions).
@@ -200,6 +210,26 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
             snapshot.decisions.append(decision)
     snapshot.actions.extend(allocator.advance(t))
     return snapshot
+
+
+def seed_budgets(allocator: Allocator, session: Session, now: datetime) -> None:
+    """Count the budget period's ended leases against the GPU-hour budgets, in the order
+    they ended (nothing when no school has a budget)."""
+    if not allocator.track_budgets:
+        return
+    since = now - timedelta(seconds=allocator.config.budget_period_s)
+    known_schools = allocator.school_index
+    records = session.execute(
+        select(UsageRecord.school, UsageRecord.user, UsageRecord.started_at, UsageRecord.ended_at,
+               UsageRecord.held_seconds, UsageRecord.gpu_seconds)
+        .where(UsageRecord.ended_at > since, UsageRecord.gpu_seconds > 0)
+        .order_by(UsageRecord.ended_at, UsageRecord.id)
+    )
+    for record in records:
+        if record.school in known_schools and record.held_seconds > 0:
+            milli = int(round(1000 * record.gpu_seconds / record.held_seconds))
+            allocator.seed_budget(record.school, record.user, record.started_at.timestamp(),
+                                  record.ended_at.timestamp(), milli)
 
 
 def _school_spec(policy: PolicyStore, session: Session, school_id: str, alliance: Alliance) -> SchoolSpec:

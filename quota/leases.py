@@ -15,9 +15,11 @@ If a commit fails, the allocator's memory is ahead of the database, so it is dro
 rebuilt from the database (which holds what it held before): the callers get
 :class:`JournalUnavailable` (answered 503) and nothing is granted that is not stored.
 
-A change of policy (a tier, a school, a pool opened or drained, a reservation booked or
-cancelled) is a staff action: it is stored, then the allocator is rebuilt from the
-database, so the new shares apply to everything at once.
+A change of policy (a tier, a school, a reservation booked or cancelled, a roster) is a
+staff action: it is stored, then fed to the same allocator as an input
+(:mod:`quota.policy_feed`), so the new shares apply to everything at once and the
+allocator keeps its sessions, queue and usage. A pool opened or drained changes the
+allocator's pools: the allocator is built again from the database then.
 
 Reads (a lease, the queue, places and wait estimates, the inventory, schools' standing)
 come from memory; only history (ended leases, the usage ledger) is read from the database.
@@ -49,7 +51,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
-from quota import fair_snapshot
+from quota import fair_snapshot, policy_feed
 from quota.alliance import Alliance
 from quota.decayed_usage import DecayedUsage
 from quota.errors import InvalidField
@@ -72,6 +74,7 @@ _STOP_REASON = {"reclaimed": "reclaimed", "budget_exhausted": "budget_exhausted"
                 "idle": "idle"}
 Clock = Callable[[], datetime]
 _SETTLED = settled()
+_REBUILD = "rebuild"  # a change of policy the running allocator cannot take (its pools changed)
 
 
 def utc_now() -> datetime:
@@ -271,6 +274,8 @@ class LeaseBook:
                     return _view(mem.settling[lease_id][0])
                 stored = journal.session.get(LeaseRow, lease_id)
                 return _view(stored) if stored is not None else None
+            if charge_from is not None and lease.granted_at is not None and charge_from > lease.granted_at:
+                mem.allocator.uncharge(lease.id, charge_from.timestamp(), now.timestamp())  # as its usage record says
             actions = self._leave_allocator(mem, lease, now.timestamp())
             self._end(mem, journal, lease, end_reason, now, charge_from)
             self._apply(mem, journal, actions, now)
@@ -536,16 +541,11 @@ class LeaseBook:
             return action(session, self._clock())
 
     def change_policy(self, action):
-        """Run ``action(session, now)`` in a write transaction, then rebuild the allocator
-        from the database so the change applies to everyone (and grant what it made possible).
-        The inputs decided before it are stored first (the rebuild reads them)."""
-        while True:
-            self._committer.settle()
-            with self._lock:
-                if self._committer.idle():
-                    return self._change_policy_now(action)
-
-    def _change_policy_now(self, action):
+        """Run ``action(session, now)`` in a write transaction (staff's change, stored), then
+        feed the running allocator what it changed (:mod:`quota.policy_feed`): the new
+        shares apply to everyone at once, and what they make possible is granted or warned
+        in the journal like any input. A pool opened or drained builds the allocator again
+        from the database instead."""
         with self._lock:
             try:
                 with self._transaction(write=True) as session:
@@ -553,12 +553,46 @@ class LeaseBook:
                     session.flush()
             except SQLAlchemyError as exc:
                 raise JournalUnavailable(f"the database did not store the change: {exc}") from exc
-            self._mem = None
-            try:
-                self._memory()
-            except JournalUnavailable:
-                log.exception("the allocator could not be rebuilt after a policy change; the next call retries")
-            return result
+            if self._mem is None or not self.is_writer():
+                return result  # built from the database (with the change) at the next input
+        try:
+            if self._input(self._policy_input) == _REBUILD:
+                self._rebuild_after_policy()
+        except JournalUnavailable:
+            log.exception("the change is stored but the allocator could not take it; it is rebuilt at the next input")
+        return result
+
+    def _policy_input(self, mem: _Memory, journal: Entry, now: datetime):
+        inputs = fair_snapshot.policy_inputs(self.alliance, self.policy, journal.session, now)
+        fed = policy_feed.feed(mem.snap, inputs, now.timestamp())
+        if fed.rebuild:
+            return _REBUILD
+        if fed.budgets_started:
+            fair_snapshot.seed_budgets(mem.allocator, journal.session, now)
+        for refusal in fed.refusals:
+            self._refuse_queued(mem, journal, refusal, now)
+        self._apply(mem, journal, fed.actions, now)
+
+    def _rebuild_after_policy(self) -> None:
+        """Build the allocator from the database once what was decided before is stored."""
+        while True:
+            self._committer.settle()
+            with self._lock:
+                if self._committer.idle():
+                    self._mem = None
+                    try:
+                        self._memory()
+                    except JournalUnavailable:
+                        log.exception("the allocator could not be rebuilt after a policy change; the next call retries")
+                    return
+
+    def _refuse_queued(self, mem: _Memory, journal: Entry, refusal, now: datetime) -> None:
+        """A queued lease that can no longer wait (its school's new limit, cap or budget)."""
+        lease = mem.rows.get(refusal.request_id)
+        if lease is not None and lease.state == "queued":
+            lease.state, lease.reason, lease.released_at = "refused", _sentence(refusal.reason), now
+            journal.changed[lease.id] = lease
+            self._forget(mem, lease)
 
     # -- one input: decided in memory, answered once stored --------------------------------
 
@@ -684,11 +718,7 @@ class LeaseBook:
                     self._heartbeat_from(mem, now)
                 journal = Entry(self._sessions)
                 for refusal in snap.decisions:  # queued leases that can no longer wait
-                    lease = mem.rows.get(refusal.request_id)
-                    if lease is not None and lease.state == "queued":
-                        lease.state, lease.reason, lease.released_at = "refused", _sentence(refusal.reason), now
-                        journal.changed[lease.id] = lease
-                        self._forget(mem, lease)
+                    self._refuse_queued(mem, journal, refusal, now)
                 self._apply(mem, journal, snap.actions, now)
                 rebuilt = Batch()
                 rebuilt.take(journal)

@@ -10,14 +10,12 @@ spawner then stops the workspace at its next lease check). See docs/security.md.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from datetime import datetime, timezone
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
-from fastapi.concurrency import run_in_threadpool
 
 from quota.auth import Principal, Role
 from quota.deps import Authorized, Book, Caller, forbid
@@ -191,28 +189,7 @@ async def release_lease(
         raise forbid("Only the hub says from when a lease is charged (for workspaces it started ahead of a lesson).")
     if charge_from.tzinfo is None:
         charge_from = charge_from.replace(tzinfo=timezone.utc)
-    ended = await book.release_async(lease_id, charge_from=charge_from)
-    if ended is not None and ended.granted_at is not None and charge_from > ended.granted_at:
-        _forget_charge_soon(book)
-    return Lease.of(ended)
-
-
-_rebuilds: dict[int, asyncio.Task] = {}
-
-
-def _forget_charge_soon(book) -> None:
-    """The allocator charged the lease's school and student from its grant, in memory: rebuild
-    it from the usage ledger (which counts from ``charge_from``), once for the releases of one
-    moment (a lesson's unused workspaces end together)."""
-    task = _rebuilds.get(id(book))
-    if task is not None and not task.done():
-        return
-
-    async def rebuild() -> None:
-        await asyncio.sleep(1.0)
-        await run_in_threadpool(book.change_policy, lambda session, now: None)
-
-    _rebuilds[id(book)] = asyncio.ensure_future(rebuild())
+    return Lease.of(await book.release_async(lease_id, charge_from=charge_from))
 
 
 @router.delete("/by-key/{idempotency_key}", response_model=Lease)
