@@ -106,7 +106,7 @@ def test_who_may_care_for_an_imported_student(quota_client, role, action):
     before = quota_client.get("/api/roster/accounts/new-1").json()
     client = page_client(quota_client.app, ACCOUNTS[role])
     answer = client.post(f"/pages/teacher/students/{action}",
-                         data={"account": "new-1", "csrf": csrf_for(quota_client.app, ACCOUNTS[role])},
+                         data={"account": "new-1", "csrf": csrf_for(quota_client.app, ACCOUNTS[role]), "confirm": "yes"},
                          follow_redirects=False)
     after = quota_client.get("/api/roster/accounts/new-1")
     if role in {"teacher", "school_admin", "staff"}:

@@ -168,8 +168,8 @@ def _imported_student(quota_client, account="r-01"):
 
 def _care(app, who: str, action: str, account: str, locale="en"):
     client = page_client(app, who, locale)
-    return client.post(f"/pages/teacher/students/{action}", data={"account": account, "csrf": csrf_for(app, who)},
-                       follow_redirects=False)
+    return client.post(f"/pages/teacher/students/{action}", data={"account": account, "csrf": csrf_for(app, who),
+                                                                    "confirm": "yes"}, follow_redirects=False)
 
 
 def test_a_new_one_time_password_replaces_the_old(quota_client):
@@ -210,6 +210,16 @@ def test_account_care_needs_the_pages_csrf_token(quota_client):
     for action in ("reset", "remove"):
         assert client.post(f"/pages/teacher/students/{action}", data={"account": "r-01", "csrf": "0" * 64}).status_code == 403
     assert quota_client.get("/api/roster/accounts/r-01").status_code == 200
+
+
+def test_removing_asks_to_confirm_first(quota_client):
+    app = quota_client.app
+    _imported_student(quota_client)
+    client = page_client(app, "c01-teacher", "zh-CN")
+    asked = client.post("/pages/teacher/students/remove", data={"account": "r-01", "csrf": csrf_for(app, "c01-teacher")})
+    assert asked.status_code == 200 and "要把 r-01 移出班级吗？" in main_text(asked.text)
+    assert 'name="confirm" value="yes"' in asked.text and csrf_of(asked.text) == csrf_for(app, "c01-teacher")
+    assert quota_client.get("/api/roster/accounts/r-01").status_code == 200  # nothing changed yet
 
 
 def test_a_removed_student_loses_their_lease_and_login_but_not_their_usage(quota_client, clock):

@@ -3,7 +3,8 @@
 - ``POST /pages/teacher/students/reset``: a new one-time password, shown once as a slip; the old
   slip and the password the student chose stop working (the student chooses a new one at their
   next sign-in).
-- ``POST /pages/teacher/students/remove``: the student leaves their class and can no longer sign
+- ``POST /pages/teacher/students/remove``: first a page that asks to confirm (no script on these
+  pages, so no dialog), then, with ``confirm=yes``, the student leaves their class and can no longer sign
   in; a running or waiting GPU session is released; their usage records stay. Importing the same
   id again (same school) brings the account back.
 
@@ -36,12 +37,12 @@ async def _student(request: Request):
     row = imported(book, account)
     if row is None or row.role != "student" or (row.school, row.class_id) not in groups:
         raise HTTPException(403, NOT_YOURS)
-    return caller, book, row, groups[(row.school, row.class_id)]
+    return caller, book, row, groups[(row.school, row.class_id)], form
 
 
 @router.post("/reset")
 async def reset(request: Request):
-    caller, book, row, group = await _student(request)
+    caller, book, row, group, _form = await _student(request)
     password = one_time_password()
     hashed = await run_in_threadpool(hash_one_time, password)
     if not await run_in_threadpool(reset_one_time, book, row.account, hashed, caller.name):
@@ -58,7 +59,10 @@ async def reset(request: Request):
 
 @router.post("/remove")
 async def remove(request: Request):
-    caller, book, row, _group = await _student(request)
+    caller, book, row, group, form = await _student(request)
+    if form.get("confirm") != "yes":
+        return page(request, caller, "confirm_remove.html", account=row.account, class_name=group.name or group.id,
+                    name=" ".join(p for p in (row.last_name, row.first_name) if p))
     await run_in_threadpool(deactivate, book, row.account, caller.name)
     return back_to(request, "/pages/teacher", removed=row.account)
 
