@@ -22,6 +22,8 @@ Mapping between the two worlds:
 from __future__ import annotations
 
 import logging
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -152,31 +154,90 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
           usage: dict[str, float]) -> Snapshot:
     """``usage``: each school's GPU usage of ended leases decayed to ``now``, in
     milli-GPU-seconds (:class:`quota.decayed_usage.DecayedUsage`)."""
-    inputs = policy_inputs(alliance, policy, session, now)
-    specs, pool_of = inputs.pools, inputs.pool_of
-    shapes = request_shapes(alliance, specs)
-    milli_of_kind = {shape.kind: shape.milli for shape in shapes.values()}
-    config = config_from(alliance)
-    t = now.timestamp()
-    allocator = Allocator(specs, inputs.schools, config, start=t)
-    snapshot = Snapshot(allocator, now, pool_of, milli_of_kind, shapes=shapes,
-                        reserved_class_of=dict(inputs.reserved_class_of))
-    spec_of = {value: key for key, value in pool_of.items()}
-    for res in inputs.reservations:
-        try:
-            allocator.add_reservation(res, t)
-        except ReservationError as exc:  # booked before a pool shrank; staff see it in the log
-            log.warning("reservation %s cannot be honoured now: %s", res.id, exc)
-
-    known_schools = set(allocator.school_index)
+    snapshot = _empty(alliance, policy_inputs(alliance, policy, session, now), now)
+    allocator, t = snapshot.allocator, now.timestamp()
     running = session.execute(
         select(LeaseRow.id, LeaseRow.user, LeaseRow.school, LeaseRow.profile, LeaseRow.pool, LeaseRow.unit_kind,
                LeaseRow.granted_at, LeaseRow.expires_at, LeaseRow.reclaim_at)
         .where(LeaseRow.state == "granted", LeaseRow.unit_id.is_not(None)).order_by(LeaseRow.granted_at, LeaseRow.seq)
     )
+    _resume(snapshot, running, t)
+    for school in sorted(usage):  # ended leases' usage, decayed to now
+        if school in allocator.school_index:
+            allocator.seed_usage(school, usage[school], t)
+    seed_budgets(allocator, session, now)
+    # Leases whose end (or reclaim stop) passed while the service was down end now, before the
+    # queue is back: their stops are actions the book must take (putting a queued request back
+    # runs the allocator's timers and keeps no actions).
+    snapshot.actions.extend(allocator.advance(t))
+    queued = session.execute(
+        select(LeaseRow.id, LeaseRow.user, LeaseRow.school, LeaseRow.profile, LeaseRow.kind, LeaseRow.requested_at)
+        .where(LeaseRow.state == "queued", LeaseRow.kind.is_not(None)).order_by(LeaseRow.seq)
+    )
+    _queue_again(snapshot, queued, t)
+    snapshot.actions.extend(allocator.advance(t))
+    return snapshot
+
+
+def with_pools(old: Snapshot, alliance: Alliance, inputs: PolicyInputs, leases: Iterable, now: datetime) -> Snapshot:
+    """The allocator for a new set of open pools (one opened or drained), built from the
+    running one and the book's active leases rather than from the database: the leases on
+    pools still or newly open are put back (oldest first, with their warnings and last
+    activity), every school keeps its decayed usage and its budget periods, and the queue
+    keeps its order. Leases on a draining pool keep their unit but take nothing from the
+    open pools (as at start-up)."""
+    snapshot = _empty(alliance, inputs, now)
+    allocator, before, t = snapshot.allocator, old.allocator, now.timestamp()
+    leases = list(leases)
+    running = sorted((lease for lease in leases if lease.state == "granted" and lease.unit_id is not None
+                      and lease.kind is not None), key=lambda lease: (lease.granted_at, lease.seq))
+    _resume(snapshot, running, t)
+    for session in allocator.sessions.values():
+        was = before.sessions.get(session.id)
+        if was is not None and was.last_active > session.last_active:
+            allocator.touch(session.id, was.last_active)
+    for i, school in enumerate(allocator.schools):  # decayed usage as the running allocator counted it
+        put_back = allocator.ledger.decayed(i, t)  # what the sessions just put back count
+        allocator.seed_usage(school.id, before.ledger.decayed(before.school_index[school.id], t) - put_back, t)
+    if allocator.track_budgets and before.track_budgets:
+        for key, closed in before.budgets.closed.items():
+            allocator.budgets.closed[key] = deque(closed)
+        for x in before.sessions.values():  # off the open pools now: what it used so far stays counted
+            if x.id not in allocator.sessions and t > x.start:
+                for key in (f"school:{x.request.school}", f"user:{x.request.user}"):
+                    allocator.budgets.closed.setdefault(key, deque()).append((x.start, t, x.milli))
+    snapshot.actions.extend(allocator.advance(t))
+    queued = sorted((lease for lease in leases if lease.state == "queued" and lease.kind is not None),
+                    key=lambda lease: lease.seq)
+    _queue_again(snapshot, queued, t)
+    snapshot.actions.extend(allocator.advance(t))
+    return snapshot
+
+
+def _empty(alliance: Alliance, inputs: PolicyInputs, now: datetime) -> Snapshot:
+    """An allocator with the pools, schools and reservations of ``inputs`` and nothing else."""
+    shapes = request_shapes(alliance, inputs.pools)
+    milli_of_kind = {shape.kind: shape.milli for shape in shapes.values()}
+    t = now.timestamp()
+    allocator = Allocator(inputs.pools, inputs.schools, config_from(alliance), start=t)
+    snapshot = Snapshot(allocator, now, dict(inputs.pool_of), milli_of_kind, shapes=shapes,
+                        reserved_class_of=dict(inputs.reserved_class_of))
+    for res in inputs.reservations:
+        try:
+            allocator.add_reservation(res, t)
+        except ReservationError as exc:  # booked before a pool shrank; staff see it in the log
+            log.warning("reservation %s cannot be honoured now: %s", res.id, exc)
+    return snapshot
+
+
+def _resume(snapshot: Snapshot, running, t: float) -> None:
+    """Put back running leases (oldest first): id, user, school, profile, pool, unit_kind,
+    granted_at, expires_at, reclaim_at."""
+    allocator = snapshot.allocator
+    spec_of = {value: key for key, value in snapshot.pool_of.items()}
     for lease in running:
         spec_id = spec_of.get((lease.pool, lease.unit_kind))
-        if spec_id is None or lease.school not in known_schools:
+        if spec_id is None or lease.school not in allocator.school_index:
             continue  # on a draining pool: it keeps its unit but takes nothing from the open ones
         request = snapshot.request_for(lease.id, lease.user, lease.school, lease.unit_kind, lease.profile)
         allocator.resume(
@@ -186,21 +247,12 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
             reservation=_reservation_for(allocator, spec_id, request, t),
         )
 
-    for school in sorted(usage):  # ended leases' usage, decayed to now
-        if school in known_schools:
-            allocator.seed_usage(school, usage[school], t)
-    seed_budgets(allocator, session, now)
-    # Leases whose end (or reclaim stop) passed while the service was down end now, before the
-    # queue is back: their stops are actions the book must take (putting a queued request back
-    # runs the allocator's timers and keeps no actions).
-    snapshot.actions.extend(allocator.advance(t))
 
-    queued = session.execute(
-        select(LeaseRow.id, LeaseRow.user, LeaseRow.school, LeaseRow.profile, LeaseRow.kind, LeaseRow.requested_at)
-        .where(LeaseRow.state == "queued", LeaseRow.kind.is_not(None)).order_by(LeaseRow.seq)
-    )
+def _queue_again(snapshot: Snapshot, queued, t: float) -> None:
+    """Put back queued leases in the order they came: id, user, school, profile, kind, requested_at."""
+    allocator = snapshot.allocator
     for lease in queued:
-        if lease.school not in known_schools:
+        if lease.school not in allocator.school_index:
             continue
         if lease.kind not in snapshot.milli_of_kind:
             continue  # only draining pools have its kind: it waits, without a place, until one opens (as a new request does)
@@ -208,8 +260,6 @@ def build(alliance: Alliance, policy: PolicyStore, session: Session, now: dateti
         decision = allocator.wait_again(request, lease.requested_at.timestamp(), t)
         if decision is not None:
             snapshot.decisions.append(decision)
-    snapshot.actions.extend(allocator.advance(t))
-    return snapshot
 
 
 def seed_budgets(allocator: Allocator, session: Session, now: datetime) -> None:

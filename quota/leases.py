@@ -19,7 +19,8 @@ A change of policy (a tier, a school, a reservation booked or cancelled, a roste
 staff action: it is stored, then fed to the same allocator as an input
 (:mod:`quota.policy_feed`), so the new shares apply to everything at once and the
 allocator keeps its sessions, queue and usage. A pool opened or drained changes the
-allocator's pools: the allocator is built again from the database then.
+allocator's pools: a new allocator takes over the running one's sessions, queue, usage
+and budgets in the same input (:func:`quota.fair_snapshot.with_pools`).
 
 Reads (a lease, the queue, places and wait estimates, the inventory, schools' standing)
 come from memory; only history (ended leases, the usage ledger) is read from the database.
@@ -74,7 +75,6 @@ _STOP_REASON = {"reclaimed": "reclaimed", "budget_exhausted": "budget_exhausted"
                 "idle": "idle"}
 Clock = Callable[[], datetime]
 _SETTLED = settled()
-_REBUILD = "rebuild"  # a change of policy the running allocator cannot take (its pools changed)
 
 
 def utc_now() -> datetime:
@@ -544,8 +544,8 @@ class LeaseBook:
         """Run ``action(session, now)`` in a write transaction (staff's change, stored), then
         feed the running allocator what it changed (:mod:`quota.policy_feed`): the new
         shares apply to everyone at once, and what they make possible is granted or warned
-        in the journal like any input. A pool opened or drained builds the allocator again
-        from the database instead."""
+        in the journal like any input. A pool opened or drained gives a new allocator, built
+        from the running one and the active leases (:func:`quota.fair_snapshot.with_pools`)."""
         with self._lock:
             try:
                 with self._transaction(write=True) as session:
@@ -556,8 +556,7 @@ class LeaseBook:
             if self._mem is None or not self.is_writer():
                 return result  # built from the database (with the change) at the next input
         try:
-            if self._input(self._policy_input) == _REBUILD:
-                self._rebuild_after_policy()
+            self._input(self._policy_input)
         except JournalUnavailable:
             log.exception("the change is stored but the allocator could not take it; it is rebuilt at the next input")
         return result
@@ -565,26 +564,15 @@ class LeaseBook:
     def _policy_input(self, mem: _Memory, journal: Entry, now: datetime):
         inputs = fair_snapshot.policy_inputs(self.alliance, self.policy, journal.session, now)
         fed = policy_feed.feed(mem.snap, inputs, now.timestamp())
-        if fed.rebuild:
-            return _REBUILD
+        if fed.pools_changed:  # a pool opened or drained: a new allocator from this one and the active leases
+            mem.snap = fair_snapshot.with_pools(mem.snap, self.alliance, inputs, mem.rows.values(), now)
+            mem.deferred.clear()  # admissions held back are decided again by the new allocator
+            fed.refusals, fed.actions = mem.snap.decisions, mem.snap.actions
         if fed.budgets_started:
             fair_snapshot.seed_budgets(mem.allocator, journal.session, now)
         for refusal in fed.refusals:
             self._refuse_queued(mem, journal, refusal, now)
         self._apply(mem, journal, fed.actions, now)
-
-    def _rebuild_after_policy(self) -> None:
-        """Build the allocator from the database once what was decided before is stored."""
-        while True:
-            self._committer.settle()
-            with self._lock:
-                if self._committer.idle():
-                    self._mem = None
-                    try:
-                        self._memory()
-                    except JournalUnavailable:
-                        log.exception("the allocator could not be rebuilt after a policy change; the next call retries")
-                    return
 
     def _refuse_queued(self, mem: _Memory, journal: Entry, refusal, now: datetime) -> None:
         """A queued lease that can no longer wait (its school's new limit, cap or budget)."""

@@ -9,8 +9,9 @@ settings again (:func:`quota.fair_snapshot.policy_inputs`, no lease is read) and
 allocator keeps its sessions, its queue and its decayed usage; what the change makes
 possible (grants, reclaim warnings) comes back as actions for the book to store.
 
-A pool opened or drained is the one change not fed: the allocator's pools are fixed, so
-the book builds the allocator again from the database then (:attr:`Fed.rebuild`).
+A pool opened or drained is the one change not fed here: an allocator's pools are fixed, so
+the book gives the running allocator's sessions, queue, usage and budgets to a new one with
+the open pools (:attr:`Fed.pools_changed`, :func:`quota.fair_snapshot.with_pools`).
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ class Fed:
     actions: list[Action] = field(default_factory=list)
     refusals: list[Refuse] = field(default_factory=list)  # queued requests that may no longer wait
     budgets_started: bool = False  # budgets count from now on: the caller seeds the period's ended leases
-    rebuild: bool = False  # the open pools changed: nothing was fed, build the allocator afresh
+    pools_changed: bool = False  # a pool opened or drained: nothing was fed (quota.fair_snapshot.with_pools)
 
 
 def feed(snap: Snapshot, inputs: PolicyInputs, t: float) -> Fed:
     allocator = snap.allocator
     fed = Fed()
     if [p for p in allocator.pools] != inputs.pools or snap.pool_of != inputs.pool_of:
-        fed.rebuild = True
+        fed.pools_changed = True
         return fed
     snap.reserved_class_of = dict(inputs.reserved_class_of)
     if list(allocator.schools) != inputs.schools:
