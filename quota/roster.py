@@ -205,7 +205,8 @@ def _refusal(row, classes, file_accounts, existing, first_line) -> tuple[str, Me
         return "email", _("The e-mail address {email} is not valid; correct it or leave the cell empty.",
                           email=row.email[:MAX_EMAIL])
     if row.class_ref not in classes:
-        return "class", _("The class {cls} is not one of your classes; write one of: {classes}.",
+        return "class", _("The class {cls} is not one of your classes; write one of: {classes}. A new class is "
+                          "created first, by the school admin or alliance staff on their classes page.",
                           cls=row.class_ref[:70] or "-", classes=", ".join(sorted(classes)) or "-")
     school, _class_id = classes[row.class_ref]
     if row.account in file_accounts:
