@@ -2,10 +2,14 @@
 
 - ``ask(client, user, profile, school, key)``: the hub's lease request (school from the account's prefix);
 - ``leases_of(stack, user)``: a student's leases, read with the hub's quota token;
-- ``servers_of(stack, user)``: a student's servers as the hub reports them, with the same token.
+- ``servers_of(stack, user)``: a student's servers as the hub reports them, with the same token;
+- ``granted_lease(stack, user)``: waits for the student's granted lease (the spawner asks for it
+  before it starts the workspace) and returns it.
 """
 
 from __future__ import annotations
+
+from tests.hub_client import wait_for
 
 
 def ask(client, user, profile="gpu-slice", school=None, key=None):
@@ -27,3 +31,9 @@ def servers_of(stack, user: str) -> dict:
         response = hub.get(f"/users/{user}")
         response.raise_for_status()
         return response.json()["servers"]
+
+
+def granted_lease(stack, user: str, timeout: float = 120) -> dict:
+    found = wait_for(lambda: [lease for lease in leases_of(stack, user) if lease["state"] == "granted"],
+                     timeout, f"{user}'s lease to be granted")
+    return found[0]

@@ -29,6 +29,13 @@ REPO = Path(__file__).resolve().parent.parent
 PROXY = REPO / ".build" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"
 
 
+# The spawner's checks of a running workspace every 2 s (the hub's poll of the spawner, 10 s by
+# default, and the spawner's question to the quota service whether the lease still holds, 30 s):
+# the same code sees a lease that ended, within seconds instead of half a minute. For the hub
+# settings of the tests that wait for a workspace to stop (QuotaSpawnerMixin's traits).
+QUICK_LEASE_CHECKS = {"poll_interval": 2, "lease_check_interval": 2}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

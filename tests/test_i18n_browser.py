@@ -4,8 +4,9 @@ remembered. Real hub, proxy, quota service, sandboxed JupyterLab and headless Ch
 Accept-Language is the student's (``browser.new_context(locale=...)``).
 
 The GPU slice is held by a student of another school when ours asks, so ours queues; once
-ours runs, that student asks again, so our one-minute lease is not renewed: the warnings come,
-the workspace stops at the end, and the hub's home page says why and what to do next.
+ours is granted, that student asks again, so our 45-second lease is not renewed: the warnings
+come, the workspace stops at the end (the spawner checks every 2 s here: tests/stack.py,
+QUICK_LEASE_CHECKS), and the hub's home page says why and what to do next.
 Screenshots of each step are written to ``$GPU_COMMONS_SCREENSHOTS`` (default: the test's
 temporary folder).
 """
@@ -21,7 +22,7 @@ import pytest
 
 from tests.browser import LAB_READY, log_in
 from tests.hub_client import another_school_waits, wait_for
-from tests.stack import running_stack
+from tests.stack import QUICK_LEASE_CHECKS, running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -36,15 +37,15 @@ tiers: {county: {weight: 1}}
 pools:
   - {id: test-pool, gpus: 1, sliced_gpus: 1, slices_per_gpu: 1, simulated: true}
 profiles:
-  - {id: gpu-slice, display_name: One GPU slice, gpu: slice, max_minutes: 1}
+  - {id: gpu-slice, display_name: One GPU slice, gpu: slice, max_minutes: 0.75}
   - {id: cpu, display_name: CPU only, gpu: none, max_minutes: 30}
 schools:
   - {id: c01, tier: county, students: [c01-s1]}
   - {id: c02, tier: county, students: [c02-s1]}
   - {id: c03, tier: county, students: [c03-s1]}
 """
-HUB_CONFIG = {"QuotaSpawnerMixin": {"lease_warning_minutes": [0.75, 0.4], "lease_refresh_seconds": 5,
-                                    "lease_check_interval": 5, "queue_poll_interval": 1}}
+HUB_CONFIG = {"QuotaSpawnerMixin": {**QUICK_LEASE_CHECKS, "lease_warning_minutes": [0.6, 0.3],
+                                    "lease_refresh_seconds": 5, "queue_poll_interval": 1}}
 
 
 @dataclass(frozen=True)
@@ -141,12 +142,14 @@ def test_a_students_visit_in_their_language(language_stack, browser, locale, sho
         page.screenshot(path=shots / f"{locale}-3-queue.png")
 
         the_other_school_lets_go(stack, other_student)
+        # Once ours is granted (before the spawner's first poll could renew it), the other asks again.
+        wait_for(lambda: last_lease(stack, STUDENT)["state"] == "granted", 60, "our lease to be granted")
+        another_school_waits(stack, other_student, other_school)  # so the lease is not renewed at its end
         page.wait_for_selector(LAB_READY, state="visible", timeout=120_000)
         menu = page.locator(".lm-MenuBar-itemLabel").first
         wait_for(lambda: menu.inner_text() == words.lab_menu, 30, f"JupyterLab's menu to read {words.lab_menu!r}")
         page.screenshot(path=shots / f"{locale}-4-jupyterlab.png")
 
-        another_school_waits(stack, other_student, other_school)  # so the lease is not renewed at its end
         toast = page.locator(".Toastify__toast", has_text=words.warning).first
         toast.wait_for(timeout=70_000)
         assert WORDS[words.other_locale].warning not in toast.inner_text()  # one language, not both glued together

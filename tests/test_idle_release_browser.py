@@ -4,8 +4,9 @@ idle reason (what the workspace extension turns into JupyterLab's idle sentence,
 "idle"), the workspace stops, and the hub's home page says why in the student's language.
 
 Real hub, quota service, sandboxed JupyterLab and Chromium. The county tier releases a GPU unused
-for 30 s while someone waits, with a 30 s warning; nobody uses the workspace (it was started
-through the hub's API), so the story takes about two minutes.
+for 15 s while someone waits, with a 15 s warning, and the spawner checks its lease every 2 s
+(tests/stack.py: QUICK_LEASE_CHECKS); nobody uses the workspace (it was started through the
+hub's API), so the story takes under a minute.
 """
 
 from __future__ import annotations
@@ -19,20 +20,20 @@ from gpu_commons_workspace import early_end_kind
 from tests.browser import log_in
 from tests.hub_client import log_in as api_log_in
 from tests.hub_client import wait_for
-from tests.stack import running_stack
+from tests.stack import QUICK_LEASE_CHECKS, running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 ALLIANCE = """
 name: Idle release test alliance
 language: zh-CN
-tiers: {county: {weight: 1, idle_release_minutes: 0.5}}
+tiers: {county: {weight: 1, idle_release_minutes: 0.25}}
 pools:
   - {id: test-pool, gpus: 1, sliced_gpus: 1, slices_per_gpu: 1, simulated: true}
 profiles:
   - {id: gpu-slice, display_name: One GPU slice, gpu: slice, max_minutes: 30}
   - {id: cpu, display_name: CPU only, gpu: none, max_minutes: 30}
-fairshare: {min_runtime_minutes: 0, warning_minutes: 0.5}
+fairshare: {min_runtime_minutes: 0, warning_minutes: 0.25}
 schools:
   - {id: c01, tier: county, students: [c01-s1]}
   - {id: c02, tier: county, students: [c02-s1]}
@@ -41,7 +42,7 @@ schools:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with running_stack(tmp_path_factory.mktemp("idle"), ALLIANCE, {"QuotaSpawnerMixin": {"lease_check_interval": 5}}) as stack:
+    with running_stack(tmp_path_factory.mktemp("idle"), ALLIANCE, {"QuotaSpawnerMixin": QUICK_LEASE_CHECKS}) as stack:
         yield stack
 
 

@@ -2,8 +2,9 @@
 server stopped, and the files there again at the next start.
 
 Real hub, quota service, sandboxed JupyterLab (the embedded backend) and Chromium, with a
-one-minute lease and warnings at 45 and 24 seconds instead of 10 and 2 minutes; the
-defaults themselves are checked on the extension's settings.
+one-minute lease and warnings at 45 and 24 seconds instead of 10 and 2 minutes, and the
+spawner checking its lease every 2 s (tests/stack.py: QUICK_LEASE_CHECKS); the defaults
+themselves are checked on the extension's settings.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from spawner.backends import LocalQuotaSpawner
 from tests.hub_client import log_in as api_log_in
 from tests.hub_client import wait_for
 from tests.lab_edits import assert_edit_kept, type_unsaved_edit
-from tests.stack import running_stack
+from tests.stack import QUICK_LEASE_CHECKS, running_stack
 from tests.hub_client import another_school_waits
 from tests.browser import LAB_READY, choose_profile, log_in
+from tests.quota_calls import granted_lease
 
 ALLIANCE = """
 name: Lease enforcement test alliance
@@ -69,7 +71,7 @@ def test_the_extension_follows_a_lease_that_ends_early():
 @pytest.fixture(scope="module")
 def short_lease_stack(tmp_path_factory):
     with running_stack(tmp_path_factory.mktemp("lease-end"), ALLIANCE,
-                       {"QuotaSpawnerMixin": {"lease_warning_minutes": [0.75, 0.4]}}) as stack:
+                       {"QuotaSpawnerMixin": {**QUICK_LEASE_CHECKS, "lease_warning_minutes": [0.75, 0.4]}}) as stack:
         yield stack
 
 
@@ -81,8 +83,10 @@ def test_student_is_warned_in_jupyterlab_and_keeps_their_work_when_the_lease_end
     try:
         page = log_in(context, stack, "c01-s1")
         choose_profile(page, stack, "gpu-slice")
-        page.wait_for_selector(LAB_READY, timeout=120_000)
+        # Another school waits from the grant on, before the spawner's first poll could renew the lease.
+        granted_lease(stack, "c01-s1")
         another_school_waits(stack)
+        page.wait_for_selector(LAB_READY, timeout=120_000)
 
         # A file saved earlier, then edited in JupyterLab and not saved by the student.
         student = api_log_in(stack, "c01-s1")

@@ -8,8 +8,9 @@ import pytest
 from tests.hub_client import another_school_waits
 from tests.browser import LAB_READY, choose_profile, log_in
 from tests.hub_client import wait_for
-from tests.quota_calls import leases_of
+from tests.quota_calls import granted_lease, leases_of
 from tests.quota_calls import servers_of as server_of
+from tests.stack import QUICK_LEASE_CHECKS, running_stack
 
 pytestmark = pytest.mark.browser
 
@@ -28,11 +29,12 @@ schools:
 
 
 @pytest.fixture(scope="module")
-def e2e_alliance(tmp_path_factory):
-    """Overrides the shared alliance: this module's stack leases for 20 seconds."""
-    path = tmp_path_factory.mktemp("alliance") / "alliance.yaml"
-    path.write_text(SHORT_LEASES)
-    return path
+def stack(tmp_path_factory):
+    """Overrides the shared stack: this module's leases last 20 seconds, and the spawner checks
+    its lease every 2 s (tests/stack.py: QUICK_LEASE_CHECKS), so a stop is seen within seconds."""
+    with running_stack(tmp_path_factory.mktemp("lease-expiry"), SHORT_LEASES,
+                       {"QuotaSpawnerMixin": QUICK_LEASE_CHECKS}) as stack:
+        yield stack
 
 
 def test_the_workspace_stops_when_its_lease_ends(stack, browser):
@@ -40,11 +42,13 @@ def test_the_workspace_stops_when_its_lease_ends(stack, browser):
     try:
         page = log_in(context, stack, "c01-s1")
         choose_profile(page, stack, "gpu-slice")
-        page.wait_for_selector(LAB_READY, timeout=120_000)
+        # Another school waits from the grant on, before the spawner's first poll could renew the lease.
+        granted_lease(stack, "c01-s1")
         another_school_waits(stack)
+        page.wait_for_selector(LAB_READY, timeout=120_000)
         [lease] = leases_of(stack, "c01-s1")
         assert lease["state"] == "granted"
-        # The hub polls the spawner every 10 s and the service sweeps every 5 s.
+        # The hub polls the spawner every 2 s here (10 s by default); the service advances at the lease's end.
         wait_for(lambda: server_of(stack, "c01-s1") == {}, 60, "the workspace to stop at the end of its lease")
         ended = wait_for(
             lambda: [item for item in leases_of(stack, "c01-s1") if item["state"] in ("expired", "released")],
@@ -68,7 +72,7 @@ def test_a_workspace_whose_lease_the_service_ended_is_stopped(stack, browser):
         [lease] = [item for item in leases_of(stack, "c01-s1") if item["state"] == "granted"]
         with stack.quota() as quota:  # as an operator or the reconciler would
             assert quota.delete(f"/api/leases/{lease['id']}").json()["state"] == "released"
-        # The spawner checks its lease every 30 s while the workspace runs.
+        # The spawner asks the service about its lease every lease_check_interval (2 s here, 30 s by default).
         wait_for(lambda: server_of(stack, "c01-s1") == {}, 75, "the workspace without a lease to stop")
     finally:
         context.close()

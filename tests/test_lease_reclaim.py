@@ -4,8 +4,10 @@ are saved, their server stops at the announced time, the county student's worksp
 starts by itself, and the student within their school's guarantee is never touched.
 
 Real hub, quota service, sandboxed JupyterLab (the embedded backend) and Chromium. The
-alliance asks for no minimum runtime and a one-minute warning, and the workspace asks the
-quota service about its lease every 5 s, so the whole story takes about two minutes.
+alliance asks for no minimum runtime and a 24-second warning (the extension saves open
+documents 30 s before the end: here at once, when it learns of the reclaim), the workspace asks
+the quota service about its lease every 5 s and the spawner checks it every 2 s
+(tests/stack.py: QUICK_LEASE_CHECKS), so the whole story takes about a minute.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pytest
 from tests.hub_client import log_in as api_log_in
 from tests.hub_client import wait_for
 from tests.lab_edits import assert_edit_kept, type_unsaved_edit
-from tests.stack import running_stack
+from tests.stack import QUICK_LEASE_CHECKS, running_stack
 from tests.browser import LAB_READY, choose_profile, log_in
 
 # one GPU in two slices; equal weights: each school is guaranteed one slice
@@ -27,7 +29,7 @@ pools:
 profiles:
   - {id: gpu-slice, display_name: One GPU slice, gpu: slice, max_minutes: 30}
   - {id: cpu, display_name: CPU only, gpu: none, max_minutes: 30}
-fairshare: {min_runtime_minutes: 0, warning_minutes: 1}
+fairshare: {min_runtime_minutes: 0, warning_minutes: 0.4}
 schools:
   - {id: c01, tier: county, students: [c01-s1]}
   - {id: u01, tier: urban, students: [u01-s1, u01-s2]}
@@ -36,7 +38,7 @@ schools:
 
 @pytest.fixture(scope="module")
 def reclaim_stack(tmp_path_factory):
-    spawner = {"lease_check_interval": 5, "lease_refresh_seconds": 5, "lease_warning_minutes": [0.75, 0.4]}
+    spawner = {**QUICK_LEASE_CHECKS, "lease_refresh_seconds": 5, "lease_warning_minutes": [0.75, 0.4]}
     with running_stack(tmp_path_factory.mktemp("reclaim"), ALLIANCE, {"QuotaSpawnerMixin": spawner}) as stack:
         yield stack
 
