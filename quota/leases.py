@@ -41,11 +41,9 @@ import logging
 import threading
 import time
 import uuid
-from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from types import SimpleNamespace
 from typing import Callable, Iterable
 
 from sqlalchemy import func, select
@@ -53,14 +51,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from quota import fair_snapshot, policy_feed
+from quota import lease_rows
+from quota.lease_rows import Memory, _at
 from quota.alliance import Alliance
 from quota.decayed_usage import DecayedUsage
 from quota.errors import InvalidField
 from quota.fairshare.model import INF
 from quota.inventory import Unit
-from quota.messages import NO_SUCH_KIND, WITHDRAWN, ask_again_from, goes_back, lent_until, not_renewed
+from quota.messages import NO_SUCH_KIND, WITHDRAWN, ask_again_from, not_renewed
 from quota.messages import sentence as _sentence
-from quota.journal import LEASE_COLUMNS, Batch, Entry, GroupCommit, JournalUnavailable, begin_write, settled, short_reason
+from quota.journal import Batch, Entry, GroupCommit, JournalUnavailable, begin_write, settled, short_reason
 from quota.policy_store import PolicyStore
 from quota.unit_holders import UnitHolders
 from quota.tables import LeaseRow, UsageRecord, WithdrawnKey
@@ -68,21 +68,12 @@ from quota.tables import LeaseRow, UsageRecord, WithdrawnKey
 log = logging.getLogger(__name__)
 
 ACTIVE = ("granted", "queued")
-END_STATE = {"released": "released", "reconciled": "released", "expired": "expired", "reclaimed": "expired",
-             "budget_exhausted": "expired", "idle": "expired", "abandoned": "abandoned"}
-# the allocator's reason for a stop -> the usage record's end reason
-_STOP_REASON = {"reclaimed": "reclaimed", "budget_exhausted": "budget_exhausted", "lease_expired": "expired",
-                "idle": "idle"}
 Clock = Callable[[], datetime]
 _SETTLED = settled()
 
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _at(t: float) -> datetime:
-    return datetime.fromtimestamp(t, timezone.utc)
 
 
 class NotWriter(JournalUnavailable):
@@ -99,42 +90,6 @@ class Listener:
     on_commit_failure: Callable[[], None] = lambda: None  # a commit of the journal failed
     on_decision: Callable[[float], None] = lambda seconds: None  # the allocator decided one input in memory
     on_queue_wait: Callable[[str, float], None] = lambda tier, seconds: None  # a queued lease was granted
-
-
-def _lent_reason(mem: "_Memory", lease: LeaseRow):
-    """'Lent until HH:MM' for a running lease beyond its school's guaranteed share that the
-    allocator lent with an end (``Config.lent_lease_s``); None for any other lease."""
-    session = mem.allocator.sessions.get(lease.id)
-    if session is None or not session.borrowed or mem.allocator.config.lent_lease_s is None or lease.expires_at is None:
-        return None
-    return lent_until(lease.expires_at)
-
-
-@dataclass
-class _Memory:
-    """The allocator and the active leases as the database holds them after the last commit."""
-
-    snap: fair_snapshot.Snapshot
-    rows: dict[str, LeaseRow]  # granted and queued leases
-    by_key: dict[str, str]  # idempotency key -> id, of active leases
-    withdrawn: set[str]
-    units: UnitHolders  # which GPU unit each granted lease holds
-    seq: int
-    abandon_check_at: float = INF  # no queued lease's heartbeat runs out before this
-    # the allocator's admissions of queued leases not heard from since the start-up (LeaseBook._unconfirmed),
-    # held back until their heartbeat comes
-    deferred: dict[str, object] = field(default_factory=dict)  # lease id -> the allocator's admit action
-    version: int = 0  # counts decided inputs (the queue places' cache key)
-    places: tuple = (-1, 0.0, {})  # (version, time, places) of the last computation
-    # inputs decided but not yet durable: what they changed, for readers to wait on
-    unsettled: dict[str, Future] = field(default_factory=dict)  # active lease id -> its last change's commit
-    settling: dict[str, tuple[LeaseRow, Future]] = field(default_factory=dict)  # ended or refused, not yet stored
-    settling_keys: dict[str, str] = field(default_factory=dict)  # their idempotency keys -> id
-    settling_order: deque = field(default_factory=deque)  # (commit, lease ids) in the order decided
-
-    @property
-    def allocator(self):
-        return self.snap.allocator
 
 
 class LeaseBook:
@@ -159,7 +114,7 @@ class LeaseBook:
         self.policy = PolicyStore(alliance)
         fs = alliance.fairshare
         self._usage = DecayedUsage(fs.half_life_minutes * 60, fs.entry_penalty_minutes * 60)
-        self._mem: _Memory | None = None
+        self._mem: Memory | None = None
         self._heard_since_start = False  # False until the first rebuild: queued leases are then unconfirmed
         self._unconfirmed: set[str] = set()  # queued leases not asked about since this process started writing
         self.next_wake: float = INF  # when advance() must run next (read by the ticker without the lock)
@@ -200,15 +155,15 @@ class LeaseBook:
             raise InvalidField("profile", f"unknown profile '{profile_id}'. Choose one of: {known}.") from None
         kind = None if profile.gpu == "none" else profile.gpu
 
-        def decide(mem: _Memory, journal: Entry, now: datetime):
+        def decide(mem: Memory, journal: Entry, now: datetime):
             if idempotency_key:
                 if idempotency_key in mem.by_key:
-                    return _view(mem.rows[mem.by_key[idempotency_key]]), False
+                    return lease_rows.view(mem.rows[mem.by_key[idempotency_key]]), False
                 if idempotency_key in mem.settling_keys:
-                    return _view(mem.settling[mem.settling_keys[idempotency_key]][0]), False
+                    return lease_rows.view(mem.settling[mem.settling_keys[idempotency_key]][0]), False
                 stored = journal.session.scalar(select(LeaseRow).where(LeaseRow.idempotency_key == idempotency_key))
                 if stored is not None:
-                    return _view(stored), False
+                    return lease_rows.view(stored), False
             mem.seq += 1
             lease = LeaseRow(
                 id=f"l-{uuid.uuid4().hex[:16]}", user=user, school=school.id, tier=school.tier, profile=profile.id,
@@ -218,11 +173,11 @@ class LeaseBook:
             )
             journal.added.append(lease)
             journal.requests.append((self._decide(mem, journal, lease, now), school.tier))
-            return _view(lease), True
+            return lease_rows.view(lease), True
 
         return decide
 
-    def _decide(self, mem: _Memory, journal: Entry, lease: LeaseRow, now: datetime) -> str:
+    def _decide(self, mem: Memory, journal: Entry, lease: LeaseRow, now: datetime) -> str:
         """Decide a new lease; returns the outcome."""
         if lease.idempotency_key and lease.idempotency_key in mem.withdrawn:
             lease.state, lease.released_at = "refused", now
@@ -230,12 +185,12 @@ class LeaseBook:
             return "refused"
         if lease.kind is None:  # CPU only: nothing scarce to allocate, so the lease has no end
             lease.state, lease.granted_at = "granted", now
-            self._remember(mem, lease)
+            mem.remember(lease)
             return "granted"
         if lease.kind not in self._kinds:
             lease.state, lease.reason, lease.released_at = "refused", NO_SUCH_KIND, now
             return "refused"
-        self._remember(mem, lease)
+        mem.remember(lease)
         if lease.kind not in mem.snap.milli_of_kind:
             self._heartbeat_from(mem, now)
             return "queued"  # only draining pools have this kind: it waits until one opens again
@@ -243,15 +198,15 @@ class LeaseBook:
                                             now.timestamp())
         if decision.kind == "admit":
             pool, kind = mem.snap.pool_of[decision.pool]
-            self._grant(mem, journal, lease, pool, kind, now, decision.lease_end)
+            lease_rows.grant(mem, journal, lease, pool, kind, now, decision.lease_end)
         elif decision.kind == "refuse":
             lease.state, lease.reason, lease.released_at = "refused", _sentence(decision.reason), now
             if decision.retry_at is not None and decision.retry_at < INF:
                 lease.reason = ask_again_from(lease.reason, _at(decision.retry_at))
-            self._forget(mem, lease)
+            mem.forget(lease)
         else:
             self._heartbeat_from(mem, now)
-        self._apply(mem, journal, actions, now)
+        lease_rows.apply_actions(mem, journal, actions, now)
         return {"admit": "granted", "queue": "queued", "refuse": "refused"}[decision.kind]
 
     def release(self, lease_id: str, end_reason: str = "released", charge_from: datetime | None = None) -> LeaseRow | None:
@@ -267,19 +222,19 @@ class LeaseBook:
         return await self._input_async(self._release_input(lease_id, end_reason, charge_from))
 
     def _release_input(self, lease_id: str, end_reason: str, charge_from: datetime | None = None):
-        def decide(mem: _Memory, journal: Entry, now: datetime):
+        def decide(mem: Memory, journal: Entry, now: datetime):
             lease = mem.rows.get(lease_id)
             if lease is None:
                 if lease_id in mem.settling:
-                    return _view(mem.settling[lease_id][0])
+                    return lease_rows.view(mem.settling[lease_id][0])
                 stored = journal.session.get(LeaseRow, lease_id)
-                return _view(stored) if stored is not None else None
+                return lease_rows.view(stored) if stored is not None else None
             if charge_from is not None and lease.granted_at is not None and charge_from > lease.granted_at:
                 mem.allocator.uncharge(lease.id, charge_from.timestamp(), now.timestamp())  # as its usage record says
-            actions = self._leave_allocator(mem, lease, now.timestamp())
-            self._end(mem, journal, lease, end_reason, now, charge_from)
-            self._apply(mem, journal, actions, now)
-            return _view(lease)
+            actions = mem.leave_allocator(lease, now.timestamp())
+            lease_rows.end(mem, journal, lease, end_reason, now, charge_from)
+            lease_rows.apply_actions(mem, journal, actions, now)
+            return lease_rows.view(lease)
 
         return decide
 
@@ -287,7 +242,7 @@ class LeaseBook:
         """Release the lease made with this key. If no request with it has arrived yet,
         the key is remembered as withdrawn so the late request is refused (returns None)."""
 
-        def decide(mem: _Memory, journal: Entry, now: datetime):
+        def decide(mem: Memory, journal: Entry, now: datetime):
             lease_id = mem.by_key.get(idempotency_key) or mem.settling_keys.get(idempotency_key) or journal.session.scalar(
                 select(LeaseRow.id).where(LeaseRow.idempotency_key == idempotency_key))
             if lease_id is None and idempotency_key not in mem.withdrawn:
@@ -304,26 +259,26 @@ class LeaseBook:
         a budget is used up, a class reservation needs the unit or the share is being
         reclaimed; the refusal is also written on the lease for the workspace to show."""
 
-        def decide(mem: _Memory, journal: Entry, now: datetime):
+        def decide(mem: Memory, journal: Entry, now: datetime):
             lease = mem.rows.get(lease_id)
             if lease is None or lease.state != "granted":
                 return None, "only a granted lease can be renewed; this one is not running."
             if lease.kind is None or lease.id not in mem.allocator.sessions:
-                return _view(lease), None  # a CPU lease (or one on a draining pool) has nothing to renew
+                return lease_rows.view(lease), None  # a CPU lease (or one on a draining pool) has nothing to renew
             answer, actions = mem.allocator.renew(lease.id, now.timestamp())
             refusal = None
             if answer.kind == "renew":
                 lease.expires_at = _at(answer.lease_end) if answer.lease_end < INF else None
                 if lease.reclaim_at is None:
-                    lease.reason = _lent_reason(mem, lease)
+                    lease.reason = lease_rows.lent_reason(mem, lease)
             else:
                 ends = lease.reclaim_at or lease.expires_at
                 refusal, why = not_renewed(_sentence(answer.reason), ends)
                 if lease.reclaim_at is None:  # a reclaim warning already says why it ends
                     lease.reason = why
             journal.changed[lease.id] = lease
-            self._apply(mem, journal, actions, now)
-            return _view(lease), refusal
+            lease_rows.apply_actions(mem, journal, actions, now)
+            return lease_rows.view(lease), refusal
 
         lease, refusal = self._input(decide)
         if refusal is not None:
@@ -349,18 +304,18 @@ class LeaseBook:
         """Take the decisions that time alone makes (reservation windows, reclaim stops,
         lease ends and renewals, abandoned queue places). Returns how many leases ended."""
 
-        def decide(mem: _Memory, journal: Entry, now: datetime):
+        def decide(mem: Memory, journal: Entry, now: datetime):
             t = now.timestamp()
-            self._grant_confirmed(mem, journal, now)
-            self._apply(mem, journal, mem.allocator.advance(t), now)
+            lease_rows.grant_confirmed(mem, journal, now)
+            lease_rows.apply_actions(mem, journal, mem.allocator.advance(t), now)
             if t >= mem.abandon_check_at:
                 cutoff = now - self._heartbeat_timeout
                 oldest = INF
                 for lease in [row for row in mem.rows.values() if row.state == "queued"]:
                     if lease.last_seen_at <= cutoff:
-                        actions = self._leave_allocator(mem, lease, t)
-                        self._end(mem, journal, lease, "abandoned", now)
-                        self._apply(mem, journal, actions, now)
+                        actions = mem.leave_allocator(lease, t)
+                        lease_rows.end(mem, journal, lease, "abandoned", now)
+                        lease_rows.apply_actions(mem, journal, actions, now)
                     else:
                         oldest = min(oldest, lease.last_seen_at.timestamp())
                 mem.abandon_check_at = oldest + self._heartbeat_timeout.total_seconds()
@@ -411,16 +366,16 @@ class LeaseBook:
                     if lease_id in self._unconfirmed:  # its student is still there: a held-back grant may go ahead
                         self._unconfirmed.discard(lease_id)
                         self._set_wake(mem)
-                return _view(lease), mem.unsettled.get(lease_id) or _SETTLED
+                return lease_rows.view(lease), mem.unsettled.get(lease_id) or _SETTLED
             if lease_id in mem.settling:
                 lease, stored = mem.settling[lease_id]
-                return _view(lease), stored
+                return lease_rows.view(lease), stored
             return None, None
 
     def _stored(self, lease_id: str) -> LeaseRow | None:
         with self._transaction() as session:
             stored = session.get(LeaseRow, lease_id)
-            return _view(stored) if stored is not None else None
+            return lease_rows.view(stored) if stored is not None else None
 
     def leases(self, state: str | None = None, user: str | None = None, school: str | None = None) -> list[LeaseRow]:
         if state in ACTIVE:
@@ -429,7 +384,7 @@ class LeaseBook:
                 rows = [row for row in mem.rows.values() if row.state == state
                         and (user is None or row.user == user) and (school is None or row.school == school)]
                 waits = {id(done): done for row in rows if (done := mem.unsettled.get(row.id)) is not None}
-                rows = [_view(row) for row in rows]
+                rows = [lease_rows.view(row) for row in rows]
             for done in waits.values():  # show only what is stored
                 done.result()
             return sorted(rows, key=lambda row: row.seq)
@@ -441,7 +396,7 @@ class LeaseBook:
         if school:
             query = query.where(LeaseRow.school == school)
         with self._transaction() as session:
-            return [_view(row) for row in session.scalars(query).all()]
+            return [lease_rows.view(row) for row in session.scalars(query).all()]
 
     def queue(self) -> list[LeaseRow]:
         return self.leases(state="queued")
@@ -462,7 +417,7 @@ class LeaseBook:
         """unit id -> the granted lease holding it."""
         with self._lock:
             mem = self._memory()
-            return {unit_id: _view(mem.rows[lease_id]) for unit_id, lease_id in mem.units.holders().items()}
+            return {unit_id: lease_rows.view(mem.rows[lease_id]) for unit_id, lease_id in mem.units.holders().items()}
 
     def fair_share(self) -> list[fair_snapshot.SchoolShare]:
         """Each school's guaranteed GPUs, GPUs held and fair-share priority now."""
@@ -561,7 +516,7 @@ class LeaseBook:
             log.exception("the change is stored but the allocator could not take it; it is rebuilt at the next input")
         return result
 
-    def _policy_input(self, mem: _Memory, journal: Entry, now: datetime):
+    def _policy_input(self, mem: Memory, journal: Entry, now: datetime):
         inputs = fair_snapshot.policy_inputs(self.alliance, self.policy, journal.session, now)
         fed = policy_feed.feed(mem.snap, inputs, now.timestamp())
         if fed.pools_changed:  # a pool opened or drained: a new allocator from this one and the active leases
@@ -571,16 +526,8 @@ class LeaseBook:
         if fed.budgets_started:
             fair_snapshot.seed_budgets(mem.allocator, journal.session, now)
         for refusal in fed.refusals:
-            self._refuse_queued(mem, journal, refusal, now)
-        self._apply(mem, journal, fed.actions, now)
-
-    def _refuse_queued(self, mem: _Memory, journal: Entry, refusal, now: datetime) -> None:
-        """A queued lease that can no longer wait (its school's new limit, cap or budget)."""
-        lease = mem.rows.get(refusal.request_id)
-        if lease is not None and lease.state == "queued":
-            lease.state, lease.reason, lease.released_at = "refused", _sentence(refusal.reason), now
-            journal.changed[lease.id] = lease
-            self._forget(mem, lease)
+            lease_rows.refuse_queued(mem, journal, refusal, now)
+        lease_rows.apply_actions(mem, journal, fed.actions, now)
 
     # -- one input: decided in memory, answered once stored --------------------------------
 
@@ -620,7 +567,7 @@ class LeaseBook:
                 stored = self._committer.tail()
             else:
                 stored = self._committer.submit(entry)
-                self._unsettled(mem, entry, stored)
+                mem.track_unsettled(entry, stored)
             mem.version += 1
             self._set_wake(mem)
             return result, entry, stored
@@ -634,31 +581,6 @@ class LeaseBook:
             if lease.id not in asked_now:  # it waited in the queue
                 self._listener.on_queue_wait(lease.tier, (lease.granted_at - lease.requested_at).total_seconds())
 
-    @staticmethod
-    def _unsettled(mem: _Memory, entry: Entry, stored: Future) -> None:
-        """Remember what the entry changed until its commit is durable: readers of those
-        leases wait for it, and an ended lease is still found (not yet in the database)."""
-        while mem.settling_order and mem.settling_order[0][0].done():
-            done, ids = mem.settling_order.popleft()
-            for lease_id in ids:
-                if mem.unsettled.get(lease_id) is done:
-                    del mem.unsettled[lease_id]
-                row, by = mem.settling.get(lease_id, (None, None))
-                if by is done:
-                    del mem.settling[lease_id]
-                    if row.idempotency_key:
-                        mem.settling_keys.pop(row.idempotency_key, None)
-        ids = []
-        for row in entry.rows():
-            ids.append(row.id)
-            if row.id in mem.rows:
-                mem.unsettled[row.id] = stored
-            else:
-                mem.settling[row.id] = (row, stored)
-                if row.idempotency_key:
-                    mem.settling_keys[row.idempotency_key] = row.id
-        mem.settling_order.append((stored, ids))
-
     def _journal_failed(self, error: JournalUnavailable) -> None:
         """A commit failed (called by the journal's thread): memory is ahead of the database."""
         with self._lock:
@@ -671,7 +593,7 @@ class LeaseBook:
         """Store what is decided, then stop the journal's thread (service shutdown)."""
         self._committer.close()
 
-    def _memory(self) -> _Memory:
+    def _memory(self) -> Memory:
         if not self.is_writer():
             self._mem = None
             raise NotWriter("this quota service process is a standby; the writer answers (or one takes over within "
@@ -681,33 +603,34 @@ class LeaseBook:
             self._set_wake(self._mem)
         return self._mem
 
-    def _rebuild(self) -> _Memory:
+    def _rebuild(self) -> Memory:
         now = self._clock()
         try:
             with self._transaction(write=True) as session:
                 snap = fair_snapshot.build(
                     self.alliance, self.policy, session, now, self._usage.at(session, now))
                 active = session.scalars(select(LeaseRow).where(LeaseRow.state.in_(ACTIVE)).order_by(LeaseRow.seq))
-                mem = _Memory(
-                    snap=snap, rows={}, by_key={}, withdrawn=set(session.scalars(select(WithdrawnKey.idempotency_key))),
-                    units=self._no_holders.empty(), seq=session.scalar(select(func.max(LeaseRow.seq))) or 0,
-                )
                 if not self._heard_since_start:
                     self._unconfirmed = set()
+                mem = Memory(
+                    snap=snap, rows={}, by_key={}, withdrawn=set(session.scalars(select(WithdrawnKey.idempotency_key))),
+                    units=self._no_holders.empty(), seq=session.scalar(select(func.max(LeaseRow.seq))) or 0,
+                    unconfirmed=self._unconfirmed,
+                )
                 for lease in active:
                     if lease.state == "queued":
                         lease.last_seen_at = now  # a fresh heartbeat window: the student keeps the place
                         if not self._heard_since_start:
                             self._unconfirmed.add(lease.id)  # ... and is granted nothing before it is heard from
-                    self._remember(mem, lease)
+                    mem.remember(lease)
                     if lease.state == "granted" and mem.units.knows(lease.unit_id):
                         mem.units.hold(lease.unit_id, lease.id)
                 if any(row.state == "queued" for row in mem.rows.values()):
                     self._heartbeat_from(mem, now)
                 journal = Entry(self._sessions)
                 for refusal in snap.decisions:  # queued leases that can no longer wait
-                    self._refuse_queued(mem, journal, refusal, now)
-                self._apply(mem, journal, snap.actions, now)
+                    lease_rows.refuse_queued(mem, journal, refusal, now)
+                lease_rows.apply_actions(mem, journal, snap.actions, now)
                 rebuilt = Batch()
                 rebuilt.take(journal)
                 rebuilt.write(session)
@@ -719,7 +642,7 @@ class LeaseBook:
         self._heard_since_start = True
         return mem
 
-    def _set_wake(self, mem: _Memory) -> None:
+    def _set_wake(self, mem: Memory) -> None:
         wake = mem.allocator.next_wake()
         wake = min(INF if wake is None else wake, mem.abandon_check_at)
         if any(lease_id not in self._unconfirmed for lease_id in mem.deferred):
@@ -729,113 +652,9 @@ class LeaseBook:
         if earlier:
             self.on_wake_change()
 
-    # -- applying the allocator's actions -------------------------------------------------------
-
-    def _apply(self, mem: _Memory, journal: Entry, actions, now: datetime) -> None:
-        """Store what the allocator decided: grants (each on a free unit of the pool it
-        chose), reclaim warnings, withdrawn warnings, renewals, stops."""
-        for action in actions:
-            if action.kind == "admit":
-                lease = mem.rows.get(action.request_id)
-                if lease is None or lease.state != "queued":
-                    continue
-                if lease.id in self._unconfirmed:  # not heard from since the restart: hold the grant back
-                    mem.deferred[lease.id] = action
-                    continue
-                pool, kind = mem.snap.pool_of[action.pool]
-                self._grant(mem, journal, lease, pool, kind, now, action.lease_end)
-                continue
-            lease = mem.rows.get(action.session_id)
-            if lease is not None and lease.id in mem.deferred:
-                if action.kind == "stop":  # its session ended before anyone confirmed it: it never ran
-                    lease.reason = _sentence(action.message)
-                    self._end(mem, journal, lease, "abandoned", now)
-                continue
-            if lease is None or lease.state != "granted":
-                continue
-            journal.changed[lease.id] = lease
-            if action.kind == "warn":
-                lease.reclaim_at = _at(action.stop_at)
-                lease.reason = goes_back(_sentence(action.reason), lease.reclaim_at)
-            elif action.kind == "renew":
-                lease.expires_at = _at(action.lease_end) if action.lease_end < INF else None
-                if action.warning_withdrawn:
-                    lease.reclaim_at, lease.reason = None, None
-                if lease.reclaim_at is None and (lent := _lent_reason(mem, lease)) is not None:
-                    lease.reason = lent
-            elif action.kind == "stop":
-                lease.reason = _sentence(action.message)
-                self._end(mem, journal, lease, _STOP_REASON[action.reason], now)
-
-    def _grant(self, mem: _Memory, journal: Entry, lease: LeaseRow, pool: str, kind: str, now: datetime,
-               lease_end: float) -> None:
-        unit = mem.units.take(pool, kind, lease.id)
-        lease.state, lease.granted_at = "granted", now
-        lease.expires_at = _at(lease_end) if lease_end < INF else None
-        lease.unit_id, lease.pool, lease.device, lease.unit_kind = unit.id, unit.pool, unit.device, unit.kind
-        lease.gpu_fraction = mem.units.fraction(unit.id)
-        lease.simulated = unit.simulated
-        if (lent := _lent_reason(mem, lease)) is not None:
-            lease.reason = lent  # told at admission how long the share is theirs
-        journal.changed[lease.id] = lease
-        journal.granted.append(lease)
-
-    def _end(self, mem: _Memory, journal: Entry, lease: LeaseRow, end_reason: str, now: datetime,
-             charge_from: datetime | None = None) -> None:
-        was_granted = lease.state == "granted"
-        lease.state = END_STATE[end_reason]
-        lease.released_at = now
-        journal.changed[lease.id] = lease
-        self._forget(mem, lease)
-        if not was_granted:
-            return  # a queued lease held nothing: no usage to record
-        if lease.unit_id is not None:
-            mem.units.give_back(lease.unit_id, lease.id)
-        charged_from = min(max(lease.granted_at, charge_from), now) if charge_from is not None else lease.granted_at
-        held = max(0.0, (now - charged_from).total_seconds())
-        journal.usage.append(
-            UsageRecord(
-                lease_id=lease.id, user=lease.user, school=lease.school, tier=lease.tier, profile=lease.profile,
-                pool=lease.pool, device=lease.device, unit_kind=lease.unit_kind, started_at=charged_from,
-                ended_at=now, held_seconds=held, gpu_seconds=held * lease.gpu_fraction, end_reason=end_reason,
-            )
-        )
-
-    def _grant_confirmed(self, mem: _Memory, journal: Entry, now: datetime) -> None:
-        """Grant the held-back admissions of queued leases heard from since the restart."""
-        for lease_id in [lease_id for lease_id in mem.deferred if lease_id not in self._unconfirmed]:
-            action = mem.deferred.pop(lease_id)
-            lease = mem.rows.get(lease_id)
-            if lease is not None and lease.state == "queued":
-                pool, kind = mem.snap.pool_of[action.pool]
-                self._grant(mem, journal, lease, pool, kind, now, action.lease_end)
-
-    @staticmethod
-    def _leave_allocator(mem: _Memory, lease: LeaseRow, t: float) -> list:
-        """Take an ending lease out of the allocator: a session (granted, or admitted and held
-        back) is released, a place in the queue cancelled. Returns the allocator's actions."""
-        if lease.kind is None:
-            return []
-        if lease.state == "granted" or lease.id in mem.deferred:
-            return mem.allocator.release(lease.id, t)
-        return mem.allocator.cancel(lease.id, t)
-
-    def _heartbeat_from(self, mem: _Memory, now: datetime) -> None:
+    def _heartbeat_from(self, mem: Memory, now: datetime) -> None:
         """A queued lease's heartbeat window starts at ``now``: check for abandoned places by its end."""
         mem.abandon_check_at = min(mem.abandon_check_at, now.timestamp() + self._heartbeat_timeout.total_seconds())
-
-    @staticmethod
-    def _remember(mem: _Memory, lease: LeaseRow) -> None:
-        mem.rows[lease.id] = lease
-        if lease.idempotency_key:
-            mem.by_key[lease.idempotency_key] = lease.id
-
-    def _forget(self, mem: _Memory, lease: LeaseRow) -> None:
-        mem.rows.pop(lease.id, None)
-        self._unconfirmed.discard(lease.id)
-        mem.deferred.pop(lease.id, None)
-        if lease.idempotency_key:
-            mem.by_key.pop(lease.idempotency_key, None)
 
     def _transaction(self, write: bool = False):
         return _Transaction(self._sessions, write)
@@ -864,12 +683,6 @@ class _Transaction:
         finally:
             self._session.close()
         return False
-
-
-def _view(row: LeaseRow) -> SimpleNamespace:
-    """A copy of a lease's columns: what a reader gets, so that no later input changes it
-    under the reader's feet."""
-    return SimpleNamespace(**{name: getattr(row, name) for name in LEASE_COLUMNS})
 
 
 __all__ = ["LeaseBook", "Listener", "JournalUnavailable", "NotWriter", "ACTIVE", "utc_now"]
