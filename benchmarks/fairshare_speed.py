@@ -14,7 +14,12 @@
     full pool, then --decisions calls of ``Allocator.submit`` (one request each, from a
     random school; between two of them a random session ends, so the number of active
     sessions stays put and the queue keeps moving). Prints the latency of each call:
-    p50, p99 and max, with and without the queue position and wait estimate. Also times
+    p50, p99 and max (wall clock, and the thread's CPU time, which other work on the
+    machine disturbs less), with and without the queue position and wait estimate, for two
+    ways of filling the pool: *spread*, its sessions arriving evenly over --fill-minutes as
+    in a school day, and *burst*, all of them within --burst-seconds, so that the lent
+    leases among them (``--policy fair-lent``) end in the same few calls at every lent
+    lease length; the lease ends decided per call are printed too. Also times
     rebuilding that allocator from its sessions and queue (``resume``, ``wait_again``,
     ``advance``), which the quota service does before each decision.
 
@@ -132,7 +137,9 @@ def bench_replay(args: argparse.Namespace) -> dict:
     }
 
 
-def bench_admission(args: argparse.Namespace, explain: bool) -> dict:
+def bench_admission(args: argparse.Namespace, explain: bool, fill_s: float) -> dict:
+    """``fill_s``: the pool of --sessions and the queue behind it (a tenth as many) arrive
+    at an even rate over this many seconds of the allocator's clock before the timed calls."""
     rng = random.Random(args.seed)
     county = round(args.schools * 0.6)
     schools = [SchoolSpec(f"c{k:05d}", "county", 2.0) for k in range(county)]
@@ -155,30 +162,36 @@ def bench_admission(args: argparse.Namespace, explain: bool) -> dict:
             elif action.kind == "stop":
                 running.remove(action.session_id)
 
+    step = fill_s / (args.sessions + args.sessions // 10)
     while len(running) < args.sessions:  # fill the pool: every request is admitted at once
-        now += 0.01
+        now += step
         decision, actions = alloc.submit(request(), now, explain=False)
         track([decision, *actions])
     for _ in range(args.sessions // 10):  # and a queue behind it
-        now += 0.01
+        now += step
         decision, actions = alloc.submit(request(), now, explain=False)
         track([decision, *actions])
-    latencies = []
+    latencies, cpu, ends = [], [], []
     for _ in range(args.decisions):
         now += 1.0
         ended = running.pop(rng.randrange(len(running)))
         track(alloc.release(ended, now))
         now += 1.0
         r = request()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         decision, actions = alloc.submit(r, now, explain=explain)
         latencies.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
+        ends.append(sum(1 for a in actions if a.kind in ("renew", "stop")))  # lease ends decided in the call
         track([decision, *actions])
     return {
-        "explain": explain, "active_sessions": len(alloc.sessions), "waiting": len(alloc.waiting),
+        "explain": explain, "fill_seconds": fill_s, "active_sessions": len(alloc.sessions), "waiting": len(alloc.waiting),
         "schools": len(schools), "decisions": len(latencies),
         "p50_ms": round(1000 * percentile(latencies, 50), 3), "p99_ms": round(1000 * percentile(latencies, 99), 3),
         "max_ms": round(1000 * max(latencies), 3),
+        "cpu_p50_ms": round(1000 * percentile(cpu, 50), 3), "cpu_p99_ms": round(1000 * percentile(cpu, 99), 3),
+        "cpu_max_ms": round(1000 * max(cpu), 3),
+        "lease_ends_mean": round(sum(ends) / len(ends), 2), "lease_ends_max": max(ends),
         "rebuild_ms": round(1000 * min(rebuild(alloc, now) for _ in range(3)), 1),
     }
 
@@ -204,6 +217,11 @@ def main() -> int:
     parser.add_argument("--policy", choices=list(POLICIES), default="fair", help="allocator configuration replayed and deciding the admissions")
     parser.add_argument("--sessions", type=int, default=10_000, help="active sessions for the admission benchmark")
     parser.add_argument("--decisions", type=int, default=2000, help="submit calls timed")
+    parser.add_argument("--fill-minutes", type=float, default=60.0,
+                        help="admission benchmark: its sessions and queue arrive evenly over this long (real traffic)")
+    parser.add_argument("--burst-seconds", type=float, default=110.0,
+                        help="admission benchmark, second figure: the same arrivals within this many seconds, so that "
+                             "lent leases among them end together")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--pods", type=Path, default=DEFAULT_PODS,
                         help="openb_pod_list_default.csv of the Alibaba GPU trace")
@@ -223,11 +241,15 @@ def main() -> int:
               f"({r['requests_per_second']:,} requests/s); outcomes {r['outcomes']}; stops {r['stops']}; "
               f"capacity violations {r['capacity_violations']}")
     if args.only != "replay":
-        figures["admission"] = [bench_admission(args, explain) for explain in (False, True)]
+        fills = {"spread": args.fill_minutes * 60, "burst": args.burst_seconds}
+        figures["admission"] = [dict(bench_admission(args, explain, fill_s), fill=fill)
+                                for fill, fill_s in fills.items() for explain in (False, True)]
         for a in figures["admission"]:
-            print(f"admission (explain={a['explain']}): {a['active_sessions']:,} active sessions, "
-                  f"{a['waiting']:,} waiting, {a['schools']:,} schools: p50 {a['p50_ms']} ms, "
-                  f"p99 {a['p99_ms']} ms, max {a['max_ms']} ms over {a['decisions']:,} submits; "
+            print(f"admission ({a['fill']}: filled over {a['fill_seconds']:g} s; explain={a['explain']}): "
+                  f"{a['active_sessions']:,} active sessions, {a['waiting']:,} waiting, {a['schools']:,} schools: "
+                  f"p50 {a['p50_ms']} ms, p99 {a['p99_ms']} ms, max {a['max_ms']} ms over {a['decisions']:,} submits "
+                  f"(CPU time: p50 {a['cpu_p50_ms']}, p99 {a['cpu_p99_ms']}, max {a['cpu_max_ms']} ms); "
+                  f"lease ends per call: mean {a['lease_ends_mean']}, max {a['lease_ends_max']}; "
                   f"rebuilding it: {a['rebuild_ms']} ms")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

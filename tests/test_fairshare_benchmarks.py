@@ -70,5 +70,8 @@ def test_speed_benchmark_replays_and_times_admissions(tmp_path, pods):
     assert figures["replay"]["schools"] == 30
     assert figures["replay"]["capacity_violations"] == 0
     assert sum(figures["replay"]["outcomes"].values()) == 1500
-    assert [a["explain"] for a in figures["admission"]] == [False, True]
+    assert [(a["fill"], a["explain"]) for a in figures["admission"]] == [
+        ("spread", False), ("spread", True), ("burst", False), ("burst", True)]
+    assert [a["fill_seconds"] for a in figures["admission"]] == [3600, 3600, 110, 110]
     assert all(a["active_sessions"] == 100 and a["decisions"] == 50 for a in figures["admission"])
+    assert all(a["cpu_p99_ms"] <= a["cpu_max_ms"] and a["lease_ends_max"] >= 0 for a in figures["admission"])

@@ -289,9 +289,17 @@ class Allocator(Reclaiming, Answering, PolicyChanges):
     def next_wake(self) -> float | None:
         """When :meth:`advance` must be called next (None: only on new events)."""
         timers = self.timers
-        while timers and not self._timer_valid(timers[0]):
+        sessions = self.sessions
+        while timers:
+            t, kind, _, ref = timer = timers[0]
+            if kind == _LEASE:  # _timer_valid's rule for the usual timer, inline
+                session = sessions.get(ref)
+                if session is not None and session.lease_end == t and (session.stop_at is None or session.stop_at > t):
+                    return t
+            elif self._timer_valid(timer):
+                return t
             heapq.heappop(timers)
-        return timers[0][0] if timers else None
+        return None
 
     def add_reservation(self, res: Reservation, now: float) -> list[Action]:
         """Book a class reservation (raises ReservationError if it cannot be honoured).
@@ -363,12 +371,16 @@ class Allocator(Reclaiming, Answering, PolicyChanges):
         if self.book.by_id:
             self._admit_reserved(now, out)
         queue = self.queue
+        heaps = queue.heaps
+        pools, general, reserved = self.pools, self.general, self.reserved_now
         while queue.size:
-            free = self._free_per_pool()
+            free = [p.slices - g - r for p, g, r in zip(pools, general, reserved)]  # _free_per_pool
             if max(free) <= 0:
                 break  # every pool is full (the usual case under load)
             best = None
-            for bucket in queue.buckets():
+            for bucket, heap in heaps.items():  # (top() re-keys inside a heap; no bucket is added here)
+                if not heap:
+                    continue
                 for n, room in zip(bucket[1], free):
                     if n and n <= room:
                         break
@@ -589,11 +601,19 @@ class Allocator(Reclaiming, Answering, PolicyChanges):
             if not self.fifo:  # FIFO keys hold arrival numbers, not usage
                 self.queue.rescale(factor)
         timers = self.timers
+        sessions = self.sessions
+        pop = heapq.heappop
         while timers and (timers[0][0] < now or (timers[0][0] == now and not before)):
-            timer = heapq.heappop(timers)
+            timer = pop(timers)
+            t, kind, _, ref = timer
+            if kind == _LEASE:  # the usual timer: _timer_valid's rule for it, inline
+                session = sessions.get(ref)
+                if session is not None and session.lease_end == t and (session.stop_at is None or session.stop_at > t):
+                    self._lease_end(session, t, out)
+                    self._schedule(t, out)
+                continue
             if not self._timer_valid(timer):
                 continue
-            t, kind, _, ref = timer
             if kind == _BOUNDARY:
                 self.reserved_now = [self.book.reserved_at(p.id, t) for p in self.pools]
                 self._schedule(t, out)
@@ -605,10 +625,7 @@ class Allocator(Reclaiming, Answering, PolicyChanges):
                 else:
                     out.append(Stop(ref, "reclaimed", "stopped to give the GPU share back to a school below its guarantee"))
                 self._schedule(t, out)
-            elif kind == _IDLE:
-                self._schedule(t, out)
-            else:
-                self._lease_end(self.sessions[ref], t, out)
+            else:  # _IDLE
                 self._schedule(t, out)
 
     def _better_claim_waits(self, session: Session, now: float) -> bool:
@@ -616,24 +633,34 @@ class Allocator(Reclaiming, Answering, PolicyChanges):
         its slices if it ended now? For a lent lease, a waiting request that would borrow
         (class 1) must also claim no more per weight than this school holds now (what its
         school would hold once admitted): the rebalance's rule, so that lent capacity is not
-        passed back and forth between borrowers at every lease end."""
+        passed back and forth between borrowers at every lease end.
+
+        Only the best head of each size is asked, and only as far as it could be better than
+        this session (:meth:`WaitQueue.top_below`)."""
+        queue = self.queue
+        if not queue.size:
+            return False
         pool = session.pool_index
-        mine = self._renew_key(session, now)
-        room = self.free_slices(pool) + session.slices
-        lent = session.borrowed and self.config.lent_lease_s is not None
-        holds = self.held[session.school_index] / self.weight[session.school_index]
-        slice_milli = self.pools[pool].slice_milli
-        for bucket in self.queue.buckets():
+        room = self.pools[pool].slices - self.general[pool] - self.reserved_now[pool] + session.slices  # free_slices + its own
+        mine = None
+        for bucket, heap in queue.heaps.items():
+            if not heap:
+                continue
             need = bucket[1][pool]
             if not need or need > room:
                 continue
-            top = self.queue.top(bucket, now)
-            if top is None or top[0][0] >= 2 or not top[0] < mine:
+            if mine is None:
+                mine = self._renew_key(session, now)
+                m0, m1 = mine[0], mine[1]
+                lent = session.borrowed and self.config.lent_lease_s is not None
+            top = queue.top_below(bucket, now, m0, m1)
+            if top is None or top[0][0] >= 2:
                 continue
             if not lent or top[0][0] == 0:
                 return True
             w = top[1].school_index
-            if (self.held[w] + need * slice_milli) / self.weight[w] <= holds:
+            s = session.school_index
+            if (self.held[w] + need * self.pools[pool].slice_milli) / self.weight[w] <= self.held[s] / self.weight[s]:
                 return True
         return False
 
@@ -645,8 +672,8 @@ class Allocator(Reclaiming, Answering, PolicyChanges):
         if session.reservation is not None:
             if now >= self.book.by_id[session.reservation].end:
                 return "lease_expired", "the class reservation ended"
-        elif self.general[pool] > spec.slices - self.book.reserved_at(spec.id, now):
-            return "lease_expired", "a class reservation starts now on this pool"
+        elif self.book and self.general[pool] > spec.slices - self.book.reserved_at(spec.id, now):
+            return "lease_expired", "a class reservation starts now on this pool"  # (never without a reservation)
         if self.track_budgets:
             school = self.schools[session.school_index]
             for key, budget in ((f"school:{school.id}", school.budget_gpu_hours),

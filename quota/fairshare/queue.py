@@ -168,6 +168,31 @@ class WaitQueue:
             heapq.heapreplace(heap, [key[0], key[1], head.seq, slot, entry[4]])
         return None
 
+    def top_below(self, bucket: tuple, now: float, cls: int, usage: float) -> tuple[tuple, Waiting] | None:
+        """:meth:`top` when its key is below ``(cls, usage)``, else None. Re-keys only the
+        entries stored below that bound (what :meth:`top` would re-key first anyway): once
+        the smallest stored key reaches it, every line's key does (stored keys are lower
+        bounds), whatever the best of them is."""
+        heap = self.heaps.get(bucket)
+        versions = self.versions
+        key_fn = self.key_fn
+        lines = self.lines
+        school_of = self.school_of
+        while heap:
+            entry = heap[0]
+            if entry[0] > cls or (entry[0] == cls and entry[1] >= usage):
+                return None
+            slot = entry[3]
+            if versions[slot] != entry[4]:
+                heapq.heappop(heap)
+                continue
+            head = lines[slot][0]
+            key = key_fn(school_of[slot], bucket, head, now)
+            if key[0] == entry[0] and key[1] <= entry[1]:
+                return (key[0], key[1], head.seq), head
+            heapq.heapreplace(heap, [key[0], key[1], head.seq, slot, entry[4]])
+        return None
+
     def rescale(self, factor: float) -> None:
         """Multiply every stored usage key by ``factor`` (> 0) after a ledger rebase."""
         for heap in self.heaps.values():
