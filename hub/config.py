@@ -165,8 +165,9 @@ def configure_hub(c, settings: HubSettings) -> None:
     c.JupyterHub.load_roles = hub_roles(alliance) + [
         {
             "name": "quota-service",
-            "description": "The quota service reads users and servers to reconcile leases",
-            "scopes": ["list:users", "read:users", "read:servers", "read:groups"],
+            "description": "The quota service reads users and servers to reconcile leases, and stops a workspace "
+                           "when an operator asks on its workspaces page",
+            "scopes": ["list:users", "read:users", "read:servers", "read:groups", "delete:servers"],
             "services": ["quota"],
         },
         {"name": "prometheus", "description": "Scrapes /hub/metrics", "scopes": ["read:metrics"], "services": ["prometheus"]},

@@ -22,6 +22,7 @@ from quota.inventory import Unit, alliance_units
 from quota.leases import Clock, JournalUnavailable, LeaseBook, utc_now
 from quota.metrics import QuotaMetrics, TimedRequests
 from quota.gpu_activity import gpu_activity_for
+from quota.hub_servers import hub_servers_for
 from quota.reconcile import reconciler_for
 from quota.request_limits import RequestRate
 from quota.roster_store import classes_from_database, merged_from_database, reinstall
@@ -110,6 +111,7 @@ def create_app(
     app.state.hub_oauth = hub_oauth_client(settings.api_token, settings.token_cache_s)
     app.state.resolve_token = token_resolver or hub_token_resolver(app.state.hub_oauth)
     app.state.lease_rate = RequestRate(settings.lease_requests_per_minute)
+    app.state.hub_servers = hub_servers_for(settings)  # the workspaces page's hub (None unless run under one)
     for module in (leases, queue, reservations, usage, library, schools, tiers, pools, inventory, oauth, reference, health):
         app.include_router(module.router)
     app.include_router(roster.router)  # imported students, for the hub

@@ -59,6 +59,8 @@ class HubServer:
     ready: bool
     profile: str | None  # the profile the student chose (user_options), if any
     last_activity: datetime | None = None  # when the hub last saw the server used
+    started: datetime | None = None  # when the hub started it
+    pending: str | None = None  # "spawn" or "stop" while starting or stopping, else None
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,8 @@ async def list_active_servers(client: httpx.AsyncClient) -> HubListing:
             for name, server in (user.get("servers") or {}).items():
                 options = server.get("user_options") or {}
                 servers.append(HubServer(user["name"], name, bool(server.get("ready")), options.get("profile"),
-                                         _moment(server.get("last_activity"))))
+                                         _moment(server.get("last_activity")), _moment(server.get("started")),
+                                         server.get("pending")))
         following = body.get("_pagination", {}).get("next") if isinstance(body, dict) else None
         if not following:
             return HubListing(frozenset(users), tuple(servers))

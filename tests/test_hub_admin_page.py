@@ -55,13 +55,17 @@ def test_only_operators_get_the_admin_page_and_its_buttons_work_for_them(tmp_pat
             assert "admin-ui" not in me["scopes"] and not me["admin"], me
             page = admin_page(stack, account)
             assert page.status_code == 403 and 'href="/hub/admin"' not in page.home_text
+            assert "pages/workspaces" not in page.home_text
             assert 'href="/hub/../services/quota/">GPU Commons pages' in page.home_text  # their pages instead
         # what a teacher needs from the hub still works: their own school's accounts
         assert {user["name"] for user in teacher.hub.get("/users").json()} == {"c01-s1", "c01-teacher"}
 
         assert operator.hub.get("/user").json()["admin"] is True
         page = admin_page(stack, operator)
-        assert page.status_code == 200 and 'href="/hub/admin"' in page.home_text
+        # the hub's header leads IT to the quota service's workspaces page (in the page's language);
+        # JupyterHub's own admin page (English only) stays reachable by its address
+        assert page.status_code == 200 and 'href="/hub/../services/quota/pages/workspaces"' in page.home_text
+        assert 'href="/hub/admin"' not in page.home_text
         # the admin page's buttons are API calls: creating a group and adding a member succeed
         assert operator.hub.post("/groups/it-test").status_code == 201
         assert operator.hub.post("/groups/it-test/users", json={"users": ["c01-s1"]}).status_code == 200

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fake_hub import FakeHub, running
 from tests.page_client import csrf_for, csrf_of, page_client
+from tests.quota_fixtures import TOKEN
 
 ACCOUNTS = {"student": "c01-s1", "teacher": "c01-teacher", "school_admin": "c01-admin", "staff": "staff-admin",
             "operator": "it-ops"}
@@ -18,6 +20,7 @@ PAGES = {  # page -> roles that may open it
     "/pages/me": {"student"},
     "/pages/teacher/roster": {"teacher", "school_admin", "staff"},
     "/pages/classes": {"school_admin", "staff"},
+    "/pages/workspaces": {"operator", "staff"},
 }
 FORMS = {  # form -> (fields, roles that may send it)
     "/pages/staff/school": ({"id": "c01", "weight": "3"}, {"staff"}),
@@ -28,6 +31,7 @@ FORMS = {  # form -> (fields, roles that may send it)
                             {"teacher", "school_admin", "staff"}),
     "/pages/classes": ({"school": "c01", "class_id": "robots", "name": "Robots", "teacher": "c01-teacher"},
                        {"school_admin", "staff"}),
+    "/pages/workspaces/stop": ({"user": "c01-s1", "server": ""}, {"operator"}),
 }
 
 
@@ -52,8 +56,10 @@ def test_who_may_send_each_form(quota_client, path, role):
     token = csrf_for(quota_client.app, ACCOUNTS[role])  # the token belongs to the login, the same on every page
     before = _state(quota_client)
     fields, allowed = FORMS[path]
+    hub = FakeHub({"c01-s1": running("cpu")}, TOKEN).install(quota_client.app)  # the workspaces page's hub
+    before += (tuple(hub.servers),)
     answer = client.post(path, data={**fields, "csrf": token}, follow_redirects=False)
-    after = _state(quota_client)
+    after = _state(quota_client) + (tuple(hub.servers),)
     if role in allowed:
         assert answer.status_code == 303, answer.text[:300]
         assert after != before

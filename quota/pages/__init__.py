@@ -9,10 +9,10 @@ from __future__ import annotations
 
 
 def routers():
-    from quota.pages import accounts, classes, home, operator, roster, staff, static, student, teacher
+    from quota.pages import accounts, classes, home, operator, roster, staff, static, student, teacher, workspaces
 
     return [home.router, static.router, teacher.router, roster.router, accounts.router, classes.router, staff.router,
-            operator.router, student.router]
+            operator.router, workspaces.router, student.router]
 
 
 UPLOAD_LIMITS = {  # path suffix -> largest body (quota/web_guard.py): the roster's CSV upload

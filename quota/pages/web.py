@@ -199,6 +199,7 @@ def nav_for(caller: Principal) -> list[tuple[str, Message]]:
         links.append(("/pages/staff", _("Shares and equity")))
     if role in ("operator", "hub", "staff"):
         links.append(("/pages/operator", _("Pools and queue")))
+        links.append(("/pages/workspaces", _("Workspaces")))
     if role == "student":
         links.append(("/pages/me", _("My GPU time")))
     return links
