@@ -496,24 +496,42 @@ class LeaseBook:
             return action(session, self._clock())
 
     def change_policy(self, action):
-        """Run ``action(session, now)`` in a write transaction (staff's change, stored), then
-        feed the running allocator what it changed (:mod:`quota.policy_feed`): the new
-        shares apply to everyone at once, and what they make possible is granted or warned
-        in the journal like any input. A pool opened or drained gives a new allocator, built
-        from the running one and the active leases (:func:`quota.fair_snapshot.with_pools`)."""
-        with self._lock:
-            try:
-                with self._transaction(write=True) as session:
-                    result = action(session, self._clock())
-                    session.flush()
-            except SQLAlchemyError as exc:
-                raise JournalUnavailable(f"the database did not store the change: {exc}") from exc
-            if self._mem is None or not self.is_writer():
-                return result  # built from the database (with the change) at the next input
+        """Run ``action(session, now)`` (staff's change) and feed the running allocator what
+        it changed (:mod:`quota.policy_feed`), in one transaction: the change and what it made
+        possible (grants, reclaim warnings, refusals) are stored together or not at all. A pool
+        opened or drained gives a new allocator, built from the running one and the active
+        leases (:func:`quota.fair_snapshot.with_pools`). The inputs decided before it are
+        stored first (staff's changes are rare; every other input goes on in group commits)."""
+        while True:
+            self._committer.settle()
+            with self._lock:
+                if self._committer.idle():
+                    return self._change_policy_now(action)
+
+    def _change_policy_now(self, action):
+        mem = self._mem if self.is_writer() else None  # without one, the next input builds it with the change
+        now = self._clock()
+        entry = None
         try:
-            self._input(self._policy_input)
-        except JournalUnavailable:
-            log.exception("the change is stored but the allocator could not take it; it is rebuilt at the next input")
+            with self._transaction(write=True) as session:
+                result = action(session, now)
+                session.flush()
+                if mem is not None:
+                    entry = Entry(self._sessions, _reader=session)  # reads what the change wrote
+                    self._policy_input(mem, entry, now)
+                    batch = Batch()
+                    batch.take(entry)
+                    batch.write(session)
+        except BaseException as exc:
+            if entry is not None:  # the allocator took the change, the database did not
+                self._mem = None
+            if isinstance(exc, SQLAlchemyError):
+                raise JournalUnavailable(f"the database did not store the change: {short_reason(exc)}") from exc
+            raise
+        if mem is not None:
+            mem.version += 1
+            self._set_wake(mem)
+            self._tell(entry)
         return result
 
     def _policy_input(self, mem: Memory, journal: Entry, now: datetime):
