@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gpu_commons_i18n import _
 from quota.alliance import Alliance, reservable_kind, reservable_units
 from quota.errors import InvalidField, NotFound
 from quota.reservations import peak_units
@@ -91,8 +92,8 @@ class PolicyStore:
             if others + changes["guaranteed_share"] > 1 + 1e-9:
                 raise InvalidField(
                     "guaranteed_share",
-                    f"the other schools already have {others:.3f} of the GPUs guaranteed; "
-                    f"this school can get at most {max(0.0, 1 - others):.3f}.",
+                    _("the other schools already have {others} of the GPUs guaranteed; "
+                      "this school can get at most {most}.", others=f"{others:.3f}", most=f"{max(0.0, 1 - others):.3f}"),
                 )
         _audit(session, "school", school_id, before, changes, by, now)
         row = session.get(SchoolSetting, school_id) or SchoolSetting(school=school_id)
@@ -147,29 +148,32 @@ class PolicyStore:
     ) -> Reservation:
         pools = {p.id: p for p in self.alliance.pools}
         if pool not in pools:
-            raise InvalidField("pool", f"unknown pool '{pool}'. Pools: {', '.join(pools)}.")
+            raise InvalidField("pool", _("unknown pool '{pool}'. Pools: {pools}.", pool=pool, pools=", ".join(pools)))
         try:
             home = self.alliance.school(school)
         except KeyError:
-            raise InvalidField("school", f"unknown school '{school}'.") from None
+            raise InvalidField("school", _("unknown school '{school}'.", school=school)) from None
         if class_id is not None and class_id not in {group.id for group in home.classes}:
-            known = ", ".join(group.id for group in home.classes) or "none"
-            raise InvalidField("class_id", f"school {school} has no class '{class_id}'. Its classes: {known}.")
+            known = ", ".join(group.id for group in home.classes) or _("none")
+            raise InvalidField("class_id", _("school {school} has no class '{class_id}'. Its classes: {known}.",
+                                             school=school, class_id=class_id, known=known))
         if ends_at <= starts_at:
-            raise InvalidField("ends_at", "the reservation must end after it starts; swap or fix the times.")
+            raise InvalidField("ends_at", _("the reservation must end after it starts; swap or fix the times."))
         if ends_at <= now:
-            raise InvalidField("ends_at", "the reservation ends in the past; book a time still to come.")
+            raise InvalidField("ends_at", _("the reservation ends in the past; book a time still to come."))
         capacity = reservable_units(pools[pool])
         if units > capacity:
-            raise InvalidField("units", f"pool {pool} has {capacity} reservable units; book at most {capacity}.")
+            raise InvalidField("units", _("pool {pool} has {capacity} reservable units; book at most {capacity}.",
+                                          pool=pool, capacity=capacity))
         booked = peak_units(
             ((r.starts_at, r.ends_at, r.units) for r in self.reservations(session) if r.pool == pool), starts_at, ends_at
         )
         if booked + units > capacity:
             raise InvalidField(
                 "units",
-                f"other reservations already hold {booked} of the {capacity} units of pool {pool} during this time; "
-                f"book at most {capacity - booked}, or choose another time.",
+                _("other reservations already hold {booked} of the {capacity} units of pool {pool} during this time; "
+                  "book at most {free}, or choose another time.", booked=booked, capacity=capacity, pool=pool,
+                  free=capacity - booked),
             )
         row = Reservation(
             id=reservation_id or f"r-{uuid.uuid4().hex[:12]}", pool=pool, school=school, class_id=class_id, units=units,

@@ -8,6 +8,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from gpu_commons_i18n import _
+
 from quota.auth import Role
 from quota.deps import Authorized, Book, Caller, forbid
 from quota.errors import InvalidField
@@ -44,10 +46,10 @@ def create_reservation(body: ReservationRequest, book: Book, caller: Caller) -> 
     for field in ("starts_at", "ends_at"):
         if getattr(body, field).tzinfo is None:
             with translated():
-                raise InvalidField(field, "give a time zone, e.g. 2026-09-01T08:00:00+08:00.")
+                raise InvalidField(field, _("give a time zone, e.g. 2026-09-01T08:00:00+08:00."))
     if body.ends_at - body.starts_at > LONGEST:
         with translated():
-            raise InvalidField("ends_at", "a reservation lasts at most 12 hours; book each lesson on its own.")
+            raise InvalidField("ends_at", _("a reservation lasts at most 12 hours; book each lesson on its own."))
     with translated():
         row = book.change_policy(
             lambda session, now: book.policy.reserve(
