@@ -214,7 +214,21 @@ def refuse_queued(mem: Memory, journal: Entry, refusal, now: datetime) -> None:
         mem.forget(lease)
 
 
-def view(row: LeaseRow) -> SimpleNamespace:
+def view(row: LeaseRow, mem: Memory | None = None) -> SimpleNamespace:
     """A copy of a lease's columns: what a reader gets, so that no later input changes it
-    under the reader's feet."""
-    return SimpleNamespace(**{name: getattr(row, name) for name in LEASE_COLUMNS})
+    under the reader's feet. With ``mem``, a granted lease also says whether it is within its
+    school's guaranteed share (:func:`within_share`)."""
+    copy = SimpleNamespace(**{name: getattr(row, name) for name in LEASE_COLUMNS})
+    copy.within_share = within_share(mem, row) if mem is not None and row.state == "granted" else None
+    return copy
+
+
+def within_share(mem: Memory, lease: LeaseRow) -> bool:
+    """A GPU lease within its school's guaranteed share (never reclaimed, not lent); a CPU
+    lease (or one on a draining pool) when its school holds less than its share now."""
+    allocator = mem.allocator
+    session = allocator.sessions.get(lease.id)
+    if session is not None:
+        return not session.borrowed
+    s = allocator.school_index.get(lease.school)
+    return s is not None and allocator.held[s] < allocator.guarantee[s]

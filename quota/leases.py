@@ -173,7 +173,7 @@ class LeaseBook:
             )
             journal.added.append(lease)
             journal.requests.append((self._decide(mem, journal, lease, now), school.tier))
-            return lease_rows.view(lease), True
+            return lease_rows.view(lease, mem), True
 
         return decide
 
@@ -366,7 +366,7 @@ class LeaseBook:
                     if lease_id in self._unconfirmed:  # its student is still there: a held-back grant may go ahead
                         self._unconfirmed.discard(lease_id)
                         self._set_wake(mem)
-                return lease_rows.view(lease), mem.unsettled.get(lease_id) or _SETTLED
+                return lease_rows.view(lease, mem), mem.unsettled.get(lease_id) or _SETTLED
             if lease_id in mem.settling:
                 lease, stored = mem.settling[lease_id]
                 return lease_rows.view(lease), stored
@@ -384,7 +384,7 @@ class LeaseBook:
                 rows = [row for row in mem.rows.values() if row.state == state
                         and (user is None or row.user == user) and (school is None or row.school == school)]
                 waits = {id(done): done for row in rows if (done := mem.unsettled.get(row.id)) is not None}
-                rows = [lease_rows.view(row) for row in rows]
+                rows = [lease_rows.view(row, mem) for row in rows]
             for done in waits.values():  # show only what is stored
                 done.result()
             return sorted(rows, key=lambda row: row.seq)

@@ -75,6 +75,13 @@ class Lease(BaseModel):
         description="Only while granted: the GPU share is being given back to a school below its guaranteed "
         "share, and the lease ends at this time (UTC). Save your work before.",
     )
+    within_share: bool | None = Field(
+        None,
+        description="Only while granted, on the answers read from the running service: true when the lease is "
+        "within its school's guaranteed share (it is never reclaimed or lent with an end), false when it borrows "
+        "beyond it; for a CPU lease, whether its school holds less than its share. The hub starts workspaces "
+        "within their school's share first when many start at once.",
+    )
     reason: str | None = Field(
         description="Why it was refused, or why it will be reclaimed, in words a student can read."
     )
@@ -101,7 +108,8 @@ class Lease(BaseModel):
             requested_at=row.requested_at, granted_at=row.granted_at, expires_at=row.expires_at,
             released_at=row.released_at, queue_position=place.position if queued else None,
             wait_estimate_s=place.wait_estimate_s if queued else None,
-            reclaim_at=row.reclaim_at if row.state == "granted" else None, reason=row.reason, reason_message=as_data(row.reason), idempotency_key=row.idempotency_key,
+            reclaim_at=row.reclaim_at if row.state == "granted" else None,
+            within_share=getattr(row, "within_share", None) if row.state == "granted" else None, reason=row.reason, reason_message=as_data(row.reason), idempotency_key=row.idempotency_key,
             queue_reason_message=queue_reason.as_json() if queued and queue_reason is not None else None,
         )
 

@@ -44,6 +44,7 @@ class Lease:
     reason: str | None
     wait_estimate_s: float | None = None
     queue_reason: object = None  # why someone who asked later is ahead (a catalogue message), while queued
+    within_share: bool | None = None  # granted within its school's guaranteed share (the start line's order)
 
     @classmethod
     def from_api(cls, body: dict) -> "Lease":
@@ -63,6 +64,7 @@ class Lease:
             reason=from_json(body["reason_message"]) if body.get("reason_message") else body.get("reason"),
             wait_estimate_s=body.get("wait_estimate_s"),
             queue_reason=from_json(body["queue_reason_message"]) if body.get("queue_reason_message") else None,
+            within_share=body.get("within_share"),
         )
 
 
