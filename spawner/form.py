@@ -50,6 +50,8 @@ def render_profile_form(profiles: list[Profile], inventory: dict | None,
         notices.append(translate("Simulated GPUs: this server has no real GPU. The booking works as in production, "
                                  "but code cannot use CUDA here.", locale))
     notice_html = "".join(f'<p class="alert alert-info gc-notice">{escape(text)}</p>' for text in notices)
+    notice_html += "".join(f'<p class="alert alert-warning gc-drain" role="status">{escape(text)}</p>'
+                           for text in drain_sentences(inventory or {}, locale))
     return f"""<div class="gc-profiles">
 {notice_html}
 {chr(10).join(rows)}
@@ -112,6 +114,20 @@ def draining_notes(inventory: dict) -> dict[str, list[str]]:
             if pool.get("note") and pool["note"] not in notes[kind]:
                 notes[kind].append(pool["note"])
     return notes
+
+
+def drain_sentences(inventory: dict, locale: str | None) -> list[str]:
+    """One sentence per pool draining for maintenance, with the operator's note, as the student's
+    quota page says it (quota/pages/templates/student.html): also when other pools of its kind
+    stay open, so a student knows why fewer GPUs are free."""
+    found = []
+    for pool in inventory.get("pools", []):
+        if pool.get("state", "open") == "open":
+            continue
+        name = pool.get("name") or pool.get("id", "")
+        found.append(translate("Pool {pool} is under maintenance: {note}", locale, pool=name, note=pool["note"])
+                     if pool.get("note") else translate("Pool {pool} is under maintenance.", locale, pool=name))
+    return found
 
 
 def maintenance_sentence(notes: list[str]):

@@ -205,6 +205,10 @@ def test_an_operator_drains_a_pool_and_a_student_sees_the_notice(pages_stack, br
         assert notice in student.locator(".notice").inner_text()
         assert "back at 14:00 / 14:00 恢复" in student.locator(".notice").inner_text()
         student.screenshot(path=str(shots / f"student-notice-{locale}.png"), full_page=True)
+        student.goto(f"{pages_stack.url}/hub/spawn")  # the hub's spawn page says it too, above the profiles
+        drain = student.locator("#spawn_form .gc-drain")
+        assert notice in drain.inner_text() and "back at 14:00 / 14:00 恢复" in drain.inner_text()
+        student.screenshot(path=str(shots / f"spawn-notice-{locale}.png"), full_page=True)
         student.context.close()
         page.goto(f"{pages_stack.url}/services/quota/pages/operator")  # open it again
         form = page.locator("form:has(input[name=id][value=test-pool])")

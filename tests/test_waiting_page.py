@@ -97,6 +97,22 @@ def test_the_form_says_a_drained_pool_is_closed_for_maintenance():
     assert "the only whole GPU is in use" in render_profile_form([PROFILE], inventory(held=True), locale="en")
 
 
+def test_the_spawn_page_names_each_drained_pool_with_its_note_even_while_others_stay_open():
+    """The operator's note on the hub's spawn page (as on the student's quota page), also when
+    another pool of the kind stays open and the profile still shows free GPUs."""
+    both = inventory("draining", "Disk swap until 15:00 <b>")
+    both["pools"].append({"id": "q", "name": "Q", "state": "open", "note": "", "units": [
+        {"device": "1", "kind": "whole", "held": False, "lease_id": None}]})
+    html = render_profile_form([PROFILE], both, locale="en")
+    assert "1 of 1 whole GPU free" in html  # the open pool's
+    assert '<p class="alert alert-warning gc-drain" role="status">Pool P is under maintenance: ' \
+           'Disk swap until 15:00 &lt;b&gt;</p>' in html
+    chinese = render_profile_form([PROFILE], both, locale="zh-CN")
+    assert "资源池 P 正在维护" in chinese and "Disk swap until 15:00 &lt;b&gt;" in chinese
+    assert "Pool Q" not in html and "gc-drain" not in render_profile_form([PROFILE], inventory(), locale="en")
+    assert "Pool P is under maintenance.</p>" in render_profile_form([PROFILE], inventory("draining"), locale="en")
+
+
 def test_the_waiting_page_has_one_line_and_jupyterhubs_words_in_the_students_language():
     user = SimpleNamespace(name="c01-s1", spawner=SimpleNamespace(options_form=None))
     for accept, stop, stopped in (("zh-CN", "正在停止…", "你的工作区已停止。"), ("en", "Stopping…", "Your workspace has stopped.")):
