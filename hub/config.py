@@ -201,10 +201,9 @@ def configure_hub(c, settings: HubSettings) -> None:
     c.QuotaSpawnerMixin.quota_url = quota_url
     c.QuotaSpawnerMixin.quota_api_token = quota_token
     c.Spawner.http_timeout = 90  # JupyterLab may take a while on a busy 2-core server
-    if settings.backend == "local":
-        # More students starting at once than the machine starts at a time wait in the spawner's
-        # start line (spawner/light_start.py) instead of JupyterHub's 429 "too many users starting".
-        c.JupyterHub.concurrent_spawn_limit = 0
+    # More students starting at once than the backend starts at a time wait in the spawner's
+    # start line (spawner/light_start.py) instead of JupyterHub's 429 "too many users starting".
+    c.JupyterHub.concurrent_spawn_limit = 0
     # The server's own token may read its lease from the quota service (the workspace
     # extension learns there when a borrowed GPU share is reclaimed); the rest is JupyterHub's
     # default "server" role.
@@ -231,8 +230,8 @@ def configure_hub(c, settings: HubSettings) -> None:
 
     if settings.backend == "local":
         add_workspace_sweeper(c, data)
-        if alliance.fairshare.reservation_lead_minutes:
-            add_prestart_service(c, data, settings.alliance, quota_url, quota_token)
+    if alliance.fairshare.reservation_lead_minutes:
+        add_prestart_service(c, data, settings.alliance, quota_url, quota_token)
 
 
 def add_workspace_sweeper(c, data: Path) -> None:

@@ -23,15 +23,6 @@ from spawner.specs import Resources, SharedCap
 class LocalQuotaSpawner(PrestartedWorkspace, QuotaSpawnerMixin, LightStart, LocalLibrary, SandboxedLocalSpawner):
     """Sandboxed local JupyterLab processes on this GPU server, each behind a lease (the embedded default)."""
 
-    def start_priority(self) -> tuple:
-        # The start line's order (spawner/light_start.py), the allocator's rule: leases within their
-        # school's guaranteed share first (a county school below its share before a school that
-        # borrows), then the heavier tier, then the order they came in.
-        _school, tier = self._school()
-        lease = self._lease
-        borrowing = 0 if lease is not None and lease.within_share else 1
-        return (borrowing, -self.alliance.tiers[tier].weight)
-
     mps_pipe_directory = Unicode(
         "",
         help="""Pipe directory of this server's CUDA MPS control daemon (its ``CUDA_MPS_PIPE_DIRECTORY``),

@@ -25,6 +25,8 @@ from spawner.builders.docker import build_container, build_workspace_network
 from spawner.containers import ContainerWorkspaceMixin
 from spawner.failures import WorkspaceFailed, docker_failure_kind
 from spawner.pools import WORKSPACE_NETWORK, DockerPool, PoolConfigError, library_volume, parse_pools
+from spawner.light_start import LinedStart
+from spawner.prestart import PrestartedWorkspace
 from spawner.quota import QuotaSpawnerMixin
 from spawner.specs import HomeVolume, Placement, Resources, WorkspaceSpec
 
@@ -191,8 +193,9 @@ class LeasedDockerSpawner(ContainerWorkspaceMixin, DockerSpawner):
         return await super().poll()
 
 
-class DockerQuotaSpawner(QuotaSpawnerMixin, LeasedDockerSpawner):
-    """Workspaces in containers on the pools' Docker hosts, each behind a lease."""
+class DockerQuotaSpawner(PrestartedWorkspace, QuotaSpawnerMixin, LinedStart, LeasedDockerSpawner):
+    """Workspaces in containers on the pools' Docker hosts, each behind a lease; started ahead
+    of a booked lesson (spawner/prestart.py) and, many at once, in the start line."""
 
 
 __all__ = ["DockerQuotaSpawner", "LeasedDockerSpawner"]

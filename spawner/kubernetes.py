@@ -31,6 +31,8 @@ from spawner.builders.kubernetes import build_home_claim, build_pod, diagnose_po
 from spawner.containers import ContainerWorkspaceMixin
 from spawner.failures import WorkspaceFailed
 from spawner.pools import KubePool, PoolConfigError, library_volume, node_requirements, parse_pools, tolerations
+from spawner.light_start import LinedStart
+from spawner.prestart import PrestartedWorkspace
 from spawner.quota import QuotaSpawnerMixin
 from spawner.specs import HomeVolume, Placement, WorkspaceSpec, quantity
 
@@ -195,8 +197,14 @@ class LeasedKubeSpawner(ContainerWorkspaceMixin, KubeSpawner):
         return self.api.api_client.deserialize(_Json(claim), "V1PersistentVolumeClaim")
 
 
-class KubeQuotaSpawner(QuotaSpawnerMixin, LeasedKubeSpawner):
-    """Workspaces as pods on the pools' nodes of a Kubernetes cluster, each behind a lease."""
+class KubeQuotaSpawner(PrestartedWorkspace, QuotaSpawnerMixin, LinedStart, LeasedKubeSpawner):
+    """Workspaces as pods on the pools' nodes of a Kubernetes cluster, each behind a lease; started
+    ahead of a booked lesson (spawner/prestart.py) and, beyond JupyterHub's usual 100 at once, in
+    the start line rather than refused."""
+
+    @default("concurrent_starts")
+    def _as_many_as_the_hub_started(self):
+        return 100  # JupyterHub's own concurrent_spawn_limit: the cluster's nodes do the starting
 
 
 __all__ = ["KubeQuotaSpawner", "LeasedKubeSpawner"]

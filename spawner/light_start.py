@@ -146,14 +146,18 @@ def start_line(width: int) -> StartLine:
     return _LINES.setdefault(width, StartLine(width))
 
 
-class LightStart(LoggingConfigurable):
-    """Mixed in front of the sandboxed local spawner (spawner/backends.py)."""
+class LinedStart(LoggingConfigurable):
+    """The start line in front of any backend (spawner/backends.py, spawner/docker.py,
+    spawner/kubernetes.py): more students starting at once than ``concurrent_starts`` wait their
+    turn, in the quota step's order (``start_priority``), instead of JupyterHub's 429."""
 
     concurrent_starts = Integer(
-        help="""How many workspaces start at the same time on this machine; more wait in line
-        (in the allocator's order: see ``start_priority``) and the waiting page tells each how many
-        are ahead. Defaults to the number of CPU cores: a JupyterLab start is CPU-bound, so
-        starting more at once only makes every one of them later. 0 = no line.
+        help="""How many workspaces start at the same time; more wait in line (in the allocator's
+        order: see ``start_priority``) and the waiting page tells each how many are ahead. 0 = no
+        line. Defaults: the number of CPU cores for local workspaces and Docker containers (a
+        JupyterLab start is CPU-bound, so starting more at once only makes every one of them later),
+        100 for Kubernetes pods (JupyterHub's own concurrent_spawn_limit: the cluster's nodes start
+        them).
 
         Example::
 
@@ -164,6 +168,38 @@ class LightStart(LoggingConfigurable):
     @default("concurrent_starts")
     def _one_per_core(self):
         return os.cpu_count() or 2
+
+    def start_priority(self) -> tuple:
+        """This start's key in the line: lower goes first (the quota step gives its school's)."""
+        return ()
+
+    def _line_wait_message(self, ahead: int) -> None:
+        report = getattr(self, "_report", None)
+        message = _n("Starting your workspace: {n} student is ahead of you.",
+                     "Starting your workspace: {n} students are ahead of you.", ahead)
+        if report is not None:
+            report(62, message)
+        else:
+            self.log.info("%s: %s", self.user.name, message)
+
+    async def start(self):
+        line = start_line(self.concurrent_starts) if self.concurrent_starts > 0 else None
+        if line is not None:
+            await line.enter(self.start_priority(), self._line_wait_message)
+        try:
+            return await self._start_in_turn()
+        finally:
+            if line is not None:
+                line.leave()
+
+    async def _start_in_turn(self):
+        """The backend's own start (the class after this one), once it is this start's turn."""
+        return await super().start()
+
+
+class LightStart(LinedStart):
+    """The start line and a lighter start, mixed in front of the sandboxed local spawner
+    (spawner/backends.py)."""
 
     server_extensions = Dict(
         SKIPPED_SERVER_EXTENSIONS,
@@ -193,31 +229,11 @@ class LightStart(LoggingConfigurable):
     def _light_args(self):
         return server_extension_args(self.server_extensions)
 
-    def start_priority(self) -> tuple:
-        """This start's key in the line: lower goes first (the quota step gives its school's)."""
-        return ()
-
-    def _line_wait_message(self, ahead: int) -> None:
-        report = getattr(self, "_report", None)
-        message = _n("Starting your workspace: {n} student is ahead of you.",
-                     "Starting your workspace: {n} students are ahead of you.", ahead)
-        if report is not None:
-            report(62, message)
-        else:
-            self.log.info("%s: %s", self.user.name, message)
-
-    async def start(self):
-        line = start_line(self.concurrent_starts) if self.concurrent_starts > 0 else None
-        if line is not None:
-            await line.enter(self.start_priority(), self._line_wait_message)
-        try:
-            host, port = await super().start()
-            if self.wait_for_listen:
-                await wait_listening(host, port, self._still_running, self.http_timeout, self.listen_check_interval)
-            return host, port
-        finally:
-            if line is not None:
-                line.leave()
+    async def _start_in_turn(self):
+        host, port = await super()._start_in_turn()
+        if self.wait_for_listen:
+            await wait_listening(host, port, self._still_running, self.http_timeout, self.listen_check_interval)
+        return host, port
 
     async def _still_running(self) -> bool:
         proc = getattr(self, "proc", None)  # LocalProcessSpawner's Popen

@@ -235,6 +235,15 @@ class QuotaSpawnerMixin(LibraryUsageCollector):
 
     # -- progress shown on the spawn page -------------------------------------------
 
+    def start_priority(self) -> tuple:
+        # The start line's order (spawner/light_start.py), the allocator's rule: leases within their
+        # school's guaranteed share first (a county school below its share before a school that
+        # borrows), then the heavier tier, then the order they came in.
+        _school, tier = self._school()
+        lease = self._lease
+        borrowing = 0 if lease is not None and lease.within_share else 1
+        return (borrowing, -self.alliance.tiers[tier].weight)
+
     def _report(self, progress: int, message: str | Message) -> None:
         self.log.info("%s: %s", self._log_name, message)
         self._events.append({"progress": progress, "message": message})
