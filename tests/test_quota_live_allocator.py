@@ -18,44 +18,24 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
-import sqlalchemy
 from fastapi.testclient import TestClient
 
 from tests.quota_fixtures import TOKEN
 from tests.quota_process import QuotaProcess, crowd_alliance
+from tests.database_faults import refuse_lease_writes
 from tests.quota_calls import ask
 
 HEADERS = {"Authorization": f"token {TOKEN}"}
 
 
-def _refuse_new_leases(database_url: str, refuse: bool) -> None:
-    """Make the database itself refuse to store a new lease (as a full disk would)."""
-    engine = sqlalchemy.create_engine(database_url)
-    with engine.begin() as db:
-        if engine.dialect.name == "sqlite":
-            db.execute(sqlalchemy.text(
-                "CREATE TRIGGER refuse_leases BEFORE INSERT ON leases BEGIN SELECT RAISE(ABORT, 'disk is full'); END"
-                if refuse else "DROP TRIGGER refuse_leases"))
-        elif refuse:
-            db.execute(sqlalchemy.text(
-                "CREATE FUNCTION refuse_leases() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk is full'; END $$ "
-                "LANGUAGE plpgsql"))
-            db.execute(sqlalchemy.text(
-                "CREATE TRIGGER refuse_leases BEFORE INSERT ON leases FOR EACH ROW EXECUTE FUNCTION refuse_leases()"))
-        else:
-            db.execute(sqlalchemy.text("DROP TRIGGER refuse_leases ON leases"))
-            db.execute(sqlalchemy.text("DROP FUNCTION refuse_leases()"))
-    engine.dispose()
-
-
 def test_a_write_the_database_refuses_grants_nothing_and_answers_503(quota_client, clock):
     first = ask(quota_client, "c01-s1").json()
     database_url = quota_client.app.state.settings.database_url
-    _refuse_new_leases(database_url, True)
+    refuse_lease_writes(database_url, "INSERT", True)
     refused = ask(quota_client, "c01-s2")
     assert refused.status_code == 503 and "disk is full" in refused.json()["detail"]
     assert refused.headers["retry-after"] == "2"
-    _refuse_new_leases(database_url, False)
+    refuse_lease_writes(database_url, "INSERT", False)
     # the allocator was rebuilt from the database: the slice the failed request would have
     # taken is still free, and the first lease still holds its own
     [pool] = quota_client.get("/api/inventory").json()["pools"]

@@ -15,8 +15,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import sqlalchemy
 
+from tests.database_faults import refuse_lease_writes
 from tests.quota_calls import ask
 
 STAFF = {"Authorization": "token tok-staff-admin"}
@@ -149,26 +149,6 @@ def test_a_pool_drained_and_opened_again_hands_the_running_allocator_s_state_to_
     assert rebuilt == fed
 
 
-def _refuse_lease_updates(database_url: str, refuse: bool) -> None:
-    """Make the database refuse to change a stored lease (as a full disk would)."""
-    engine = sqlalchemy.create_engine(database_url)
-    with engine.begin() as db:
-        if engine.dialect.name == "sqlite":
-            db.execute(sqlalchemy.text(
-                "CREATE TRIGGER refuse_updates BEFORE UPDATE ON leases BEGIN SELECT RAISE(ABORT, 'disk is full'); END"
-                if refuse else "DROP TRIGGER refuse_updates"))
-        elif refuse:
-            db.execute(sqlalchemy.text(
-                "CREATE FUNCTION refuse_updates() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk is full'; END $$ "
-                "LANGUAGE plpgsql"))
-            db.execute(sqlalchemy.text(
-                "CREATE TRIGGER refuse_updates BEFORE UPDATE ON leases FOR EACH ROW EXECUTE FUNCTION refuse_updates()"))
-        else:
-            db.execute(sqlalchemy.text("DROP TRIGGER refuse_updates ON leases"))
-            db.execute(sqlalchemy.text("DROP FUNCTION refuse_updates()"))
-    engine.dispose()
-
-
 def test_a_change_and_what_it_decides_are_stored_together_or_not_at_all(quota_client, clock):
     ask(quota_client, "u01-s1")
     borrowed = ask(quota_client, "u01-s2").json()
@@ -177,9 +157,9 @@ def test_a_change_and_what_it_decides_are_stored_together_or_not_at_all(quota_cl
     warned = _lease(quota_client, borrowed["id"])
     assert warned["reclaim_at"] is not None
     database_url = quota_client.app.state.settings.database_url
-    _refuse_lease_updates(database_url, True)
+    refuse_lease_writes(database_url, "UPDATE", True)
     failed = quota_client.patch("/api/schools/u01/quota", json={"guaranteed_share": 0.5}, headers=STAFF)
-    _refuse_lease_updates(database_url, False)
+    refuse_lease_writes(database_url, "UPDATE", False)
     assert failed.status_code == 503 and "disk is full" in failed.json()["detail"]
     # neither the share nor the withdrawn warning was stored, and the allocator is as the database is
     assert quota_client.get("/api/schools/u01").json()["guaranteed_share"] is None

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from quota.fairshare.model import Action, Refuse, Renew, SchoolSpec
+from quota.fairshare.model import INF, Action, Refuse, Renew, SchoolSpec
 from quota.fairshare.shares import guarantees_milli, limits_milli
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class PolicyChanges:
         self.limit[:] = limits_milli(schools, self.guarantee, self.config)
         self.idle_limit[:] = [s.idle_release_s for s in schools]
         self.idle_on = any(limit is not None for limit in self.idle_limit)
-        self.rekey = self.config.ordering == "fair" or any(x < float("inf") for x in self.limit)
+        self.rekey = self.config.ordering == "fair" or any(x < INF for x in self.limit)
         self._count_users_again()
         self._count_budgets_from_now_on()
         for s in range(len(schools)):
