@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 
 from quota.fairshare.model import Waiting
 
+_NO_BOUND = float("inf")  # top(): every key is below it
+
 KeyFn = Callable[[int, tuple, Waiting, float], tuple]
 ClaimFn = Callable[[int, tuple], list]
 
@@ -150,23 +152,7 @@ class WaitQueue:
 
     def top(self, bucket: tuple, now: float) -> tuple[tuple, Waiting] | None:
         """The best (key, head request) in ``bucket`` at ``now``, or None."""
-        heap = self.heaps.get(bucket)
-        versions = self.versions
-        key_fn = self.key_fn
-        lines = self.lines
-        school_of = self.school_of
-        while heap:
-            entry = heap[0]
-            slot = entry[3]
-            if versions[slot] != entry[4]:
-                heapq.heappop(heap)
-                continue
-            head = lines[slot][0]
-            key = key_fn(school_of[slot], bucket, head, now)
-            if key[0] == entry[0] and key[1] <= entry[1]:
-                return (key[0], key[1], head.seq), head
-            heapq.heapreplace(heap, [key[0], key[1], head.seq, slot, entry[4]])
-        return None
+        return self.top_below(bucket, now, _NO_BOUND, _NO_BOUND)
 
     def top_below(self, bucket: tuple, now: float, cls: int, usage: float) -> tuple[tuple, Waiting] | None:
         """:meth:`top` when its key is below ``(cls, usage)``, else None. Re-keys only the
