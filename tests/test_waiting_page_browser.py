@@ -163,6 +163,10 @@ def test_jupyterhubs_home_page_script_speaks_the_students_language(stack, browse
     context = browser.new_context(locale="zh-CN")
     try:
         page = log_in(context, stack, "u01-s5", next_url="/hub/home")
+        # home.js binds #stop once RequireJS has loaded it, which can come after the page's load event
+        # on a busy machine: a click before that does nothing
+        page.wait_for_function("() => { const $ = window.jQuery, stop = document.getElementById('stop');"
+                               " return $ && stop && ($._data(stop, 'events') || {}).click; }", timeout=30_000)
         page.click("#stop")  # home.js writes "Start My Server" and its title in English
         start = page.locator("#start")
         wait_for(lambda: start.inner_text().strip() == "启动我的工作区", 60, "the start button's words in Chinese")
