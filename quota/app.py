@@ -80,6 +80,7 @@ def create_app(
     async def lifespan(app: FastAPI):
         import asyncio
 
+        leadership.watch()
         if ticker:
             ticker.start()
         reconciling = reconciler and asyncio.create_task(reconciler.run_forever(settings.reconcile_interval_s))

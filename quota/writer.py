@@ -127,7 +127,7 @@ class Leadership:
         return self.leader
 
     def start(self) -> None:
-        """Try once now; on PostgreSQL keep trying (standby) and keep checking (leader)."""
+        """Try once now (a second SQLite writer refuses to start here)."""
         if self._lock.try_acquire():
             self.leader = True
         elif isinstance(self._lock, FileWriterLock):
@@ -138,7 +138,11 @@ class Leadership:
             )
         else:
             log.warning("standby: another quota service process is the writer; taking over when it stops")
-        if isinstance(self._lock, PostgresWriterLock):
+
+    def watch(self) -> None:
+        """On PostgreSQL keep trying (standby) and keep checking (leader) until :meth:`stop`. Started
+        with the service's lifespan, so an app that is built and never served leaves no thread behind."""
+        if isinstance(self._lock, PostgresWriterLock) and self._thread is None:
             self._thread = threading.Thread(target=self._watch, name="quota-leadership", daemon=True)
             self._thread.start()
 
