@@ -13,6 +13,11 @@ the class list's order), the others start themselves at the bell like any start 
 beyond the units would hold a place in the queue for a student who may not come); nothing is
 started twice (a student with a server, running or starting, is left alone).
 
+Each start the hub refuses (an answer other than 201, 202 or 400; or a student it cannot read)
+is reported to the quota service as a failed pre-start with the hub's status (``PUT
+/api/reservations/{id}/prestarts/{account}``), so the teacher's booking page names the student;
+the spawner reports the others (spawner/prestart.py).
+
 Run by the hub (hub/config.py) as ``python -m hub.prestart --alliance FILE``; the hub gives it
 ``JUPYTERHUB_API_URL`` and ``JUPYTERHUB_API_TOKEN``, the quota service's URL and token come in
 ``GPU_COMMONS_QUOTA_URL`` and ``GPU_COMMONS_QUOTA_TOKEN``.
@@ -25,10 +30,13 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from urllib.parse import quote
+
 import httpx
 from traitlets import Float, Unicode
 from traitlets.config import Application
 
+from gpu_commons_i18n import Message, _
 from hub.roster import with_imported
 from quota.alliance import Alliance, load_alliance, reservable_kind
 from quota.reservations import holds_from
@@ -138,14 +146,15 @@ class PrestartService(Application):
                                  booking.units, ", ".join(at_the_bell))
             for student in ahead:
                 if (booking.id, student) not in started:
-                    starts.append(self.start_one(hub, booking, profile, student, started))
+                    starts.append(self.start_one(hub, booking, profile, student, started, quota))
         await asyncio.gather(*starts)
 
     async def start_one(self, hub: httpx.AsyncClient, booking: Booking, profile: str, student: str,
-                        started: set[tuple[str, str]]) -> None:
+                        started: set[tuple[str, str]], quota: httpx.AsyncClient | None = None) -> None:
         user = await hub.get(f"/users/{student}")
         if user.status_code != 200:
             self.log.error("pre-start: cannot read %s at the hub: %s %s", student, user.status_code, user.text[:200])
+            await self.report_refused(quota, booking, student, user.status_code)
             return
         if "" in (user.json().get("servers") or {}):
             started.add((booking.id, student))  # running or starting already: leave it
@@ -160,6 +169,26 @@ class PrestartService(Application):
         else:
             self.log.error("pre-start: %s's workspace for %s: %s %s", student, booking.id, answer.status_code,
                            answer.text[:200])
+            await self.report_refused(quota, booking, student, answer.status_code)
+
+    async def report_refused(self, quota: httpx.AsyncClient | None, booking: Booking, student: str, code: int) -> None:
+        """The teacher's page shows the student's pre-start as failed (best effort: tried again next tick)."""
+        if quota is None:
+            return
+        reason = refused_by_hub(code)
+        try:
+            answer = await quota.put(f"/api/reservations/{quote(booking.id, safe='')}/prestarts/{quote(student, safe='')}",
+                                     json={"outcome": "failed", "message": reason.as_json()})
+            answer.raise_for_status()
+        except httpx.HTTPError as exc:
+            self.log.warning("pre-start: %s's failed pre-start for %s not reported to the quota service: %s",
+                             student, booking.id, exc)
+
+
+def refused_by_hub(code: int) -> Message:
+    """The teacher's sentence for a workspace the hub would not start ahead (it answered ``code``)."""
+    return _("The hub did not start the workspace ahead of the lesson (it answered HTTP {status}); the student "
+             "starts it at the bell.", status=str(code))
 
 
 def main() -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from quota.messages import as_data
+from quota.prestarts import known_message
 from quota.tables import LeaseRow, UsageRecord
 
 if TYPE_CHECKING:
@@ -266,6 +267,36 @@ class ReservationView(BaseModel):
     note: str = Field(description='Free text for people.')
     created_by: str = Field(description='Account that booked it.')
     cancelled_at: datetime | None = Field(description='When it was cancelled (UTC); null while valid.')
+
+
+class PrestartReport(BaseModel):
+    """How one student's workspace started ahead of a lesson went (the hub reports it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    outcome: Literal["ready", "failed"] = Field(description="ready: the workspace is up for the bell; failed: it "
+                                                           "could not be started ahead (the student starts at the bell).")
+    message: dict | None = Field(None, validate_default=True, description="Why it failed, as a catalogue message (gpu_commons_i18n "
+                                 "Message.as_json(): msgid, params, and plural and n for a plural sentence) of a "
+                                 "sentence the catalogue has; required with failed, none with ready.")
+
+    @field_validator("message")
+    @classmethod
+    def _message_fits(cls, message: dict | None, info: ValidationInfo) -> dict | None:
+        outcome = info.data.get("outcome")
+        if outcome == "ready" and message is not None:
+            raise ValueError("a ready pre-start has no message; leave it out")
+        if outcome == "failed" and (message is None or not known_message(message)):
+            raise ValueError("give the reason of a failed pre-start as a catalogue message (Message.as_json()) "
+                             "of a sentence the catalogue has")
+        return message
+
+
+class PrestartView(BaseModel):
+    reservation_id: str = Field(description="The reservation (r-…).")
+    account: str = Field(description="The student.")
+    outcome: str = Field(description="ready or failed.")
+    message: dict | None = Field(description="The reason of a failure (Message.as_json()); null when ready.")
+    reported_at: datetime = Field(description="When the hub reported it (UTC).")
 
 
 class UsageReportRow(BaseModel):

@@ -242,3 +242,19 @@ class LibraryAttachment(Base):
     entry: Mapped[str] = mapped_column(String(63), primary_key=True)
     attached_by: Mapped[str] = mapped_column(String(100))
     attached_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PrestartOutcome(Base):
+    """How a workspace started ahead of a lesson went (hub/prestart.py, spawner/prestart.py report
+    it; migration 0010): one row per reservation and student, the latest report wins. ``outcome``
+    is ``ready`` or ``failed``; ``message`` the reason of a failure as a catalogue message
+    (gpu_commons_i18n ``Message.as_json()``, JSON text), so the teacher's page shows it in the
+    teacher's language. The allocator never reads it."""
+
+    __tablename__ = "prestart_outcomes"
+
+    reservation_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account: Mapped[str] = mapped_column(String(63), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(20))
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime())

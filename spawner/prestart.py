@@ -14,18 +14,29 @@ differs is what happens until the student comes:
 - the quota service charges a pre-started lease from the first activity the hub saw, and one
   never opened not at all (``DELETE /api/leases/{id}?charge_from=``, docs/class-start.md).
 
+Each pre-start's outcome goes to the quota service for the teacher's booking page
+(``PUT /api/reservations/{id}/prestarts/{account}``): ``ready`` once the workspace is up, or
+``failed`` with the start's own sentence (a catalogue message, else a general one) when it
+raised; the exception goes on to the hub as before (the quota step has released the lease). The
+report is best effort: a quota service that does not answer is logged, the start is not changed.
+
 A ``prestart`` option whose bell is not within the alliance's lead of now is ignored (the start
 is an ordinary one): a student cannot book an uncharged workspace for later by sending it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 from traitlets import Float, Unicode
 from traitlets.config import LoggingConfigurable
 
+from gpu_commons_i18n import Message, _
+from spawner.quota_client import QuotaRejected
+
 SLACK = timedelta(minutes=1)  # a bell a little past the lead still counts (the service's tick, clocks)
+START_FAILED = _("The workspace could not be started ahead of the lesson.")
 
 
 def _utc(value) -> datetime | None:
@@ -53,6 +64,15 @@ def opened_at(last_activity: datetime | None, ready_at: datetime, after: timedel
     if last_activity is None or last_activity <= ready_at + after:
         return None
     return last_activity
+
+
+def prestart_failure(exc: BaseException) -> Message:
+    """What the teacher reads of a pre-start that raised ``exc``: the student's own sentence where
+    the start gave one (a catalogue message), else a general one."""
+    for text in (getattr(exc, "jupyterhub_message", None), *getattr(exc, "args", ())[:1]):
+        if isinstance(text, Message):
+            return text
+    return START_FAILED
 
 
 def cull_due(now: datetime, bell: datetime, ready_at: datetime, grace: timedelta) -> bool:
@@ -100,12 +120,33 @@ class PrestartedWorkspace(LoggingConfigurable):
         self.prestart_reservation = self.user_options["prestart"]["reservation"] if bell else ""
         self.prestart_bell = bell.isoformat() if bell else ""
         self.prestart_ready_at = self.prestart_opened_at = ""
-        started = await super().start()
-        if bell:
-            self.prestart_ready_at = datetime.now(timezone.utc).isoformat()
-            self.log.info("%s: workspace ready ahead of the lesson %s at %s", self.user.name,
-                          self.prestart_reservation, self.prestart_bell)
+        if not bell:
+            return await super().start()
+        reservation = self.prestart_reservation
+        try:
+            started = await super().start()
+        except (Exception, asyncio.CancelledError) as exc:  # cancelled: the hub's start timeout (a GPU never came)
+            await self._report_prestart(reservation, "failed", prestart_failure(exc))
+            raise
+        self.prestart_ready_at = datetime.now(timezone.utc).isoformat()
+        self.log.info("%s: workspace ready ahead of the lesson %s at %s", self.user.name,
+                      self.prestart_reservation, self.prestart_bell)
+        await self._report_prestart(reservation, "ready")
         return started
+
+    async def _report_prestart(self, reservation: str, outcome: str, message: Message | None = None) -> None:
+        """Tell the quota service for the teacher's page; best effort: the start goes on without it."""
+        try:
+            try:
+                await self.quota.report_prestart(reservation, self.user.name, outcome, message)
+            except QuotaRejected:
+                if message is None or message.msgid == START_FAILED.msgid:
+                    raise
+                # a sentence the service does not know (or cannot store): the general one rather than nothing
+                await self.quota.report_prestart(reservation, self.user.name, outcome, START_FAILED)
+        except Exception as exc:  # noqa: BLE001 - a report must never break or hide the start
+            self.log.warning("%s: the pre-start's outcome (%s, reservation %s) not reported to the quota service: %s",
+                             self.user.name, outcome, reservation, exc)
 
     def _unopened(self) -> bool:
         return bool(self.prestart_ready_at) and not self.prestart_opened_at

@@ -125,6 +125,16 @@ class QuotaClient:
     async def report_library_opens(self, user: str, opens: dict[str, int]) -> None:
         await self._call("POST", "/api/library/opens", json={"user": user, "opens": opens})
 
+    async def report_prestart(self, reservation: str, account: str, outcome: str, message=None) -> None:
+        """How ``account``'s workspace started ahead of the reservation's lesson went: ``ready``, or
+        ``failed`` with ``message`` (a catalogue :class:`~gpu_commons_i18n.Message`), shown on the
+        teacher's page in the teacher's language."""
+        body = {"outcome": outcome}
+        if message is not None:
+            body["message"] = message.as_json()
+        await self._call("PUT", f"/api/reservations/{quote(reservation, safe='')}/prestarts/{quote(account, safe='')}",
+                         json=body)
+
     async def attached_library(self, user: str) -> dict | None:
         """The library entries linked as ~/datasets/<id> in the user's workspace and their classes
         (the alliance file's and those teachers attached); None from a service without the route."""

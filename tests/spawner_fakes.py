@@ -5,7 +5,9 @@
 - :class:`FakeBackend`: the JupyterHub spawner the mixin sits in front of; it records
   start/stop and runs nothing;
 - :func:`student`: a user object as the mixin reads it (name, groups with properties);
-- :func:`leased_spawner`: the mixin in front of the fake backend, talking to a fake service.
+- :func:`leased_spawner`: the mixin in front of the fake backend, talking to a fake service;
+- :func:`prestarted_spawner`: the same with the pre-start step in front (spawner/prestart.py),
+  started as the hub's pre-start service starts it (``user_options.prestart``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import httpx
 from jupyterhub.spawner import Spawner
 from traitlets import Any, Integer, List
 
+from spawner.prestart import PrestartedWorkspace
 from spawner.quota import QuotaSpawnerMixin
 from spawner.quota_client import QuotaClient
 
@@ -165,6 +168,14 @@ class LeasedFakeSpawner(QuotaSpawnerMixin, FakeBackend):
     pass
 
 
+class PrestartedFakeSpawner(PrestartedWorkspace, LeasedFakeSpawner):
+    pass
+
+
+# The alliance of the fakes with a lead: a class's workspaces may start 3 minutes before its lesson.
+ALLIANCE_WITH_LEAD = ALLIANCE + "fairshare: {reservation_lead_minutes: 3}\n"
+
+
 def student(name: str = "c01-s1", school: str = "c01", tier: str = "county"):
     """A JupyterHub user as the mixin reads it: a name and groups with properties."""
     return SimpleNamespace(name=name, id=7, groups=[
@@ -177,6 +188,17 @@ def leased_spawner(service: FakeQuotaService, alliance: Path, profile: str = "gp
     config.setdefault("queue_poll_interval", 0.001)
     spawner = LeasedFakeSpawner(user=student(), user_options={"profile": profile}, alliance_file=str(alliance),
                                 log=LOG, **config)
+    spawner._quota_client = service.client()
+    return spawner
+
+
+def prestarted_spawner(service: FakeQuotaService, alliance: Path, reservation: str = "r-1",
+                       bell_in_minutes: float = 2, **config) -> PrestartedFakeSpawner:
+    """A spawner asked to start ahead of ``reservation``'s lesson, whose bell is in ``bell_in_minutes``
+    (``alliance``: one with a lead, :data:`ALLIANCE_WITH_LEAD`)."""
+    config.setdefault("queue_poll_interval", 0.001)
+    options = {"profile": "gpu-slice", "prestart": {"reservation": reservation, "bell": at(bell_in_minutes)}}
+    spawner = PrestartedFakeSpawner(user=student(), user_options=options, alliance_file=str(alliance), log=LOG, **config)
     spawner._quota_client = service.client()
     return spawner
 

@@ -73,6 +73,7 @@ ROUTES = {  # (method, path) -> (the request's body, the status per role)
     ("POST", "/api/reservations"): (_json(_tomorrow), statuses(403, teacher=201, school_admin=201, staff=201, hub=201)),
     ("DELETE", "/api/reservations/{reservation_id}"): (NOTHING, statuses(403, teacher=200, school_admin=200,
                                                                          staff=200, hub=200)),
+    ("PUT", "/api/reservations/{reservation_id}/prestarts/{account}"): (_json({"outcome": "ready"}), HUB_ONLY),
     ("PATCH", "/api/schools/{school_id}/quota"): (_json({"weight": 3}), statuses(403, staff=200)),
     ("PATCH", "/api/tiers/{tier_id}"): (_json({"weight": 3}), statuses(403, staff=200)),
     ("PATCH", "/api/pools/{pool_id}"): (_json({"state": "draining", "note": "maintenance"}), statuses(403, operator=200)),
@@ -124,7 +125,7 @@ ROUTES = {  # (method, path) -> (the request's body, the status per role)
     ("POST", "/pages/operator/pool"): (_form(id="uni-a", state="draining", note="maintenance"), statuses(403, operator=303)),
     ("POST", "/pages/workspaces/stop"): (_form(user="c01-s1"), statuses(403, operator=422)),  # no hub: said so
 }
-WRITES = ("POST", "PATCH", "DELETE")
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
 def test_every_route_has_a_row(tmp_path):

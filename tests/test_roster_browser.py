@@ -223,7 +223,7 @@ def test_thirty_imported_students_get_the_gpu_booked_for_their_class(roster_stac
         page.fill("#end", end.strftime("%H:%M"))
         page.fill("#units", "1")
         page.click("button[value=book]")
-        page.wait_for_url("**/pages/teacher?booked=1")
+        page.wait_for_url("**/pages/teacher?*booked=1")
     finally:
         context.close()
     with roster_stack.quota() as quota:

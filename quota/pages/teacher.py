@@ -1,5 +1,6 @@
 """The teacher's page: their classes with students and live sessions (stop a workspace's GPU),
-the lessons booked for them (book, check first, cancel), and the classes' GPU time.
+the lessons booked for them (book, check first, cancel; how each class booking's workspaces started
+ahead of the lesson, quota/prestarts.py, and a class larger than its booking), and the classes' GPU time.
 
 A teacher sees the classes they teach, a school admin every class of their school, staff and
 the hub every class. Stopping a student's session releases the lease (as the API's DELETE
@@ -14,7 +15,7 @@ from datetime import timedelta
 from fastapi import APIRouter, HTTPException, Request
 
 from gpu_commons_i18n import _, _n
-from quota import library_classes
+from quota import library_classes, prestarts
 from quota.alliance import reservable_units
 from quota.auth import Principal, Role
 from quota.deps import Caller
@@ -66,12 +67,46 @@ def library_rows(alliance, classes, stored, locale: str) -> dict[str, list[dict]
     return rows
 
 
+def class_too_big(group, units: int):
+    """The warning for a class booking with fewer units than the class has students (None if it fits):
+    the workspaces of the first ``units`` students start ahead (hub/prestart.py), the others at the bell."""
+    students = len(group.students)
+    extra = students - units
+    if units < 1 or extra <= 0:
+        return None
+    return _n("The class has {students} students and the booking holds {units}: {n} starts at the bell themselves "
+              "and may wait for a GPU.",
+              "The class has {students} students and the booking holds {units}: {n} start at the bell themselves "
+              "and may wait for a GPU.", extra, students=str(students), units=_n("{n} unit", "{n} units", units))
+
+
+def workspaces_ahead(bookings, classes, outcomes) -> dict[str, dict]:
+    """Per class booking's id: its pre-starts' outcomes (quota/prestarts.py; None before any report)
+    and the warning of a class larger than the booking."""
+    groups = {(school.id, group.id): group for school, group in classes}
+    rows = {}
+    for booking in bookings:
+        group = groups.get((booking.school, booking.class_id)) if booking.class_id else None
+        if group is None:
+            continue
+        found = outcomes.get(booking.id)
+        rows[booking.id] = {
+            "summary": _("{ready} ready · {failed} failed", ready=str(found.ready), failed=str(len(found.failed)))
+            if found else None,
+            "failed": [_("{account}: {reason}", account=account, reason=reason) for account, reason in found.failed]
+            if found else [],
+            "warning": class_too_big(group, booking.units),
+        }
+    return rows
+
+
 def _require_teacher(caller: Principal) -> None:
     if caller.role not in TEACHES:
         raise HTTPException(403, "This page is for teachers, school admins and alliance staff.")
 
 
-def _view(request: Request, caller: Principal, book, status_code=200, errors=(), values=None, lessons=None, notice=""):
+def _view(request: Request, caller: Principal, book, status_code=200, errors=(), values=None, lessons=None, notice="",
+          warning=None):
     locale = page_locale(request)
     now = book.clock()
     classes = classes_of(caller, book.alliance)
@@ -85,6 +120,8 @@ def _view(request: Request, caller: Principal, book, status_code=200, errors=(),
         return [r for r in rows if r.class_id is None or (r.school, r.class_id) in ids]
 
     bookings = book.read_policy(read)
+    ahead = workspaces_ahead(bookings, classes, book.read_policy(
+        lambda session, now: prestarts.by_reservation(session, [r.id for r in bookings if r.class_id])))
     imported = book.read_policy(lambda session, now: {r.account for r in roster_rows(session)
                                                       if r.deactivated_at is None and r.role == "student"})
     imported -= set(file_alliance_of(book).accounts())  # the file wins: changed there, not here
@@ -104,6 +141,7 @@ def _view(request: Request, caller: Principal, book, status_code=200, errors=(),
     zone = zone_or_default(values.get("tz"))
     return page(request, caller, "teacher.html", status_code, zone=zone.key, local=local_time(zone), classes=classes, live=live, bookings=bookings,
                 usage=usage, pools=pools, values=values, library=library, lessons=lessons, notice=notice,
+                warning=warning, ahead=ahead,
                 imported=imported, creates_classes=caller.role in (Role.school_admin, Role.staff, Role.hub),
                 errors=field_errors(errors, LABELS, locale), error_fields={e.field for e in errors}, now=now,
                 prestart_minutes=round(book.alliance.fairshare.reservation_lead_minutes))  # hub/prestart.py
@@ -111,11 +149,15 @@ def _view(request: Request, caller: Principal, book, status_code=200, errors=(),
 
 @router.get("")
 def teacher_page(request: Request, caller: Caller, booked: int = 0, stopped: str = "", cancelled: str = "",
-                 attached: str = "", detached: str = "", removed: str = ""):
+                 attached: str = "", detached: str = "", removed: str = "", class_id: str = "", units: int = 0):
     _require_teacher(caller)
     book = request.app.state.book
     notice = ""
+    warning = None
     if booked:
+        # the booked class larger than its units: said again after the booking (as the check said it)
+        group = {f"{school.id}/{g.id}": g for school, g in classes_of(caller, book.alliance)}.get(class_id)
+        warning = class_too_big(group, units) if group is not None else None
         notice = _n("Booked {n} lesson. The students' workspaces will be ready at the bell: they are started "
                     "shortly before the lesson begins.",
                     "Booked {n} lessons. The students' workspaces will be ready at the bell: they are started "
@@ -133,7 +175,7 @@ def teacher_page(request: Request, caller: Caller, booked: int = 0, stopped: str
     elif detached:
         notice = _("{entry} is detached: it leaves the students' ~/datasets when their workspace next starts.",
                    entry=detached)
-    return _view(request, caller, book, notice=notice)
+    return _view(request, caller, book, notice=notice, warning=warning)
 
 
 @router.post("/stop")
@@ -214,7 +256,9 @@ async def book_lesson(request: Request):
                                                 "units of this pool are free; book at most {free}, or choose another time.",
                                                 free=max(0, most), capacity=capacity)))
     if errors or form.get("action") != "book":
-        return _view(request, caller, book, 422 if errors else 200, errors, values, lessons if not errors else None)
+        warning = class_too_big(chosen[1], units) if not errors else None
+        return _view(request, caller, book, 422 if errors else 200, errors, values, lessons if not errors else None,
+                     warning=warning)
     school, group = chosen
 
     def reserve_all(session, now):
@@ -228,7 +272,7 @@ async def book_lesson(request: Request):
         errors = [FieldError(exc.field if exc.field in LABELS else "units",
                              _("Not booked: {reason}", reason=exc.message))]
         return _view(request, caller, book, 422, errors, values)
-    return back_to(request, "/pages/teacher", booked=len(lessons))
+    return back_to(request, "/pages/teacher", class_id=f"{school.id}/{group.id}", units=units, booked=len(lessons))
 
 
 @router.post("/cancel")

@@ -6,15 +6,17 @@ from datetime import timedelta
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from gpu_commons_i18n import _
 
 from quota.auth import Role
-from quota.deps import Authorized, Book, Caller, forbid
+from quota import prestarts
+from quota.deps import Authorized, Book, Caller, forbid, require
 from quota.errors import InvalidField
 from quota.routes.errors import translated
-from quota.schemas import ReservationRequest, ReservationView
+from quota.schemas import PrestartReport, PrestartView, ReservationRequest, ReservationView
+from quota.tables import Reservation
 
 router = APIRouter(prefix="/api/reservations", tags=["reservations"], dependencies=Authorized)
 
@@ -76,3 +78,26 @@ def cancel_reservation(reservation_id: Annotated[str, Path(description="Reservat
             return book.change_policy(cancel)
     except PermissionError:
         raise forbid("You may only cancel your own school's reservations.") from None
+
+
+@router.put("/{reservation_id}/prestarts/{account}", response_model=PrestartView, dependencies=[require(Role.hub)])
+def report_prestart(reservation_id: Annotated[str, Path(description="Reservation id (r-…).", max_length=40)],
+                    account: Annotated[str, Path(description="The student whose workspace was started ahead.",
+                                                 max_length=63)],
+                    report: PrestartReport, book: Book) -> PrestartView:
+    """How a student's workspace started ahead of the reservation's lesson went (the hub only):
+    ``ready``, or ``failed`` with the reason as a catalogue message; the teacher's page shows it.
+    The latest report of a student wins. 404 for an unknown reservation."""
+
+    def write(session, now):
+        if session.get(Reservation, reservation_id) is None:
+            raise LookupError
+        row = prestarts.record(session, reservation_id=reservation_id, account=account, outcome=report.outcome,
+                               message=report.message, now=now)
+        return PrestartView(reservation_id=row.reservation_id, account=row.account, outcome=row.outcome,
+                            message=report.message, reported_at=row.reported_at)
+
+    try:
+        return book.write_records(write)
+    except LookupError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No reservation '{reservation_id}'.") from None
