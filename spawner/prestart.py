@@ -29,10 +29,10 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta, timezone
 
-from traitlets import Float, Unicode
+from traitlets import Dict, Float, Unicode
 from traitlets.config import LoggingConfigurable
 
-from gpu_commons_i18n import Message, _
+from gpu_commons_i18n import Message, _, from_json
 from spawner.quota_client import QuotaRejected
 
 SLACK = timedelta(minutes=1)  # a bell a little past the lead still counts (the service's tick, clocks)
@@ -105,6 +105,8 @@ class PrestartedWorkspace(LoggingConfigurable):
     prestart_bell = Unicode("")
     prestart_ready_at = Unicode("")
     prestart_opened_at = Unicode("")
+    # Why the last pre-start failed (a catalogue message as data), told to the student at their own start.
+    prestart_failed = Dict()
     _culling = False
 
     def _prestart_option(self) -> datetime | None:
@@ -121,12 +123,20 @@ class PrestartedWorkspace(LoggingConfigurable):
         self.prestart_bell = bell.isoformat() if bell else ""
         self.prestart_ready_at = self.prestart_opened_at = ""
         if not bell:
+            if self.prestart_failed:  # the student comes at the bell to a workspace that could not be readied
+                self.start_notes = [*self.start_notes, _(
+                    "Your workspace could not be started ahead of the lesson: {reason} Starting it now.",
+                    reason=from_json(self.prestart_failed))]
+                self.prestart_failed = {}
             return await super().start()
         reservation = self.prestart_reservation
+        self.prestart_failed = {}
         try:
             started = await super().start()
         except (Exception, asyncio.CancelledError) as exc:  # cancelled: the hub's start timeout (a GPU never came)
-            await self._report_prestart(reservation, "failed", prestart_failure(exc))
+            failure = prestart_failure(exc)
+            self.prestart_failed = failure.as_json()
+            await self._report_prestart(reservation, "failed", failure)
             raise
         self.prestart_ready_at = datetime.now(timezone.utc).isoformat()
         self.log.info("%s: workspace ready ahead of the lesson %s at %s", self.user.name,
@@ -197,6 +207,8 @@ class PrestartedWorkspace(LoggingConfigurable):
         if self.prestart_reservation:
             state["prestart"] = {"reservation": self.prestart_reservation, "bell": self.prestart_bell,
                                  "ready_at": self.prestart_ready_at, "opened_at": self.prestart_opened_at}
+        if self.prestart_failed:
+            state["prestart_failed"] = self.prestart_failed
         return state
 
     def load_state(self, state):
@@ -206,6 +218,7 @@ class PrestartedWorkspace(LoggingConfigurable):
         self.prestart_bell = saved.get("bell", "")
         self.prestart_ready_at = saved.get("ready_at", "")
         self.prestart_opened_at = saved.get("opened_at", "")
+        self.prestart_failed = state.get("prestart_failed") or {}
 
     # Not in clear_state(): the backend's stop() clears the state before the quota step releases
     # the lease, which still needs lease_charge_from(); stop() forgets them once the lease is released.

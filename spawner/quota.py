@@ -157,6 +157,9 @@ class QuotaSpawnerMixin(LibraryUsageCollector):
     locale = Unicode("")
     # Why the workspace last stopped by itself (a catalogue message as data), for the hub's pages.
     stop_reason = Dict()
+    # Said first on the waiting page at the next start, then forgotten (e.g. why the workspace
+    # started ahead of the lesson did not come up: spawner/prestart.py).
+    start_notes = List()
     # Only for the lifetime of one start.
     _events = List()
     _start_done = Bool(False)
@@ -278,6 +281,9 @@ class QuotaSpawnerMixin(LibraryUsageCollector):
         self._lease = None
         self.locale = self._request_locale()
         self.stop_reason = {}
+        for note in self.start_notes:
+            self._report(1, note)
+        self.start_notes = []
         try:
             lease = await self._obtain_lease()
             self._report(60, self._granted_message(lease))

@@ -26,7 +26,7 @@ from spawner.prestart import START_FAILED
 from spawner.quota import SpawnRefused
 from tests.page_client import csrf_of, main_text, page_client
 from tests.quota_fixtures import TOKEN
-from tests.spawner_fakes import ALLIANCE_WITH_LEAD, CONNECTION_REFUSED, FakeQuotaService, lease, prestarted_spawner
+from tests.spawner_fakes import ALLIANCE_WITH_LEAD, CONNECTION_REFUSED, FakeQuotaService, lease, messages, prestarted_spawner
 
 SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -194,6 +194,22 @@ async def test_a_pre_start_that_fails_reports_why_releases_the_lease_and_still_r
     message = from_json(report.body["message"])
     assert str(message).startswith(reason) and message.render("zh-CN") != str(message)  # a catalogue sentence
     assert spawner.prestart_ready_at == ""
+
+
+async def test_the_student_who_comes_at_the_bell_reads_why_the_pre_start_failed_once(service, alliance_file):
+    service.answer("POST", "/api/leases", lease("granted"))
+    service.answer("PUT", REPORT, {})
+    spawner = prestarted_spawner(service, alliance_file, start_error=WorkspaceFailed("image", pool="test-pool", image="lab:1"))
+    with pytest.raises(WorkspaceFailed):
+        await spawner.start()
+    assert spawner.get_state()["prestart_failed"]["msgid"].startswith("The workspace software")  # kept over a hub restart
+    spawner.start_error, spawner.user_options, spawner.locale = None, {"profile": "gpu-slice"}, "zh-CN"
+    await spawner.start()  # the student's own start at the bell
+    first = messages(spawner)[0]
+    assert str(first).startswith("Your workspace could not be started ahead of the lesson: The workspace software")
+    assert first.render("zh-CN") != str(first) and "lab:1" in first.render("zh-CN")
+    await spawner.start()  # said once
+    assert not any(str(m).startswith("Your workspace could not be started ahead") for m in messages(spawner))
 
 
 async def test_a_quota_service_that_does_not_answer_the_report_changes_nothing(service, alliance_file, caplog):
