@@ -100,4 +100,4 @@ def report_prestart(reservation_id: Annotated[str, Path(description="Reservation
     try:
         return book.write_records(write)
     except LookupError:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No reservation '{reservation_id}'.") from None
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No reservation '{reservation_id}'; GET /api/reservations lists the ones not yet over.") from None
