@@ -39,7 +39,7 @@ from traitlets.config import Application
 from gpu_commons_i18n import Message, _
 from hub.roster import with_imported
 from quota.alliance import Alliance, load_alliance, reservable_kind
-from quota.reservations import holds_from
+from quota.reservations import holds_from, started_ahead
 
 
 @dataclass(frozen=True)
@@ -81,12 +81,10 @@ def profile_for(alliance: Alliance, pool_id: str) -> str | None:
 
 
 def students_of(alliance: Alliance, school_id: str, class_id: str, units: int) -> tuple[list[str], list[str]]:
-    """The class's students started ahead (as many as the reservation holds units, in the class
-    list's order) and those left to start themselves at the bell: a pre-start beyond the units
-    would wait in the queue ahead of students who are there."""
+    """The class's students started ahead and those left to start themselves at the bell
+    (quota/reservations.py started_ahead)."""
     school = alliance.school(school_id)
-    students = [s for group in school.classes if group.id == class_id for s in group.students]
-    return students[:units], students[units:]
+    return started_ahead([s for group in school.classes if group.id == class_id for s in group.students], units)
 
 
 class PrestartService(Application):

@@ -34,3 +34,11 @@ def holds_from(start, lead, other_ends: Iterable):
         if begins < end <= start:
             begins = end
     return begins
+
+
+def started_ahead(students: list[str], units: int) -> tuple[list[str], list[str]]:
+    """A class booking's students whose workspaces start ahead of the lesson (as many as the booking
+    holds units, in the class list's order) and those who start themselves at the bell: a pre-start
+    beyond the units would wait in the queue ahead of students who are there."""
+    ahead = max(0, units)
+    return list(students[:ahead]), list(students[ahead:])

@@ -243,6 +243,18 @@ async def test_an_ordinary_start_reports_nothing(service, alliance_file):
 
 # -- the pre-start service ----------------------------------------------------------------
 
+async def _start_one_ahead(hub, quota) -> set:
+    """The pre-start service starting c01-s1 ahead of reservation r-7 against these hub and quota
+    transports; what it marks as started."""
+    bell = datetime(2026, 9, 1, 10, tzinfo=timezone.utc)
+    booking = Booking("r-7", "uni-a", "c01", "ai-club", 1, bell, bell + timedelta(hours=1))
+    started: set = set()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(hub), base_url="http://hub/api") as hub_http, \
+            httpx.AsyncClient(transport=httpx.MockTransport(quota), base_url="http://quota") as quota_http:
+        await PrestartService().start_one(hub_http, booking, "gpu-slice", "c01-s1", started, quota_http)
+    return started
+
+
 @pytest.mark.parametrize("refusal", [403, 500, 503])
 async def test_the_pre_start_service_reports_a_start_the_hub_refused(refusal):
     puts = []
@@ -256,12 +268,7 @@ async def test_the_pre_start_service_reports_a_start_the_hub_refused(refusal):
         puts.append((request.method, request.url.path, json.loads(request.content)))
         return httpx.Response(200, json={})
 
-    bell = datetime(2026, 9, 1, 10, tzinfo=timezone.utc)
-    booking = Booking("r-7", "uni-a", "c01", "ai-club", 1, bell, bell + timedelta(hours=1))
-    started: set = set()
-    async with httpx.AsyncClient(transport=httpx.MockTransport(hub), base_url="http://hub/api") as hub_http, \
-            httpx.AsyncClient(transport=httpx.MockTransport(quota), base_url="http://quota") as quota_http:
-        await PrestartService().start_one(hub_http, booking, "gpu-slice", "c01-s1", started, quota_http)
+    started = await _start_one_ahead(hub, quota)
     [(method, path, body)] = puts
     assert (method, path, body["outcome"]) == ("PUT", "/api/reservations/r-7/prestarts/c01-s1", "failed")
     assert body["message"]["params"] == {"status": str(refusal)}
@@ -277,12 +284,7 @@ async def test_the_pre_start_service_reports_nothing_for_a_start_the_hub_took():
     def quota(request: httpx.Request) -> httpx.Response:
         raise AssertionError("the spawner reports a start the hub took")
 
-    bell = datetime(2026, 9, 1, 10, tzinfo=timezone.utc)
-    booking = Booking("r-7", "uni-a", "c01", "ai-club", 1, bell, bell + timedelta(hours=1))
-    started: set = set()
-    async with httpx.AsyncClient(transport=httpx.MockTransport(hub), base_url="http://hub/api") as hub_http, \
-            httpx.AsyncClient(transport=httpx.MockTransport(quota), base_url="http://quota") as quota_http:
-        await PrestartService().start_one(hub_http, booking, "gpu-slice", "c01-s1", started, quota_http)
+    started = await _start_one_ahead(hub, quota)
     assert started == {("r-7", "c01-s1")}
 
 

@@ -22,6 +22,7 @@ from quota.deps import Caller
 from quota.errors import InvalidField, NotFound
 from quota.pages.booking import DEFAULT_ZONE, FieldError, capacity_check, lesson_windows, local_time, zone_or_default
 from quota.pages.web import back_to, field_errors, form_caller, page, page_locale
+from quota.reservations import started_ahead
 from quota.roster_store import file_alliance_of, rows as roster_rows
 from quota.usage_report import period_start, running_records
 
@@ -70,9 +71,9 @@ def library_rows(alliance, classes, stored, locale: str) -> dict[str, list[dict]
 def class_too_big(group, units: int):
     """The warning for a class booking with fewer units than the class has students (None if it fits):
     the workspaces of the first ``units`` students start ahead (hub/prestart.py), the others at the bell."""
-    students = len(group.students)
-    extra = students - units
-    if units < 1 or extra <= 0:
+    _ahead, at_the_bell = started_ahead(group.students, units)
+    extra, students = len(at_the_bell), len(group.students)
+    if units < 1 or extra == 0:
         return None
     return _n("The class has {students} students and the booking holds {units}: {n} starts at the bell themselves "
               "and may wait for a GPU.",
