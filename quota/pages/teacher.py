@@ -145,7 +145,8 @@ def _view(request: Request, caller: Principal, book, status_code=200, errors=(),
                 warning=warning, ahead=ahead,
                 imported=imported, creates_classes=caller.role in (Role.school_admin, Role.staff, Role.hub),
                 errors=field_errors(errors, LABELS, locale), error_fields={e.field for e in errors}, now=now,
-                prestart_minutes=round(book.alliance.fairshare.reservation_lead_minutes))  # hub/prestart.py
+                prestart_minutes=round(book.alliance.fairshare.reservation_lead_minutes),  # hub/prestart.py
+                release_minutes=round(book.alliance.fairshare.reservation_release_minutes or 0))
 
 
 @router.get("")
