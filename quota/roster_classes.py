@@ -7,12 +7,24 @@
   ``roster_accounts``, role ``teacher``, with the bcrypt hash of a one-time password for their
   slip), and their audit rows (``policy_changes``, subjects ``class`` and ``account``) in one
   transaction, then makes the service work with them (quota/roster_store.py ``install``).
-- :func:`reset_one_time` gives an imported account a new one-time password (its slip); the old
+- :func:`change_problems` checks a created class's new name and teacher (pure, as
+  :func:`class_problems`); :func:`change_class` writes them with one audit row per changed field.
+- :func:`removal_problems` says what still depends on a created class (its active students, its
+  lessons booked that have not ended); :func:`remove_class` removes a class on which nothing
+  depends, checked again inside its transaction, with its page-attached library entries.
+  A class of the alliance file is changed in the file: both refuse it.
+- :func:`reset_one_time` gives an imported account (a student, or a teacher created on the
+  classes page) a new one-time password (its slip); the old
   one-time password and the password the account chose at the hub stop working (the hub ignores
   its own copy while the service holds an unspent one-time password: hub/roster.py).
 - :func:`deactivate` removes an imported student from their class: the account stops logging in
   and holding a role, its queued or granted leases are released, its usage records are kept (the
   row stays, marked, so the id stays the school's; importing it again brings it back).
+
+Every change that the service's alliance sees runs in :meth:`quota.leases.LeaseBook.change_policy`
+and installs the new roster inside it (quota/roster_store.py ``install``), so the running
+allocator is fed the change (who is in a booked class: quota/policy_feed.py) in the same
+transaction as the rows and their audit rows.
 
 Who may do what is the pages' job (quota/pages/classes.py, quota/pages/accounts.py).
 """
@@ -23,13 +35,15 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from gpu_commons_i18n import Message, _
+from gpu_commons_i18n import Message, _, _n
+from quota import library_classes
 from quota.alliance import ID_PATTERN, Alliance
 from quota.roster import MAX_EMAIL, MAX_NAME
 from quota.roster_store import file_alliance_of, install, rows, class_rows
-from quota.tables import PolicyChange, RosterAccount, RosterClass
+from quota.tables import LibraryAttachment, PolicyChange, Reservation, RosterAccount, RosterClass
 
 MAX_CLASS_NAME = 100
 
@@ -83,10 +97,7 @@ def class_problems(new: NewClass, alliance: Alliance, schools: list[str]) -> tup
     elif new.class_id in {group.id for group in school.classes}:
         problems.append(Problem("class_id", _("The school already has a class {id}; choose another id, or add the "
                                               "students to that class.", id=new.class_id)))
-    if not new.name:
-        problems.append(Problem("name", _("The class name is empty; write the name students and teachers know it by.")))
-    elif len(new.name) > MAX_CLASS_NAME:
-        problems.append(Problem("name", _("The name has more than {n} characters; shorten it.", n=MAX_CLASS_NAME)))
+    problems += _name_problems(new.name)
     teachers = teachers_of(alliance, new.school)
     roles = alliance.accounts()
     creating = False
@@ -123,6 +134,14 @@ def class_problems(new: NewClass, alliance: Alliance, schools: list[str]) -> tup
     return problems, creating
 
 
+def _name_problems(name: str) -> list[Problem]:
+    if not name:
+        return [Problem("name", _("The class name is empty; write the name students and teachers know it by."))]
+    if len(name) > MAX_CLASS_NAME:
+        return [Problem("name", _("The name has more than {n} characters; shorten it.", n=MAX_CLASS_NAME))]
+    return []
+
+
 class AccountTaken(Exception):
     """The new teacher's account or the class id was taken meanwhile: nothing was written."""
 
@@ -132,7 +151,6 @@ def create_class(book, new: NewClass, teacher_hash: str | None, by: str) -> None
     with its audit rows, and make the service work with them. Checked again inside the
     transaction: a class or account another form created meanwhile raises :class:`AccountTaken`."""
     base = file_alliance_of(book)
-    before = book.alliance
 
     def write(session: Session, now: datetime):
         if session.get(RosterClass, (new.school, new.class_id)) is not None or \
@@ -154,10 +172,18 @@ def create_class(book, new: NewClass, teacher_hash: str | None, by: str) -> None
         session.flush()
         install(book, base, rows(session), class_rows(session))
 
+    _change(book, write)
+
+
+def _change(book, write):
+    """``book.change_policy(write)``; when it fails, the service goes on with the alliance and
+    the created classes it had (``write`` installs the new ones before the commit)."""
+    before = book.alliance, list(getattr(book, "roster_classes", []))
     try:
-        book.change_policy(write)
+        return book.change_policy(write)
     except BaseException:
-        book.alliance = book.policy.alliance = before
+        book.alliance = book.policy.alliance = before[0]
+        book.roster_classes = before[1]
         raise
 
 
@@ -173,8 +199,15 @@ def _file_accounts(book) -> set[str]:
     return set(file_alliance_of(book).accounts())
 
 
+def created_teacher(book, account: str) -> RosterAccount | None:
+    """The roster row of a teacher account created on the classes page while it is active."""
+    row = imported(book, account)
+    return row if row is not None and row.role == "teacher" else None
+
+
 def reset_one_time(book, account: str, new_hash: str, by: str) -> bool:
-    """A new one-time password for an active imported account (False when there is none)."""
+    """A new one-time password for an active imported account, a student or a created teacher
+    (False when there is none)."""
 
     def write(session: Session, now: datetime) -> bool:
         stored = session.get(RosterAccount, account)
@@ -193,7 +226,6 @@ def deactivate(book, account: str, by: str) -> bool:
     """Remove an active imported student from their class (False when there is none); their
     queued and granted leases are released, their usage records kept."""
     base = file_alliance_of(book)
-    before = book.alliance
 
     def write(session: Session, now: datetime) -> bool:
         stored = session.get(RosterAccount, account)
@@ -209,13 +241,147 @@ def deactivate(book, account: str, by: str) -> bool:
         install(book, base, rows(session), class_rows(session))
         return True
 
-    try:
-        done = book.change_policy(write)
-    except BaseException:
-        book.alliance = book.policy.alliance = before
-        raise
+    done = _change(book, write)
     if done:
         for state in ("granted", "queued"):
             for lease in book.leases(state, user=account):
                 book.release(lease.id)
     return done
+
+
+# -- a created class renamed, given another teacher, removed ------------------------------
+
+@dataclass(frozen=True)
+class ClassChange:
+    """A created class's name and teacher as the classes page's change form sends them."""
+
+    school: str
+    class_id: str
+    name: str
+    teacher: str
+
+
+class ClassGone(Exception):
+    """The created class was removed meanwhile (or never was): nothing was written."""
+
+
+class ClassInUse(Exception):
+    """Something still depends on the class (:func:`removal_problems`): nothing was written."""
+
+    def __init__(self, problems: list[Problem]):
+        super().__init__("; ".join(str(p.message) for p in problems))
+        self.problems = problems
+
+
+def created_class(book, school: str, class_id: str):
+    """The class as created on the classes page (school, class_id, name, teacher), else None."""
+    return next((c for c in getattr(book, "roster_classes", []) if (c.school, c.class_id) == (school, class_id)), None)
+
+
+def file_class_problem(book, school: str, class_id: str) -> Problem | None:
+    """A class of the alliance file is not changed on the page: the problem that says so."""
+    try:
+        listed = {group.id for group in file_alliance_of(book).school(school).classes}
+    except KeyError:
+        return None
+    if class_id not in listed:
+        return None
+    return Problem("class_id", _("The class {id} is from the alliance file: alliance staff change or remove it in "
+                                 "that file, not on this page.", id=class_id))
+
+
+def change_problems(change: ClassChange, alliance: Alliance) -> list[Problem]:
+    """What is wrong with a created class's new name and teacher (empty: nothing). The teacher
+    is one of the school's teachers (the file's or created here); a new teacher account is made
+    with a new class, not here."""
+    problems = _name_problems(change.name)
+    teachers = teachers_of(alliance, change.school)
+    if not change.teacher:
+        problems.append(Problem("teacher", _("The teacher is empty; write the account of one of the school's "
+                                             "teachers: {teachers}.", teachers=", ".join(teachers) or "-")))
+    elif change.teacher not in teachers:
+        problems.append(Problem("teacher", _("{account} is not a teacher of this school; choose one of: {teachers}.",
+                                             account=change.teacher[:70], teachers=", ".join(teachers) or "-")))
+    return problems
+
+
+def change_class(book, change: ClassChange, by: str) -> bool:
+    """Write a created class's new name and teacher with one audit row per changed field (old
+    -> new), and make the service work with them; False when nothing changed. Raises
+    :class:`ClassGone` when the class was removed meanwhile."""
+    base = file_alliance_of(book)
+
+    def write(session: Session, now: datetime) -> bool:
+        stored = session.get(RosterClass, (change.school, change.class_id))
+        if stored is None:
+            raise ClassGone(change.class_id)
+        changed = False
+        for name in ("name", "teacher"):
+            old, new = getattr(stored, name), getattr(change, name)
+            if old != new:
+                session.add(PolicyChange(at=now, by=by, subject="class", target=f"{change.school}/{change.class_id}",
+                                         field=name, old=old, new=new))
+                setattr(stored, name, new)
+                changed = True
+        if changed:
+            session.flush()
+            install(book, base, rows(session), class_rows(session))
+        return changed
+
+    return _change(book, write)
+
+
+def removal_problems(session: Session, book, school: str, class_id: str, now: datetime) -> list[Problem]:
+    """What still depends on the class: its active students (moved by an import into another
+    class, or removed on the teacher's page) and its lessons booked that have not ended
+    (cancelled on the teacher's page). Empty: it may be removed."""
+    file_accounts = _file_accounts(book)
+    students = [account for account in session.scalars(select(RosterAccount.account).where(
+        RosterAccount.school == school, RosterAccount.class_id == class_id, RosterAccount.role == "student",
+        RosterAccount.deactivated_at.is_(None))) if account not in file_accounts]
+    lessons = session.scalar(select(func.count()).select_from(Reservation).where(
+        Reservation.school == school, Reservation.class_id == class_id, Reservation.cancelled_at.is_(None),
+        Reservation.ends_at > now))
+    problems = []
+    if students:
+        problems.append(Problem("students", _n(
+            "{n} student is in it: move them into another class with a roster import, or remove them on the "
+            "teacher's page first.",
+            "{n} students are in it: move them into another class with a roster import, or remove them on the "
+            "teacher's page first.", len(students))))
+    if lessons:
+        problems.append(Problem("bookings", _n(
+            "{n} lesson is booked for it and has not ended: cancel it on the teacher's page first.",
+            "{n} lessons are booked for it and have not ended: cancel them on the teacher's page first.", lessons)))
+    return problems
+
+
+def remove_class(book, school: str, class_id: str, by: str) -> None:
+    """Remove a created class on which nothing depends (checked inside the transaction: raises
+    :class:`ClassInUse` with the problems, :class:`ClassGone` when it is not there), with the
+    library entries attached to it on the teacher's page; audited (subject ``class``, field
+    ``active``, and ``library`` when entries were attached). Its ended bookings and its usage
+    stay in the records."""
+    base = file_alliance_of(book)
+
+    def write(session: Session, now: datetime) -> None:
+        stored = session.get(RosterClass, (school, class_id))
+        if stored is None:
+            raise ClassGone(class_id)
+        problems = removal_problems(session, book, school, class_id, now)
+        if problems:
+            raise ClassInUse(problems)
+        target = f"{school}/{class_id}"
+        attached = [entry for s, c, entry in library_classes.stored(session) if (s, c) == (school, class_id)]
+        if attached:
+            session.execute(delete(LibraryAttachment).where(LibraryAttachment.school == school,
+                                                            LibraryAttachment.class_id == class_id))
+            session.add(PolicyChange(at=now, by=by, subject="class", target=target, field="library",
+                                     old=",".join(attached), new=None))
+        session.add(PolicyChange(at=now, by=by, subject="class", target=target, field="active",
+                                 old=f"{stored.name} (teacher {stored.teacher})", new="removed"))
+        session.delete(stored)
+        session.flush()
+        install(book, base, rows(session), class_rows(session))
+
+    _change(book, write)

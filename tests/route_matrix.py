@@ -5,8 +5,9 @@
   (``app.routes``; newer FastAPI keeps included routers there, walked with
   ``fastapi.routing.iter_route_contexts``), HEAD left out (it answers as GET does);
 - :func:`sample`: the things a route's path names, made in the app first as the hub and staff
-  would (a granted lease of ``c01-s1``, a booking of c01's class tomorrow), and :func:`concrete`
-  puts them into a path.
+  would (a granted lease of ``c01-s1``, a booking of c01's class tomorrow, a class ``made-here``
+  created with a new teacher ``c01-t-made`` as on the classes page), and :func:`concrete` puts
+  them into a path.
 """
 
 from __future__ import annotations
@@ -48,8 +49,15 @@ def sample(client, clock) -> dict[str, str]:
         "ends_at": (start + timedelta(hours=1)).isoformat()},
         headers={"Authorization": "token tok-staff-admin"})
     assert booking.status_code in (200, 201), booking.text
+    from quota.roster_classes import NewClass, create_class
+    from quota.roster_store import hash_one_time
+
+    create_class(client.app.state.book, NewClass(school="c01", class_id="made-here", name="Made here",
+                                                 teacher="c01-t-made", teacher_last_name="Made"),
+                 hash_one_time("made-here-slip"), "staff-admin")
     made = client.app.state.route_matrix_sample = {"lease_id": lease.json()["id"], "reservation_id": booking.json()["id"], "idempotency_key": "no-such-key",
-            "school_id": "c01", "tier_id": "county", "pool_id": "uni-a", "user": "c01-s1", "account": "c01-s1"}
+            "school_id": "c01", "tier_id": "county", "pool_id": "uni-a", "user": "c01-s1", "account": "c01-s1",
+            "created_class": "made-here", "created_teacher": "c01-t-made"}
     return made
 
 

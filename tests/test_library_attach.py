@@ -151,6 +151,63 @@ async def test_the_service_answers_the_hub_with_each_students_entries(app, quota
     assert client_as("c01-s1").get("/api/library/attached/c01-s1").status_code == 403
 
 
+def _import_into(app, teacher: str, rows: str) -> None:
+    import base64
+
+    data = ("id,first_name,last_name,email,class\n" + rows).encode()
+    done = page_client(app, teacher).post("/pages/teacher/roster/import", data={
+        "csrf": csrf_for(app, teacher), "file": base64.b64encode(data).decode()})
+    assert done.status_code == 200, main_text(done.text)[:300]
+
+
+def _create_class(app, class_id: str) -> None:
+    done = page_client(app, "staff-admin").post("/pages/classes", data={
+        "school": "c01", "class_id": class_id, "name": class_id, "teacher": "c01-teacher",
+        "csrf": csrf_for(app, "staff-admin")}, follow_redirects=False)
+    assert done.status_code == 303, main_text(done.text)[:300]
+
+
+async def test_imported_students_get_their_classes_entries_from_the_service(app):
+    """Students a teacher imported (into a file class, or a class created on the classes page)
+    are their class's students for the service's answer, as the file's students are; the hub's
+    own alliance file (its fallback when the service does not answer) does not list them."""
+    _create_class(app, "robots-c")
+    _post(page_client(app, "c01-teacher"), class_id="c01/ai-club", entry="iris", action="attach")
+    _post(page_client(app, "c01-teacher"), class_id="c01/robots-c", entry="iris", action="attach")
+    _import_into(app, "c01-teacher", "r-01,Ada,Li,,ai-club\nr-02,Bo,Wu,,robots-c\n")
+    client, http = _hub_client(app)
+    try:
+        in_file_class = await client.attached_library("r-01")
+        in_created_class = await client.attached_library("r-02")
+    finally:
+        await http.aclose()
+    assert in_file_class == {"user": "r-01", "entries": {"iris": "datasets/iris.csv", "wine": "datasets/wine.csv"},
+                             "classes": ["c01/ai-club"]}
+    assert in_created_class == {"user": "r-02", "entries": {"iris": "datasets/iris.csv"}, "classes": ["c01/robots-c"]}
+    env = library_env(app.state.book.file_alliance, "r-02", in_created_class)  # the spawner, with the answer
+    assert json.loads(env["GPU_COMMONS_LIBRARY_ATTACHED"]) == {"iris": "datasets/iris.csv"}
+    assert env["GPU_COMMONS_CLASSES"] == "c01/robots-c"
+    fallback = library_env(app.state.book.file_alliance, "r-02")  # the hub's file alone: no such student
+    assert json.loads(fallback["GPU_COMMONS_LIBRARY_ATTACHED"]) == {} and fallback["GPU_COMMONS_CLASSES"] == ""
+
+
+def test_a_removed_class_takes_its_attached_entries_with_it(app):
+    _create_class(app, "empty-c")
+    _post(page_client(app, "c01-teacher"), class_id="c01/empty-c", entry="iris", action="attach")
+    assert ("c01", "empty-c", "iris") in _stored(app)
+    client = page_client(app, "staff-admin")
+    done = client.post("/pages/classes/remove", data={"school": "c01", "class_id": "empty-c", "confirm": "yes",
+                                                      "csrf": csrf_for(app, "staff-admin")}, follow_redirects=False)
+    assert done.status_code == 303, main_text(done.text)[:300]
+    assert [row for row in _stored(app) if row[1] == "empty-c"] == []
+    assert _audit(app)[-2:] == [("staff-admin", "class", "c01/empty-c", "library", "iris", None),
+                                ("staff-admin", "class", "c01/empty-c", "active", "empty-c (teacher c01-teacher)",
+                                 "removed")]
+    # a class created again with the id starts without the old class's entries
+    _create_class(app, "empty-c")
+    assert [row for row in _stored(app) if row[1] == "empty-c"] == []
+
+
 async def test_the_spawner_links_what_the_service_answers_or_the_files_entries(tmp_path):
     alliance = tmp_path / "alliance.yaml"
     alliance.write_text(ALLIANCE)

@@ -121,3 +121,31 @@ def test_who_may_care_for_an_imported_student(quota_client, role, action):
     else:
         assert answer.status_code == 403, answer.text[:300]
         assert after.json() == before
+
+
+@pytest.mark.parametrize("role", sorted(ACCOUNTS))
+@pytest.mark.parametrize("action", ["edit", "change", "remove", "teachers/reset"])
+def test_who_may_care_for_a_created_class_and_its_teacher(quota_client, role, action):
+    """A class and a teacher created on the classes page: its page, renaming it, removing it and
+    a new slip for the teacher are for the school's admin and staff; nobody else, and nothing
+    changes."""
+    admin = page_client(quota_client.app, "c01-admin")
+    created = admin.post("/pages/classes", data={"school": "c01", "class_id": "robots", "name": "Robots",
+                                                 "teacher": "t-new", "teacher_last_name": "New",
+                                                 "csrf": csrf_for(quota_client.app, "c01-admin")})
+    assert created.status_code == 200
+    before = _state(quota_client), quota_client.get("/api/roster/accounts/t-new").json()
+    client = page_client(quota_client.app, ACCOUNTS[role])
+    fields = {"school": "c01", "class_id": "robots", "name": "Robots 2", "teacher": "c01-teacher", "account": "t-new",
+              "confirm": "yes", "csrf": csrf_for(quota_client.app, ACCOUNTS[role])}
+    if action == "edit":
+        answer = client.get("/pages/classes/edit", params={"school": "c01", "class_id": "robots"})
+    else:
+        answer = client.post(f"/pages/classes/{action}", data=fields, follow_redirects=False)
+    after = _state(quota_client), quota_client.get("/api/roster/accounts/t-new").json()
+    if role in {"school_admin", "staff"}:
+        assert answer.status_code == {"edit": 200, "teachers/reset": 200}.get(action, 303), answer.text[:300]
+        assert (after == before) == (action == "edit")
+    else:
+        assert answer.status_code == 403, answer.text[:300]
+        assert after == before

@@ -10,6 +10,9 @@
 
 A teacher cares for the students of the classes they teach, a school admin for their school's,
 staff for all; the alliance file's students are changed in the file, not here.
+
+:func:`new_slip` (one rule, ``reset_one_time``, one template, ``account_slips.html``) also prints
+a created teacher's new slip on the classes page (quota/pages/classes.py).
 """
 
 from __future__ import annotations
@@ -40,21 +43,33 @@ async def _student(request: Request):
     return caller, book, row, groups[(row.school, row.class_id)], form
 
 
-@router.post("/reset")
-async def reset(request: Request):
-    caller, book, row, group, _form = await _student(request)
+def slips_page(request: Request, caller, slips: list[dict], heading, back: tuple):
+    """The slips of new one-time passwords (account_slips.html), shown once: not stored by any cache."""
+    response = page(request, caller, "account_slips.html", slips=slips, login_url=hub_login_url(request),
+                    heading=heading, back=back)
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+async def new_slip(request: Request, caller, book, row, class_name: str, back: tuple):
+    """A new one-time password for the imported account ``row`` (a student, or a teacher created on
+    the classes page: quota/roster_classes.py ``reset_one_time``), as its slip; 403 when the
+    account was removed meanwhile."""
     password = one_time_password()
     hashed = await run_in_threadpool(hash_one_time, password)
     if not await run_in_threadpool(reset_one_time, book, row.account, hashed, caller.name):
         raise HTTPException(403, NOT_YOURS)  # removed meanwhile
     school = book.alliance.school(row.school)
-    slips = [{"school": school.name or school.id, "class": group.name or group.id, "account": row.account,
+    slips = [{"school": school.name or school.id, "class": class_name, "account": row.account,
               "name": " ".join(p for p in (row.last_name, row.first_name) if p), "password": password}]
-    response = page(request, caller, "account_slips.html", slips=slips, login_url=hub_login_url(request),
-                    heading=_("A new one-time password for {account}", account=row.account),
-                    back=("/pages/teacher", _("Back to your classes")))
-    response.headers["cache-control"] = "no-store"
-    return response
+    return slips_page(request, caller, slips, _("A new one-time password for {account}", account=row.account), back)
+
+
+@router.post("/reset")
+async def reset(request: Request):
+    caller, book, row, group, _form = await _student(request)
+    return await new_slip(request, caller, book, row, group.name or group.id,
+                          ("/pages/teacher", _("Back to your classes")))
 
 
 @router.post("/remove")
