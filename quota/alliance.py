@@ -298,6 +298,13 @@ class FairShareSettings(_Strict):
         "needs them then, so the platform can start the class's workspaces before the bell (hub/prestart.py); "
         "0 = from its start, and no workspace is started ahead.",
     )
+    reservation_release_minutes: float | None = Field(
+        10, gt=0,
+        description="A class reservation's units that no student of the class holds this long after the lesson "
+        "starts go back to the pool for the rest of the lesson (a class smaller than booked, or one that does not "
+        "come, leaves no GPU idle); a student of the class who comes later asks like anyone else; null = held to "
+        "the end.",
+    )
     max_sessions_per_student: int | None = Field(
         1, ge=1,
         description="GPU workspaces one student may have running or waiting at once, where neither the school nor "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from quota.alliance import Alliance, Pool
 from quota.fairshare.model import Config, PoolSpec, Request, Reservation, SchoolSpec
-from quota.reservations import holds_from
+from quota.reservations import gives_back_at, holds_from
 
 
 @dataclass(frozen=True)
@@ -112,11 +112,14 @@ def allocator_inputs(alliance: Alliance, base: Config | None = None) -> Allocato
         )
     reservations = []
     lead_s = alliance.fairshare.reservation_lead_minutes * 60
+    release = alliance.fairshare.reservation_release_minutes
+    release_s = None if release is None else release * 60
     for res in alliance.reservations:
         pool = next(p for p in alliance.pools if p.id == res.pool)
         # held from its lead on, as the quota service holds it
         start = holds_from(res.start, lead_s, (o.end for o in alliance.reservations if o.pool == res.pool and o.id != res.id))
-        reservations.append(Reservation(res.id, pool.id, res.school, res.slices, start, res.end, res.group))
+        reservations.append(Reservation(res.id, pool.id, res.school, res.slices, start, res.end, res.group,
+                                        gives_back_at(res.start, res.end, release_s)))
     pools = pool_specs(alliance)
     return AllocatorInputs(
         pools=pools,

@@ -35,7 +35,7 @@ from quota.fairshare import Allocator, PoolSpec, Request, Reservation, SchoolSpe
 from quota.allocator_inputs import RequestShape, config_from, pool_specs_of, request_shapes
 from quota.fairshare.model import INF, Action, Decision
 from quota.fairshare.reservations import ReservationError
-from quota.reservations import holds_from
+from quota.reservations import gives_back_at, holds_from
 from quota.policy_store import PolicyStore
 from quota.tables import LeaseRow, UsageRecord
 
@@ -137,13 +137,16 @@ def policy_inputs(alliance: Alliance, policy: PolicyStore, session: Session, now
     reservations, reserved_class_of = [], {}
     bookings = policy.reservations(session, include_past_of=now)
     lead = timedelta(minutes=alliance.fairshare.reservation_lead_minutes)
+    release = alliance.fairshare.reservation_release_minutes
+    release_after = None if release is None else timedelta(minutes=release)
     for booking in bookings:
         spec_id = spec_of.get((booking.pool, policy.reservable_kind(booking.pool)))
         if spec_id is None:
             continue  # its pool is draining or closed: nothing to hold there now
         # held from its lead on (the class's workspaces start before the bell: hub/prestart.py)
         begins = holds_from(booking.starts_at, lead, (b.ends_at for b in bookings if b.pool == booking.pool and b.id != booking.id))
-        reservations.append(_reservation(booking, spec_id, begins))
+        reservations.append(_reservation(booking, spec_id, begins,
+                                         gives_back_at(booking.starts_at, booking.ends_at, release_after)))
         if booking.class_id:  # a class's booking serves only its students
             reserved_class_of.update(_class_members(alliance, booking.school, booking.class_id))
     schools = [_school_spec(policy, session, school.id, alliance) for school in alliance.schools]
@@ -294,10 +297,10 @@ def _school_spec(policy: PolicyStore, session: Session, school_id: str, alliance
     )
 
 
-def _reservation(booking, spec_id: str, begins) -> Reservation:
+def _reservation(booking, spec_id: str, begins, gives_back) -> Reservation:
     return Reservation(
         booking.id, spec_id, booking.school, booking.units, begins.timestamp(), booking.ends_at.timestamp(),
-        booking.class_id or None,
+        booking.class_id or None, None if gives_back is None else gives_back.timestamp(),
     )
 
 
@@ -308,8 +311,9 @@ def _class_members(alliance: Alliance, school_id: str, class_id: str) -> dict[tu
 
 def _reservation_for(allocator: Allocator, spec_id: str, request: Request, t: float) -> str | None:
     """A reservation in its window on this pool that admits the lease's student and has
-    room left: a running lease counts against it, as it did when it was granted."""
+    room left: a running lease counts against it, as it did when it was granted (one granted
+    after the reservation gave back its unused units was granted in general)."""
     for res in allocator.book.active(spec_id, t):
-        if res.admits(request.school, request.group) and allocator.book.held[res.id] < res.slices:
+        if res.joins(t) and res.admits(request.school, request.group) and allocator.book.held[res.id] < res.slices:
             return res.id
     return None

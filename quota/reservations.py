@@ -1,7 +1,8 @@
 """Pure arithmetic of class reservations: how many units overlapping bookings need at
 their busiest moment (checked when a teacher books), and from when a booking holds its units
-(a lead before its start, for workspaces started ahead). Holding the units inside the window
-is the fair-share allocator's job (quota.fairshare.reservations)."""
+(a lead before its start, for workspaces started ahead), and when it gives back the units its
+class does not use. Holding the units inside the window is the fair-share allocator's job
+(quota.fairshare.reservations)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,17 @@ def holds_from(start, lead, other_ends: Iterable):
         if begins < end <= start:
             begins = end
     return begins
+
+
+def gives_back_at(start, end, after):
+    """When a class reservation from ``start`` to ``end`` gives back the units no student of the
+    class holds (``fairshare.reservation_release_minutes`` after the lesson starts, so a lead
+    never shortens it); None when ``after`` is None or that is not before the end. Datetimes
+    with a timedelta ``after``, or seconds."""
+    if after is None:
+        return None
+    moment = start + after
+    return moment if moment < end else None
 
 
 def started_ahead(students: list[str], units: int) -> tuple[list[str], list[str]]:

@@ -52,9 +52,11 @@ def worlds(draw, reservations: bool = True, budgets: bool = False) -> World:
             booked = sum(r.slices for r in books if r.pool == pool.id and r.start < start + length and start < r.end)
             room = pool.slices - booked
             if room >= 1:
+                gives_back = draw(st.sampled_from([None, None, 0.3, 0.7]))  # after this much of the window
                 books.append(Reservation(
                     f"r{k}", pool.id, draw(st.sampled_from(schools)).id, draw(st.integers(1, room)), start,
                     start + length, draw(st.sampled_from([None, "g1"])),
+                    None if gives_back is None else start + gives_back * length,
                 ))
     return World(pools, schools, config, books)
 
@@ -99,6 +101,7 @@ def operations(world: World, max_size: int = 60, policy_changes: bool = False):
         st.floats(-100, 1500),  # start, relative to now (negative: already open)
         st.floats(30, 1500),  # length
         st.sampled_from([None, "g1"]),
+        st.sampled_from([None, None, 0.3, 0.7]),  # gives back unused slices after this much of the window
     )
     kinds = [submit, submit, other, reserve]
     if policy_changes:
@@ -222,10 +225,11 @@ class Checker:
             sid = sorted(self.running)[op[1] % len(self.running)]
             self.alloc.touch(sid, self.now)
         elif kind == "reserve":
-            _, p, s, slices, offset, length, group = op
+            _, p, s, slices, offset, length, group, gives_back = op
             self.seq += 1
+            start = self.now + offset
             res = Reservation(f"x{self.seq}", self.world.pools[p].id, self.world.schools[s].id, slices,
-                              self.now + offset, self.now + offset + length, group)
+                              start, start + length, group, None if gives_back is None else start + gives_back * length)
             try:
                 actions = self.alloc.add_reservation(res, self.now)
             except ReservationError as exc:
@@ -274,6 +278,9 @@ class Checker:
                 lent = self.world.config.lent_lease_s
                 if lent is not None and action.borrowed and action.reservation is None:
                     assert action.lease_end - self.now <= lent + 1e-6, "a borrowed session's lease is longer than lent"
+                if action.reservation is not None:
+                    res = next(r for r in self.reservations if r.id == action.reservation)
+                    assert res.joins(self.now), f"{request.id} joined reservation {res.id} after it gave back its slices"
                 self.admissions += 1
                 self.running[action.session_id] = Running(
                     action.pool, action.slices, request.school, action.borrowed, self.now, action.reservation,
@@ -315,7 +322,14 @@ class Checker:
         )
 
     def reserved_now(self, pool: str) -> int:
-        return sum(r.slices for r in self.reservations if r.pool == pool and r.start <= self.now < r.end)
+        """Slices held out of general capacity: a reservation's all, or once it gave back its
+        unused ones (release_at), those its members hold."""
+        total = 0
+        for r in self.reservations:
+            if r.pool == pool and r.start <= self.now < r.end:
+                released = r.release_at is not None and self.now >= r.release_at
+                total += sum(run.slices for run in self.running.values() if run.reservation == r.id) if released else r.slices
+        return total
 
     def check(self) -> None:
         by_pool: dict[str, int] = {p: 0 for p in self.pool}
@@ -342,7 +356,7 @@ class Checker:
                     continue
                 need = pool.need(request.milli)
                 for res in self.reservations:
-                    if res.pool == pool_id and res.start <= self.now < res.end and res.admits(request.school, request.group):
+                    if res.pool == pool_id and res.joins(self.now) and res.admits(request.school, request.group):
                         assert in_res.get(res.id, 0) + need > res.slices, (
                             f"{request.id} waits while its class reservation {res.id} has room"
                         )

@@ -274,7 +274,44 @@ def test_booking_a_window_shortens_leases_that_would_run_into_it():
     assert kinds(alloc.advance(600.0), "stop")[0].session_id == "b1"
 
 
+def test_a_reservation_gives_back_what_its_class_does_not_hold_at_release_at():
+    # 3 slices booked for a class of which one student comes; another school waits for two
+    res = Reservation("lab", "p", "a", 3, start=100.0, end=3000.0, group="g", release_at=700.0)
+    alloc = Allocator([PoolSpec("p", 3)], [SchoolSpec("a"), SchoolSpec("b")], Config(max_lease_s=INF), [res])
+    alloc.advance(100.0)
+    assert alloc.submit(Request("a0", "a-u0", "a", 1000, group="g"), 110.0)[0].reservation == "lab"
+    assert [d.kind for d in fill(alloc, "b", 2, t=120.0)] == ["queue", "queue"]
+    assert admitted(alloc.advance(699.0)) == []  # held for the class until release_at
+    assert alloc.next_wake() == 700.0  # time alone gives them back
+    assert admitted(alloc.advance(700.0)) == ["b0", "b1"]
+    # a student of the class who comes later asks like anyone else: no slice is held for them
+    late = alloc.submit(Request("a1", "a-u1", "a", 1000, group="g"), 800.0)[0]
+    assert late.kind == "queue"
+    # the member's slice goes back to the pool when it ends, not to the class
+    actions = alloc.release("a0", 900.0)
+    (admit,) = kinds(actions, "admit")
+    assert admit.request_id == "a1" and admit.reservation is None
+    assert alloc.free_slices(0) == 0
+
+
+def test_a_reservation_whose_class_does_not_come_holds_nothing_after_release_at():
+    res = Reservation("lab", "p", "a", 2, start=0.0, end=2700.0, release_at=600.0)
+    alloc = Allocator([PoolSpec("p", 2)], [SchoolSpec("a"), SchoolSpec("b")], Config(max_lease_s=INF), [res])
+    assert fill(alloc, "b", 1, t=10.0)[0].kind == "queue"
+    assert admitted(alloc.advance(600.0)) == ["b0"]
+    assert alloc.free_slices(0) == 1
+
+
+def test_without_release_at_a_reservation_holds_its_slices_to_the_end():
+    res = Reservation("lab", "p", "a", 2, start=0.0, end=2700.0)
+    alloc = Allocator([PoolSpec("p", 2)], [SchoolSpec("a"), SchoolSpec("b")], Config(max_lease_s=INF), [res])
+    assert fill(alloc, "b", 1, t=10.0)[0].kind == "queue"
+    assert admitted(alloc.advance(2699.0)) == []
+    assert admitted(alloc.advance(2700.0)) == ["b0"]
+
+
 @pytest.mark.parametrize("res, fix", [
+    (Reservation("early", "p", "a", 1, 100.0, 600.0, release_at=100.0), "must be after start"),
     (Reservation("big", "p", "a", 5, 0.0, 60.0), "reserve at most 4"),
     (Reservation("nowhere", "q", "a", 1, 0.0, 60.0), "use one of ['p']"),
     (Reservation("backwards", "p", "a", 1, 60.0, 0.0), "must be after start"),

@@ -75,9 +75,16 @@ class Reservation:
     start: float
     end: float
     group: str | None = None
+    # from then on the slices no member holds go back to the pool for the rest of the window
+    # (a member who comes later asks like anyone else); None: all are held to the end
+    release_at: float | None = None
 
     def active(self, now: float) -> bool:
         return self.start <= now < self.end
+
+    def joins(self, now: float) -> bool:
+        """May a member still take the reservation's slices at ``now``?"""
+        return self.start <= now < self.end and (self.release_at is None or now < self.release_at)
 
     def admits(self, school: str, group: str | None) -> bool:
         return school == self.school and (self.group is None or self.group == group)

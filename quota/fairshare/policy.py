@@ -18,7 +18,8 @@ before a reclaim stop, ``Stop`` (reclaimed, lease expired, budget exhausted) and
 
 The rules, in order:
 
-1. Reservations: inside its window a reservation's slices serve only its members.
+1. Reservations: inside its window a reservation's slices serve only its members; from
+   its ``release_at`` on, only those its members hold (the rest go back to the pool).
 2. Queue order: requests within their school's guarantee (class 0) before requests that
    would borrow (class 1); a school at its borrowing limit waits (class 2). Inside a class
    the school with the least decayed usage per weight goes first; an admission charges an
@@ -65,6 +66,7 @@ from quota.fairshare.shares import guarantees_milli, limits_milli
 # everything decided at that instant already sees the window
 _BOUNDARY, _STOP, _LEASE = 0, 1, 2
 _IDLE = 3  # a session becomes idle by its school's rule (quota.fairshare.idle): look again then
+_RELEASE = 4  # a reservation gives back the slices its members do not hold (Reservation.release_at)
 
 IDLE_WARNING = "the GPU was not used for a while and others are waiting for it"
 IDLE_STOPPED = "released: the GPU was not used and others were waiting for it"
@@ -326,6 +328,8 @@ class Allocator(Reclaiming, Answering, PolicyChanges):
         for t in (res.start, res.end):
             if t > now:
                 self._timer(t, _BOUNDARY, res.id)
+        if res.release_at is not None and res.release_at < res.end:
+            self._timer(max(res.release_at, now), _RELEASE, res.id)
         self.reserved_now = [self.book.reserved_at(p.id, now) for p in self.pools]
         # the reserved total only rises where a window opens: at each such moment inside this
         # window, running leases beyond the room left end there (latest-started first)
@@ -435,7 +439,7 @@ class Allocator(Reclaiming, Answering, PolicyChanges):
                 for waiting in list(line):
                     need = waiting.needs[pool]
                     if (need and res.admits(waiting.request.school, waiting.request.group)
-                            and self.book.held[res.id] + need <= res.slices):
+                            and need <= self.book.room(res, now)):
                         self._admit(waiting, pool, res, now, out)
 
     def _admit(self, waiting: Waiting, pool: int, res: Reservation | None, now: float, out: list[Action]) -> None:
@@ -496,6 +500,8 @@ class Allocator(Reclaiming, Answering, PolicyChanges):
             self.leaving[s] -= session.milli
         if session.reservation is not None:
             self.book.held[session.reservation] -= session.slices
+            if session.reservation in self.book.released:  # what it gave back is the pool's again
+                self.reserved_now[pool] = self.book.reserved_at(self.pools[pool].id, now)
         else:
             self.general[pool] -= session.slices
             self.held[s] -= session.milli
@@ -561,6 +567,8 @@ class Allocator(Reclaiming, Answering, PolicyChanges):
         t, kind, _, ref = timer
         if kind == _BOUNDARY:
             return True
+        if kind == _RELEASE:
+            return ref in self.book.by_id and ref not in self.book.released
         session = self.sessions.get(ref)
         if session is None:
             return False
@@ -587,7 +595,7 @@ class Allocator(Reclaiming, Answering, PolicyChanges):
                 if child < size:
                     heapq.heappush(frontier, (timers[child], child))
             t, kind, _, ref = timer
-            if kind == _BOUNDARY or kind == _IDLE or ref in seen or not self._timer_valid(timer):
+            if kind == _BOUNDARY or kind == _IDLE or kind == _RELEASE or ref in seen or not self._timer_valid(timer):
                 continue
             seen.add(ref)  # its first valid timer is the sooner of its lease end and its stop
             yield t, sessions[ref]
@@ -615,6 +623,10 @@ class Allocator(Reclaiming, Answering, PolicyChanges):
             if not self._timer_valid(timer):
                 continue
             if kind == _BOUNDARY:
+                self.reserved_now = [self.book.reserved_at(p.id, t) for p in self.pools]
+                self._schedule(t, out)
+            elif kind == _RELEASE:
+                self.book.release(ref)
                 self.reserved_now = [self.book.reserved_at(p.id, t) for p in self.pools]
                 self._schedule(t, out)
             elif kind == _STOP:

@@ -5,6 +5,11 @@ only its members use them, and they may idle (the one exception to work conserva
 Before the window the allocator clips a new lease to the window's start when the pool
 would otherwise be over-committed then (see :meth:`ReservationBook.clip`), so that at
 the start the reserved slices are free without stopping anyone early.
+
+A reservation with ``release_at`` gives back, at that moment, the slices no member holds:
+from then on it takes out of the pool only what its members hold, less as each ends, and a
+member who comes later asks in the general line (a class smaller than booked, or one that
+does not come, leaves no GPU idle for the rest of the lesson).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ class ReservationError(ValueError):
 
 
 class ReservationBook:
-    __slots__ = ("pools", "by_pool", "starts", "held", "by_id")
+    __slots__ = ("pools", "by_pool", "starts", "held", "by_id", "released")
 
     def __init__(self, pools: list[PoolSpec]) -> None:
         self.pools = {p.id: p for p in pools}
@@ -28,6 +33,7 @@ class ReservationBook:
         self.starts: dict[str, list[float]] = {p.id: [] for p in pools}
         self.held: dict[str, int] = {}  # reservation id -> slices held by its members now
         self.by_id: dict[str, Reservation] = {}
+        self.released: set[str] = set()  # ids past their release_at: they hold only what members hold
 
     def __bool__(self) -> bool:
         return bool(self.by_id)
@@ -47,6 +53,11 @@ class ReservationBook:
             )
         if not res.end > res.start:
             raise ReservationError(f"reservation {res.id}: end ({res.end}) must be after start ({res.start})")
+        if res.release_at is not None and not res.start < res.release_at:
+            raise ReservationError(
+                f"reservation {res.id}: release_at ({res.release_at}) must be after start ({res.start}); "
+                "leave it empty to hold the slices to the end"
+            )
         points = [res.start] + [r.start for r in self.by_pool[res.pool] if res.start < r.start < res.end]
         for t in points:
             booked = self.reserved_at(res.pool, t) + res.slices
@@ -73,19 +84,33 @@ class ReservationBook:
         del self.by_pool[res.pool][index]
         del self.starts[res.pool][index]
         del self.held[res.id]
+        self.released.discard(res.id)
         return res
+
+    def release(self, reservation_id: str) -> None:
+        """From now on the reservation holds only the slices its members hold."""
+        if reservation_id in self.by_id:
+            self.released.add(reservation_id)
+
+    def room(self, res: Reservation, now: float) -> int:
+        """Slices a member arriving at ``now`` may still take."""
+        if res.id in self.released or not res.joins(now):
+            return 0
+        return res.slices - self.held[res.id]
 
     def active(self, pool: str, now: float) -> list[Reservation]:
         return [r for r in self.by_pool[pool] if r.start <= now < r.end]
 
     def reserved_at(self, pool: str, t: float) -> int:
-        """Slices taken out of general capacity at ``t``."""
+        """Slices taken out of general capacity at ``t`` (a released reservation: what its
+        members hold now, which can only fall before ``t``)."""
         total = 0
+        released = self.released
         for r in self.by_pool[pool]:
             if r.start > t:
                 break
             if t < r.end:
-                total += r.slices
+                total += self.held[r.id] if r.id in released else r.slices
         return total
 
     def clip(self, pool: str, now: float, lease_end: float, general_after: int) -> float:
