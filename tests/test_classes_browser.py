@@ -6,8 +6,9 @@ on their page and imports a small roster (GBK, as Excel writes it) into it; a st
 their own password, the teacher prints them a new one-time password (the chosen one and the old
 slip stop working, the new slip leads to choosing again) and removes the other student (a page
 asks first; their slip then opens nothing). axe-core finds no serious or critical violation on the
-classes page, the teacher's slip, the teacher's page with the account-care buttons, the new
-slip and the confirmation. Screenshots go to $PAGES_SCREENSHOTS (default: the test's temporary folder)."""
+classes page, the teacher's slip, the created class's edit page and its removal confirmation (not
+confirmed: the class is kept), the teacher's page with the account-care buttons, the new slip and
+the confirmation. Screenshots go to $PAGES_SCREENSHOTS (default: the test's temporary folder)."""
 
 from __future__ import annotations
 
@@ -124,6 +125,18 @@ def test_staff_create_a_class_whose_new_teacher_signs_in_and_imports_a_roster(cl
         staff.screenshot(path=str(shots / f"classes-teacher-slip-{locale}.png"), full_page=True)
         staff.goto(f"{classes_stack.url}/services/quota/pages/classes")
         assert class_name in staff.inner_text("main")  # escaped: the name shows as written
+        # the created class's edit page, and its removal confirmation (kept: nothing is removed)
+        staff.click(f"a[href*='/pages/classes/edit'][href*='class_id={class_id}']")
+        staff.wait_for_selector("#name")
+        assert class_id in staff.inner_text("h1") and staff.input_value("#teacher") == teacher_id
+        found["class edit page"] = serious_violations(staff)
+        staff.screenshot(path=str(shots / f"classes-edit-{locale}.png"), full_page=True)
+        staff.click("form[action$='/pages/classes/remove'] button")
+        staff.wait_for_selector("input[name=confirm]", state="attached")
+        found["confirm class removal"] = serious_violations(staff)
+        staff.screenshot(path=str(shots / f"classes-confirm-remove-class-{locale}.png"), full_page=True)
+        staff.click(f"form[action$='/pages/classes/remove'] a[href*='class_id={class_id}']")  # keep it
+        staff.wait_for_selector("#name")
     finally:
         staff_context.close()
 
