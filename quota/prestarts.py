@@ -21,8 +21,10 @@ from gpu_commons_i18n import Message, _, from_json, translations
 from quota.tables import PrestartOutcome
 
 OUTCOMES = ("ready", "failed")
-# A report whose stored message cannot be read back (written by a later version, say).
-UNREADABLE = _("The workspace could not be started ahead of the lesson.")
+# The general reason of a failed pre-start, written once: the spawner's report when the start gave
+# no sentence of its own (spawner/prestart.py imports it), and what the teacher's page shows of a
+# report whose stored message cannot be read back (written by a later version, say).
+START_FAILED = _("The workspace could not be started ahead of the lesson.")
 
 
 def known_message(data: dict) -> bool:
@@ -62,9 +64,9 @@ class Outcomes:
 
 def reason_of(row: PrestartOutcome) -> Message:
     try:
-        return from_json(json.loads(row.message)) if row.message else UNREADABLE
+        return from_json(json.loads(row.message)) if row.message else START_FAILED
     except (ValueError, TypeError, KeyError):
-        return UNREADABLE
+        return START_FAILED
 
 
 def by_reservation(session: Session, reservation_ids) -> dict[str, Outcomes]:

@@ -33,10 +33,10 @@ from traitlets import Dict, Float, Unicode
 from traitlets.config import LoggingConfigurable
 
 from gpu_commons_i18n import Message, _, from_json
+from quota.prestarts import START_FAILED
 from spawner.quota_client import QuotaRejected
 
 SLACK = timedelta(minutes=1)  # a bell a little past the lead still counts (the service's tick, clocks)
-START_FAILED = _("The workspace could not be started ahead of the lesson.")
 
 
 def _utc(value) -> datetime | None:

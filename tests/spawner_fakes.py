@@ -1,7 +1,8 @@
 """Fakes for the spawner's lease steps, without a hub, a quota service or a process.
 
 - :class:`FakeQuotaService`: an ``httpx.MockTransport`` handler that answers each route from
-  a script and records every call, so a test asserts exactly what the spawner asked;
+  a script and records every call, so a test asserts exactly what the spawner asked; the
+  fixture :func:`service` gives a test one and closes it (import it into the test module);
 - :class:`FakeBackend`: the JupyterHub spawner the mixin sits in front of; it records
   start/stop and runs nothing;
 - :func:`student`: a user object as the mixin reads it (name, groups with properties);
@@ -20,6 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
+import pytest
 from jupyterhub.spawner import Spawner
 from traitlets import Any, Integer, List
 
@@ -139,6 +141,14 @@ class FakeQuotaService:
     async def close(self) -> None:
         for http in self._clients:
             await http.aclose()
+
+
+@pytest.fixture
+async def service():
+    """A :class:`FakeQuotaService` for one test; its clients are closed after it."""
+    fake = FakeQuotaService()
+    yield fake
+    await fake.close()
 
 
 class FakeBackend(Spawner):

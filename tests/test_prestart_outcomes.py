@@ -26,11 +26,10 @@ from spawner.prestart import START_FAILED
 from spawner.quota import SpawnRefused
 from tests.page_client import csrf_of, main_text, page_client
 from tests.quota_fixtures import TOKEN
-from tests.spawner_fakes import ALLIANCE_WITH_LEAD, CONNECTION_REFUSED, FakeQuotaService, lease, messages, prestarted_spawner
+from tests.spawner_fakes import ALLIANCE_WITH_LEAD, CONNECTION_REFUSED, lease, messages, prestarted_spawner
+from tests.spawner_fakes import service  # noqa: F401  (fixture)
 
 SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-NO_GPU = _("The workspace could not be started ahead of the lesson.")
 
 
 def _booking(quota_client, units: int = 1) -> str:
@@ -58,8 +57,8 @@ def test_the_hub_reports_and_the_latest_report_of_a_student_wins(quota_client):
     reservation = _booking(quota_client)
     ready = _report(quota_client, reservation, "c01-s1", outcome="ready")
     assert ready.status_code == 200 and ready.json()["outcome"] == "ready" and ready.json()["message"] is None
-    failed = _report(quota_client, reservation, "c01-s1", outcome="failed", message=NO_GPU.as_json())
-    assert failed.status_code == 200 and failed.json()["message"] == NO_GPU.as_json()
+    failed = _report(quota_client, reservation, "c01-s1", outcome="failed", message=START_FAILED.as_json())
+    assert failed.status_code == 200 and failed.json()["message"] == START_FAILED.as_json()
     assert _rows(quota_client.app) == [(reservation, "c01-s1", "failed")]  # one row, not two
 
 
@@ -78,7 +77,7 @@ def test_only_the_hub_reports_and_only_for_a_reservation_that_exists(quota_clien
 @pytest.mark.parametrize("body,field", [
     ({"outcome": "started"}, "outcome"),
     ({"outcome": "failed"}, "message"),  # a failure says why
-    ({"outcome": "ready", "message": NO_GPU.as_json()}, "message"),
+    ({"outcome": "ready", "message": START_FAILED.as_json()}, "message"),
     ({"outcome": "failed", "message": {"msgid": "Not a sentence of the catalogue {x}", "params": {"x": "1"}}}, "message"),
     ({"outcome": "failed", "message": _("{account}: {reason}", account="a", reason={"msgid": "nope"}).as_json()},
      "message"),  # a parameter that is a message must be one of the catalogue too
@@ -149,13 +148,6 @@ def test_checking_and_booking_a_class_larger_than_the_units_warns(quota_client):
 
 
 # -- the spawner ----------------------------------------------------------------------------
-
-@pytest.fixture
-async def service():
-    fake = FakeQuotaService()
-    yield fake
-    await fake.close()
-
 
 @pytest.fixture
 def alliance_file(tmp_path):

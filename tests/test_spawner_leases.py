@@ -18,7 +18,6 @@ from spawner.quota_client import STUDENT_RETRY_MESSAGE, QuotaRejected, QuotaUnav
 from tests.spawner_fakes import (
     CONNECTION_REFUSED,
     DEVICE,
-    FakeQuotaService,
     lease,
     leased_spawner,
     messages,
@@ -26,17 +25,11 @@ from tests.spawner_fakes import (
     unavailable,
     write_alliance,
 )
+from tests.spawner_fakes import service  # noqa: F401  (fixture)
 
 LEASES = "/api/leases"
 L1 = "/api/leases/l-1"
 RENEW = "/api/leases/l-1/renew"
-
-
-@pytest.fixture
-async def service():
-    fake = FakeQuotaService()
-    yield fake
-    await fake.close()
 
 
 @pytest.fixture
