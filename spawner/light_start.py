@@ -25,17 +25,19 @@ import heapq
 import itertools
 import os
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from traitlets import Bool, Dict, Float, Integer, default
+from traitlets import Bool, Dict, Float, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from gpu_commons_i18n import _n
 
 SHIMS_DIR = Path(__file__).resolve().with_name("start_shims")
+LIGHT_SINGLEUSER = "light_singleuser"  # SHIMS_DIR/light_singleuser.py, run with ``python -m``
 
 # Server extensions of the hub's environment a student's JupyterLab does not need.
 SKIPPED_SERVER_EXTENSIONS = {"jupyter_lsp": False, "notebook_shim": False}
@@ -220,14 +222,50 @@ class LightStart(LinedStart):
         backed-off later one. Off: return once the process runs (JupyterHub's own behaviour).""",
     ).tag(config=True)
 
+    lab_extension_manager = Unicode(
+        "readonly",
+        help="""JupyterLab's extension manager in every workspace (``c.LabApp.extension_manager``):
+        "readonly" lists the installed extensions; JupyterLab's default, "pypi", also builds an
+        HTTPS client for PyPI at every start to offer installs, which cannot work in a workspace
+        (its Python environment is read-only and it reaches no outside network). Empty: the
+        environment's own setting.
+
+        Example::
+
+            c.LocalQuotaSpawner.lab_extension_manager = "pypi"
+        """,
+    ).tag(config=True)
+
+    defer_hub_imports = Bool(
+        True,
+        help="""Start the workspace's server with ``python -m light_singleuser``
+        (spawner/start_shims/light_singleuser.py): ``jupyterhub-singleuser`` without running the
+        hub's own handlers, ORM, SQLAlchemy and Alembic, which its modules import but a single-user
+        server never uses (about 0.3 CPU-seconds of each start). Where the installed JupyterHub does
+        not import them as that module expects, the server imports them as usual and says so in the
+        hub log. Off: ``jupyterhub-singleuser`` itself. Ignored when ``cmd`` is set.
+
+        Example::
+
+            c.LocalQuotaSpawner.defer_hub_imports = False
+        """,
+    ).tag(config=True)
+
     listen_check_interval = Float(
         0.05,
         help="Seconds between two checks, while a workspace starts, whether its server listens yet.",
     ).tag(config=True)
 
+    @default("cmd")
+    def _light_singleuser(self):
+        if self.defer_hub_imports:
+            return [sys.executable, "-m", LIGHT_SINGLEUSER]
+        return super()._singleuser_in_this_environment()
+
     @default("args")
     def _light_args(self):
-        return server_extension_args(self.server_extensions)
+        lab = [f"--LabApp.extension_manager={self.lab_extension_manager}"] if self.lab_extension_manager else []
+        return server_extension_args(self.server_extensions) + lab
 
     async def _start_in_turn(self):
         host, port = await super()._start_in_turn()

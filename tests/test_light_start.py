@@ -9,8 +9,12 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
+import httpx
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "spawner" / "start_shims"))
 
 from spawner.light_start import (
     SHIMS_DIR, SKIPPED_SERVER_EXTENSIONS, StartLine, server_extension_args, wait_listening, with_shims,
@@ -109,3 +113,133 @@ def test_wait_listening_returns_when_the_port_listens_and_fails_when_the_server_
         return waited
 
     assert 0.15 < asyncio.run(scenario()) < 2
+
+
+# -- the server started without the hub's own server code (spawner/start_shims/light_singleuser.py)
+
+LIGHT_ALLIANCE = """
+name: Light start test alliance
+tiers: {county: {weight: 2}}
+pools:
+  - {id: uni-a, gpus: 1, simulated: true}
+profiles:
+  - {id: cpu, display_name: CPU only, gpu: none, max_minutes: 60}
+schools:
+  - {id: c01, tier: county, students: [c01-s1]}
+"""
+# The server reports its activity to the hub every 2 s (JupyterHub's default: every 5 minutes).
+LIGHT_HUB_CONFIG = {"LocalQuotaSpawner": {"environment": {"JUPYTERHUB_ACTIVITY_INTERVAL": "2"}}}
+# Loaded only when SQLAlchemy's package itself runs (its engine), never for sqlalchemy.exc alone.
+SQLALCHEMY_ENGINE = "sqlalchemy/engine/_"
+
+
+def _server_process(stack, user: str) -> int:
+    from hub.config import cgroup_parent_for
+    from spawner.cgroups import WorkspaceCgroup
+    from spawner.local import cgroup_name
+
+    for pid in WorkspaceCgroup(cgroup_name(user), cgroup_parent_for(stack.data_dir)).pids():
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"light_singleuser" in command:
+            return pid
+    raise AssertionError(f"no light_singleuser process in {user}'s workspace")
+
+
+@pytest.mark.slow
+def test_a_workspace_without_the_hubs_server_code_serves_opens_terminals_and_reports_activity(tmp_path):
+    from tests.hub_client import log_in, run_in_terminal, wait_for
+    from tests.stack import running_stack
+
+    with running_stack(tmp_path, LIGHT_ALLIANCE, LIGHT_HUB_CONFIG) as stack:
+        student = log_in(stack, "c01-s1")
+        assert student.start("cpu").get("ready"), stack.log_tail()
+        assert student.server()["ready"]  # the hub sees it ready
+        pid = _server_process(stack, "c01-s1")
+
+        # It serves the API (the hub's token check of a request) and a terminal runs a command.
+        status = httpx.get(f"{student.url}/user/c01-s1/api/status",
+                           headers={"Authorization": f"token {student.token}"}, timeout=30)
+        assert status.status_code == 200 and "kernels" in status.json()
+        assert run_in_terminal(student, "echo light > light.txt", "light.txt").strip() == "light"
+
+        # Its activity reports arrive at the hub (the server's own POST, not the proxy's traffic).
+        def reported():
+            return "200 POST /hub/api/users/c01-s1/activity" in stack.log_path.read_text()
+        wait_for(reported, 30, "the workspace's activity report at the hub")
+
+        log = stack.log_path.read_text()
+        assert "[light_singleuser]" not in log  # neither fell back nor imported the deferred modules
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert SQLALCHEMY_ENGINE not in maps  # still deferred after serving all that
+        student.stop()
+
+
+def _run_light(code: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = with_shims({**os.environ, **(env_extra or {})})
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_installed_jupyterhub_is_checked_and_its_digest_memo_is_true():
+    import light_singleuser
+    from jupyterhub import __file__ as hub_init
+
+    package = Path(hub_init).parent
+    assert light_singleuser.plan_from_sources(package) is None
+    assert light_singleuser.sources_digest(package) in light_singleuser.CHECKED_DIGESTS
+
+
+def test_a_jupyterhub_whose_names_differ_falls_back_to_the_normal_import(tmp_path):
+    import shutil
+
+    import light_singleuser
+    from jupyterhub import __file__ as hub_init
+
+    copy = tmp_path / "jupyterhub"
+    shutil.copytree(Path(hub_init).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    log = copy / "log.py"
+    log.write_text(log.read_text().replace("from .handlers.pages import HealthCheckHandler",
+                                           "from .handlers.pages import HealthCheckHandler, PrefixRedirectHandler"))
+    why = light_singleuser.plan(copy)
+    assert why is not None and "log.py" in why
+    probe = (f"import sys, light_singleuser as l; from pathlib import Path; l.import_singleuser(Path({str(copy)!r})); "
+             "print(type(sys.modules['sqlalchemy']).__name__, 'jupyterhub.handlers.base' in sys.modules)")
+    done = _run_light(probe)
+    assert done.returncode == 0, done.stderr
+    assert "normal import of jupyterhub.singleuser" in done.stderr and "log.py" in done.stderr
+    assert done.stdout.split() == ["module", "True"]  # the hub's modules imported as usual
+
+
+def test_a_failing_deferred_import_falls_back_and_the_server_module_still_imports():
+    probe = ("import sys, light_singleuser as l; l.DEFERRED = l.DEFERRED + ('no_such_module_here',); "
+             "s = l.import_singleuser(); print(s.__name__, type(sys.modules['sqlalchemy']).__name__)")
+    done = _run_light(probe)
+    assert done.returncode == 0, done.stderr
+    assert "the deferred import failed" in done.stderr
+    assert done.stdout.split() == ["jupyterhub.singleuser", "module"]
+
+
+def test_deferred_modules_run_when_used_and_the_hub_itself_still_imports():
+    probe = ("import sys, light_singleuser as l; l.import_singleuser(); "
+             "import jupyterhub.log as log, jupyterhub.utils as u; "
+             "print(sorted(l._WAITING)); "
+             "import jupyterhub.app, sqlalchemy, sqlalchemy.exc, jupyterhub.handlers.pages as pages; "
+             "print(u.SQLAlchemyError is sqlalchemy.exc.SQLAlchemyError, issubclass(pages.HealthCheckHandler, "
+             "log.HealthCheckHandler), isinstance(object(), log.HealthCheckHandler), sorted(l._WAITING), "
+             "sqlalchemy.create_engine('sqlite://').dialect.name)")
+    done = _run_light(probe)
+    assert done.returncode == 0, done.stderr
+    waiting, used = done.stdout.strip().splitlines()
+    assert waiting == str(sorted(["sqlalchemy", "jupyterhub.orm", "jupyterhub.roles", "jupyterhub.handlers",
+                                  "jupyterhub.handlers.pages"]))
+    assert used == "True True False [] sqlite"
+
+
+def test_jupyterlab_gets_no_yarn_configuration_run_in_the_server():
+    probe = ("import light_singleuser as l; print(l.without_yarn_config()); import logging, jupyterlab.commands as c; "
+             "print(c.AppOptions(logger=logging.getLogger('t')).registry)")
+    done = _run_light(probe)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["None", "https://registry.yarnpkg.com"]
